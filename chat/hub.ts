@@ -1,0 +1,127 @@
+/**
+ * The hub: rooms by name, created on first join and removed when their last member leaves.
+ *
+ * @module
+ */
+import type { ChatMessage } from "../storage/repository.ts";
+import type { Channel } from "./channel.ts";
+import { Client, type ClientOwner, type OutboxLimits, type Transport } from "./client.ts";
+import type { Logger } from "../log/logger.ts";
+import { CLOSE_CODES, type CloseCode, type ErrorCode } from "./protocol.ts";
+import { Room } from "./room.ts";
+
+/** Options of {@linkcode Hub}. */
+export interface HubOptions {
+  /** Bounds of each client's outbox. */
+  readonly outbox: OutboxLimits;
+  /** Events that may wait in each room's inbox. */
+  readonly roomInboxLimit: number;
+  /** Every broadcast message is also offered here, to be stored. */
+  readonly persistQueue: Channel<ChatMessage>;
+  readonly logger: Logger;
+}
+
+/**
+ * Owns the rooms and the clients in them.
+ *
+ * @example
+ * ```ts
+ * const hub = new Hub({ outbox: { frames: 256, bytes: 1 << 20 }, roomInboxLimit: 4096, persistQueue, logger });
+ * const client = hub.join({ room: "general", user: "ann" }, transport);
+ * client.receive("hello");
+ * await hub.close();
+ * ```
+ */
+export class Hub implements ClientOwner {
+  readonly #options: HubOptions;
+  readonly #rooms = new Map<string, Room>();
+  readonly #clients = new Set<Client>();
+  readonly #retired = new Set<Promise<void>>();
+  #nextClientId = 1;
+  #closing = false;
+
+  constructor(options: HubOptions) {
+    this.#options = options;
+  }
+
+  /** Rooms that have at least one member. */
+  get roomCount(): number {
+    return this.#rooms.size;
+  }
+
+  /** Connected clients. */
+  get clientCount(): number {
+    return this.#clients.size;
+  }
+
+  /**
+   * Adds a connection to a room, creating the room on first join. After {@linkcode Hub.close}
+   * the connection is closed with 1001 at once.
+   */
+  join(identity: { readonly room: string; readonly user: string }, transport: Transport): Client {
+    const client = new Client(
+      { id: this.#nextClientId++, room: identity.room, user: identity.user },
+      transport,
+      { owner: this, limits: this.#options.outbox },
+    );
+    if (this.#closing) {
+      client.disconnect(CLOSE_CODES.goingAway);
+      return client;
+    }
+    this.#clients.add(client);
+    let room = this.#rooms.get(identity.room);
+    if (!room) {
+      room = new Room(identity.room, {
+        inboxLimit: this.#options.roomInboxLimit,
+        persistQueue: this.#options.persistQueue,
+      });
+      this.#rooms.set(identity.room, room);
+    }
+    room.join(client);
+    this.#options.logger.debug("client.joined", { client: client.id, room: room.name });
+    return client;
+  }
+
+  /** @internal Called by a client with a validated message. */
+  submit(client: Client, content: string): ErrorCode | undefined {
+    const room = this.#rooms.get(client.room);
+    if (!room || !room.submit(client, content)) return "room_busy";
+    return undefined;
+  }
+
+  /** @internal Called by a client exactly once, when it is gone. */
+  release(client: Client, close: CloseCode | undefined): void {
+    if (!this.#clients.delete(client)) return;
+    const fields = { client: client.id, room: client.room, code: close?.code };
+    if (close === CLOSE_CODES.slowConsumer) this.#options.logger.info("client.cut_off", fields);
+    else this.#options.logger.debug("client.left", fields);
+    const room = this.#rooms.get(client.room);
+    if (!room) return;
+    room.leave(client);
+    if (room.memberCount === 0) {
+      // Decided here, synchronously, so a join that comes next creates a fresh room instead of
+      // joining one whose loop is ending.
+      this.#rooms.delete(room.name);
+      room.close();
+      this.#retire(room.done);
+    }
+    this.#retire(client.done);
+  }
+
+  /**
+   * Closes every connection with 1001, lets every room handle what it had accepted (so every
+   * accepted message reaches the persistence queue) and waits for every writer to flush.
+   */
+  async close(): Promise<void> {
+    this.#closing = true;
+    for (const client of [...this.#clients]) client.disconnect(CLOSE_CODES.goingAway);
+    while (this.#retired.size > 0) await Promise.all([...this.#retired]);
+  }
+
+  #retire(task: Promise<void>): void {
+    this.#retired.add(task);
+    const forget = () => this.#retired.delete(task);
+    // A failed task stays visible: close() awaits it before it is forgotten.
+    task.then(forget, forget);
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Protocol v1: the frames the server sends, and the one table of error and close codes.
+ * See docs/protocol.md for the wire format.
+ *
+ * @module
+ */
+import type { ChatMessage } from "../storage/repository.ts";
+
+/** Protocol version announced in `welcome`. */
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * Every `error` frame code with its human-readable message. A client that gets one of these
+ * stays connected.
+ */
+export const PROTOCOL_ERRORS = {
+  binary_frame: "binary frames are not supported; send text",
+  invalid_frame: 'a JSON object frame needs "type":"message" and a string "content"',
+  unknown_type: 'unknown frame type; the only client frame type is "message"',
+  empty_content: "message content is empty after trimming",
+  content_too_long: "message content is longer than the server allows",
+  invalid_text: "message content contains a NUL character or invalid Unicode",
+  room_busy: "the room is receiving more messages than it can process; try again shortly",
+  backlog: "the server cannot store more messages right now; the message was not sent",
+} as const;
+
+/** A stable `error` frame code. */
+export type ErrorCode = keyof typeof PROTOCOL_ERRORS;
+
+/** WebSocket close codes the server uses, with the reason text sent along. */
+export const CLOSE_CODES = {
+  /** The server is shutting down. */
+  goingAway: { code: 1001, reason: "server shutting down" },
+  /** The client did not read its frames fast enough. */
+  slowConsumer: { code: 1013, reason: "slow consumer: too many frames waiting to be sent" },
+} as const;
+
+/** A close the server initiates. */
+export type CloseCode = typeof CLOSE_CODES[keyof typeof CLOSE_CODES];
+
+/** A frame the client sent, already validated at the edge. */
+export type InboundFrame = { readonly type: "message"; readonly content: string };
+
+/** Presence event kinds. */
+export type PresenceEvent = "join" | "leave";
+
+/** Frames the server sends, tagged by `type`. */
+export type ServerFrame =
+  | {
+    readonly type: "welcome";
+    readonly protocol: number;
+    readonly room: string;
+    readonly user: string;
+    readonly members: readonly string[];
+  }
+  | ({ readonly type: "message" } & ChatMessage)
+  | {
+    readonly type: "presence";
+    readonly event: PresenceEvent;
+    readonly room: string;
+    readonly user: string;
+    readonly members: readonly string[];
+  }
+  | { readonly type: "error"; readonly code: ErrorCode; readonly message: string };
+
+/** Encodes a server frame; called once per broadcast, never per recipient. */
+export function encodeFrame(frame: ServerFrame): string {
+  return JSON.stringify(frame);
+}
+
+/** Encodes a stored message as a `message` frame. */
+export function encodeMessage(message: ChatMessage): string {
+  return encodeFrame({
+    type: "message",
+    id: message.id,
+    room: message.room,
+    sender: message.sender,
+    content: message.content,
+    timestamp: message.timestamp,
+  });
+}
+
+/** `error` frames, encoded once at start-up since they never vary. */
+export const ERROR_FRAMES: Readonly<Record<ErrorCode, string>> = Object.freeze(
+  Object.fromEntries(
+    Object.entries(PROTOCOL_ERRORS).map(([code, message]) => [
+      code,
+      encodeFrame({ type: "error", code: code as ErrorCode, message }),
+    ]),
+  ) as Record<ErrorCode, string>,
+);

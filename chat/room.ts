@@ -1,0 +1,190 @@
+/**
+ * A room: one loop that owns its membership and fans every message out to every member.
+ *
+ * @module
+ */
+import { v7 as uuidv7 } from "uuid";
+import type { ChatMessage } from "../storage/repository.ts";
+import { Channel, ChannelClosedError } from "./channel.ts";
+import type { Client } from "./client.ts";
+import {
+  CLOSE_CODES,
+  encodeFrame,
+  encodeMessage,
+  type PresenceEvent,
+  PROTOCOL_VERSION,
+} from "./protocol.ts";
+
+/** Events a room's loop handles, in the order they were accepted. */
+type RoomEvent =
+  | { readonly type: "join"; readonly client: Client }
+  | { readonly type: "leave"; readonly client: Client }
+  | { readonly type: "message"; readonly client: Client; readonly content: string };
+
+/** Options of {@linkcode Room}. */
+export interface RoomOptions {
+  /** Events (mostly messages) that may wait for the room's loop. */
+  readonly inboxLimit: number;
+  /** Where every broadcast message also goes, to be stored. Never awaited. */
+  readonly persistQueue: Channel<ChatMessage>;
+}
+
+/** How many queued events the loop handles per wake-up. */
+const EVENTS_PER_TURN = 256;
+
+/**
+ * Serialises everything that happens in one room through its inbox, so every member sees the
+ * same frames in the same order. Joins and leaves wait for room in the inbox (there are at most
+ * two per connection); messages never wait: a full inbox refuses them.
+ *
+ * @example
+ * ```ts
+ * const room = new Room("general", { inboxLimit: 4096, persistQueue });
+ * room.join(client);
+ * room.submit(client, "hello");
+ * room.close();
+ * await room.done;
+ * ```
+ */
+export class Room {
+  /** Room name. */
+  readonly name: string;
+  /** Resolves when the loop has handled every accepted event after {@linkcode Room.close}. */
+  readonly done: Promise<void>;
+  readonly #inbox: Channel<RoomEvent>;
+  readonly #persistQueue: Channel<ChatMessage>;
+  readonly #members = new Set<Client>();
+  #pendingMembers = 0;
+
+  constructor(name: string, options: RoomOptions) {
+    this.name = name;
+    this.#inbox = new Channel(options.inboxLimit);
+    this.#persistQueue = options.persistQueue;
+    this.done = this.#run();
+  }
+
+  /** Clients joined and not yet left, counted when they are queued rather than handled. */
+  get memberCount(): number {
+    return this.#pendingMembers;
+  }
+
+  /** Queues a client's arrival; it gets `welcome`, the others `presence` join. */
+  join(client: Client): void {
+    this.#pendingMembers++;
+    this.#inbox.send({ type: "join", client }).catch(ignoreClosed);
+  }
+
+  /** Queues a client's departure; the others get `presence` leave. */
+  leave(client: Client): void {
+    this.#pendingMembers--;
+    this.#inbox.send({ type: "leave", client }).catch(ignoreClosed);
+  }
+
+  /** Queues a message for broadcast. @returns `false` if the inbox is full. */
+  submit(client: Client, content: string): boolean {
+    return this.#inbox.trySend({ type: "message", client, content });
+  }
+
+  /** Accepts no more events; those already queued are still handled. */
+  close(): void {
+    this.#inbox.close();
+  }
+
+  async #run(): Promise<void> {
+    const events: RoomEvent[] = [];
+    for (;;) {
+      try {
+        events.push(await this.#inbox.receive());
+      } catch (error) {
+        if (error instanceof ChannelClosedError) return;
+        throw error;
+      }
+      this.#inbox.drainInto(events, EVENTS_PER_TURN - 1);
+      for (const event of events) this.#handle(event);
+      events.length = 0;
+    }
+  }
+
+  #handle(event: RoomEvent): void {
+    switch (event.type) {
+      case "message":
+        return this.#broadcast(event.client, event.content);
+      case "join":
+        return this.#add(event.client);
+      case "leave":
+        return this.#remove(event.client);
+    }
+  }
+
+  #broadcast(sender: Client, content: string): void {
+    const id = uuidv7();
+    const message: ChatMessage = {
+      id,
+      room: this.name,
+      sender: sender.user,
+      content,
+      timestamp: new Date(timeOfUuidv7(id)).toISOString(),
+    };
+    // Queue for storage first: a message the store cannot take is not shown to anyone, so every
+    // message anyone saw is one that will be stored.
+    if (!this.#persistQueue.trySend(message)) return sender.reject("backlog");
+    this.#fanOut(encodeMessage(message));
+  }
+
+  #add(client: Client): void {
+    if (!client.connected) return; // left before its join was handled
+    this.#members.add(client);
+    const members = this.#memberNames();
+    client.offer(encodeFrame({
+      type: "welcome",
+      protocol: PROTOCOL_VERSION,
+      room: this.name,
+      user: client.user,
+      members,
+    }));
+    this.#announce("join", client, members);
+  }
+
+  #remove(client: Client): void {
+    if (!this.#members.delete(client)) return;
+    this.#announce("leave", client, this.#memberNames());
+  }
+
+  #announce(event: PresenceEvent, client: Client, members: string[]): void {
+    const frame = encodeFrame({
+      type: "presence",
+      event,
+      room: this.name,
+      user: client.user,
+      members,
+    });
+    this.#fanOut(frame, client);
+  }
+
+  /** Hands one encoded frame to every member; a member whose outbox is full is cut off. */
+  #fanOut(frame: string, except?: Client): void {
+    let behind: Client[] | undefined;
+    for (const member of this.#members) {
+      if (member !== except && !member.offer(frame)) (behind ??= []).push(member);
+    }
+    // Cut off after the loop, so the presence leave this causes follows the frame in order.
+    if (behind) { for (const member of behind) member.disconnect(CLOSE_CODES.slowConsumer); }
+  }
+
+  /** Distinct user names present, sorted: a user with two tabs is listed once. */
+  #memberNames(): string[] {
+    const names = new Set<string>();
+    for (const member of this.#members) names.add(member.user);
+    return [...names].sort();
+  }
+}
+
+/** Milliseconds since the epoch encoded in the first 48 bits of a UUIDv7. */
+function timeOfUuidv7(id: string): number {
+  return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
+
+function ignoreClosed(error: unknown): void {
+  // A join or leave refused because the room closed: the room is gone, there is nothing to tell.
+  if (!(error instanceof ChannelClosedError)) throw error;
+}

@@ -1,0 +1,56 @@
+/**
+ * Entry point: reads the configuration, picks the store, starts the server, handles signals.
+ *
+ * @module
+ */
+import { JsonLogger } from "./log/logger.ts";
+import { ConfigError, configFromEnv } from "./server/config.ts";
+import { startChatServer } from "./server/chat_server.ts";
+import { MemoryStore } from "./storage/memory_store.ts";
+import type { MessageRepository } from "./storage/repository.ts";
+
+function fail(message: string, exitCode: number): never {
+  console.error(`error: ${message}`);
+  Deno.exit(exitCode);
+}
+
+function openStore(config: ReturnType<typeof configFromEnv>): MessageRepository {
+  if (config.databaseUrl !== undefined) {
+    // Never fall back to memory when the operator asked for a database.
+    fail("DATABASE_URL is set, but this build has no PostgreSQL store yet; unset it", 1);
+  }
+  return new MemoryStore({ maxPerRoom: config.memoryMaxPerRoom, maxRooms: config.memoryMaxRooms });
+}
+
+function main(): void {
+  let config;
+  try {
+    config = configFromEnv();
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message, 2);
+    throw error;
+  }
+  const logger = new JsonLogger({ level: config.logLevel });
+  const repository = openStore(config);
+  logger.info("store.selected", { store: repository.kind });
+  const server = startChatServer(config, { repository, logger });
+  logger.info("server.listening", { host: server.addr.hostname, port: server.addr.port });
+
+  let stopping = false;
+  const onSignal = async () => {
+    if (stopping) Deno.exit(1); // a second signal: the operator wants out now
+    stopping = true;
+    logger.info("server.stopping", {});
+    const report = await server.shutdown();
+    await repository.close();
+    if (report.unsaved > 0) {
+      console.error(`error: ${report.unsaved} messages could not be stored before shutdown`);
+    }
+    logger.info("server.stopped", { saved: report.saved, unsaved: report.unsaved });
+    Deno.exit(report.unsaved > 0 ? 1 : 0);
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+}
+
+if (import.meta.main) main();

@@ -1,0 +1,100 @@
+/**
+ * Wires a hub, its persistence pipeline and the HTTP server into one running chat server.
+ *
+ * @module
+ */
+import { batches } from "../chat/batches.ts";
+import { Channel } from "../chat/channel.ts";
+import { Hub } from "../chat/hub.ts";
+import type { Logger } from "../log/logger.ts";
+import { type PersistReport, PersistWorkers } from "../storage/persist_workers.ts";
+import type { ChatMessage, MessageRepository } from "../storage/repository.ts";
+import type { Config } from "./config.ts";
+import { createHandler } from "./routes.ts";
+
+/** What a running server offers its owner. */
+export interface ChatServer {
+  /** The address it listens on (the real port when `PORT=0`). */
+  readonly addr: Deno.NetAddr;
+  /**
+   * Stops accepting, closes every socket with 1001, stores what was queued within
+   * `SHUTDOWN_TIMEOUT`, and reports what it could not store. Calling it twice returns the
+   * same report.
+   */
+  shutdown(): Promise<PersistReport>;
+}
+
+/** What the server is given rather than builds. */
+export interface ChatServerDeps {
+  readonly repository: MessageRepository;
+  readonly logger: Logger;
+}
+
+const RETRY_BASE_MS = 50;
+const RETRY_MAX_MS = 5_000;
+
+/**
+ * Starts listening at once.
+ *
+ * @example
+ * ```ts
+ * const server = startChatServer(config, { repository: new MemoryStore(...), logger });
+ * // ...
+ * const { unsaved } = await server.shutdown();
+ * ```
+ */
+export function startChatServer(config: Config, deps: ChatServerDeps): ChatServer {
+  const { repository, logger } = deps;
+  const persistQueue = new Channel<ChatMessage>(config.persistQueueLimit);
+  const hub = new Hub({
+    outbox: { frames: config.outboxLimit, bytes: config.outboxLimitBytes },
+    roomInboxLimit: config.roomQueueLimit,
+    persistQueue,
+    logger,
+  });
+  const workers = new PersistWorkers(
+    repository,
+    batches(persistQueue, {
+      maxSize: config.persistBatchSize,
+      maxWaitMs: config.persistBatchWaitMs,
+    }),
+    {
+      workers: config.persistWorkers,
+      retryBaseMs: RETRY_BASE_MS,
+      retryMaxMs: RETRY_MAX_MS,
+      logger,
+    },
+  );
+  let draining = false;
+  const http = Deno.serve(
+    {
+      port: config.port,
+      hostname: config.host,
+      onListen: () => {},
+    },
+    createHandler({
+      hub,
+      repository,
+      logger,
+      maxContentChars: config.maxContentChars,
+      idleTimeoutMs: config.idleTimeoutMs,
+      draining: () => draining,
+    }),
+  );
+
+  let stopped: Promise<PersistReport> | undefined;
+  const shutdown = async (): Promise<PersistReport> => {
+    draining = true;
+    const deadline = AbortSignal.timeout(config.shutdownTimeoutMs);
+    const httpStopped = http.shutdown();
+    await hub.close();
+    persistQueue.close();
+    const report = await workers.stop(deadline);
+    await httpStopped;
+    return report;
+  };
+  return {
+    addr: http.addr,
+    shutdown: () => stopped ??= shutdown(),
+  };
+}

@@ -1,0 +1,209 @@
+/**
+ * Configuration: every environment variable the server reads, parsed once into a frozen object.
+ * The table below is the single source of truth for names, defaults and documentation.
+ *
+ * @module
+ */
+import { LOG_LEVELS } from "../log/logger.ts";
+
+/** A variable has a bad value; the message names it. Start-up exits with code 2. */
+export class ConfigError extends Error {
+  readonly code = "invalid_config";
+  /** The environment variable at fault. */
+  readonly variable: string;
+
+  constructor(variable: string, message: string) {
+    super(`${variable} ${message}`);
+    this.name = "ConfigError";
+    this.variable = variable;
+  }
+}
+
+interface VariableSpec<T> {
+  /** Environment variable name. */
+  readonly name: string;
+  /** Value used when the variable is unset or empty; `undefined` means "no value". */
+  readonly fallback: string | undefined;
+  /** One line for `--help` and the README. */
+  readonly doc: string;
+  /** Turns the raw string into the value, or returns an error text ("must be ..."). */
+  readonly parse: (raw: string) => T | ParseFailure;
+}
+
+class ParseFailure {
+  constructor(readonly message: string) {}
+}
+
+function integer(min: number, max: number): (raw: string) => number | ParseFailure {
+  return (raw) => {
+    const value = /^-?\d+$/.test(raw) ? Number(raw) : NaN;
+    return Number.isSafeInteger(value) && value >= min && value <= max
+      ? value
+      : new ParseFailure(`must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  };
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
+
+/** "250ms", "10s", "2m", or a bare number of seconds. */
+function duration(maxMs: number): (raw: string) => number | ParseFailure {
+  return (raw) => {
+    const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(raw.trim());
+    const ms = match ? Number(match[1]) * (DURATION_UNITS_MS[match[2] ?? "s"] ?? NaN) : NaN;
+    return Number.isFinite(ms) && ms >= 0 && ms <= maxMs ? Math.round(ms) : new ParseFailure(
+      `must be a duration such as "10s", "500ms" or "2m" (at most ${maxMs} ms), got ${
+        JSON.stringify(raw)
+      }`,
+    );
+  };
+}
+
+function oneOf<T extends string>(values: readonly T[]): (raw: string) => T | ParseFailure {
+  return (raw) =>
+    (values as readonly string[]).includes(raw)
+      ? raw as T
+      : new ParseFailure(`must be one of ${values.join(", ")}, got ${JSON.stringify(raw)}`);
+}
+
+function text(raw: string): string {
+  return raw;
+}
+
+function postgresUrl(raw: string): string | ParseFailure {
+  return /^postgres(ql)?:\/\//.test(raw)
+    ? raw
+    : new ParseFailure("must be a postgres:// or postgresql:// URL");
+}
+
+const MAX_COUNT = 10_000_000;
+
+/** Every variable the server reads, in the order `--help` lists them. */
+export const CONFIG_VARIABLES = {
+  port: {
+    name: "PORT",
+    fallback: "8080",
+    doc: "TCP port to listen on (0: any free port)",
+    parse: integer(0, 65535),
+  },
+  host: { name: "HOST", fallback: "0.0.0.0", doc: "interface to listen on", parse: text },
+  databaseUrl: {
+    name: "DATABASE_URL",
+    fallback: undefined,
+    doc: "PostgreSQL URL; unset: in-memory store",
+    parse: postgresUrl,
+  },
+  logLevel: {
+    name: "LOG_LEVEL",
+    fallback: "info",
+    doc: "debug, info, warn or error",
+    parse: oneOf(LOG_LEVELS),
+  },
+  outboxLimit: {
+    name: "OUTBOX_LIMIT",
+    fallback: "256",
+    doc: "frames that may wait for one client before it is cut off with 1013",
+    parse: integer(1, MAX_COUNT),
+  },
+  outboxLimitBytes: {
+    name: "OUTBOX_LIMIT_BYTES",
+    fallback: "1048576",
+    doc: "bytes that may wait in one client's socket before it is cut off with 1013",
+    parse: integer(1024, 1 << 30),
+  },
+  maxContentChars: {
+    name: "MAX_CONTENT_CHARS",
+    fallback: "4000",
+    doc: "longest message content, in characters, after trimming",
+    parse: integer(1, 1_000_000),
+  },
+  roomQueueLimit: {
+    name: "ROOM_QUEUE_LIMIT",
+    fallback: "4096",
+    doc: "messages that may wait for a room's loop; beyond: error room_busy",
+    parse: integer(1, MAX_COUNT),
+  },
+  memoryMaxPerRoom: {
+    name: "MEMORY_MAX_PER_ROOM",
+    fallback: "10000",
+    doc: "messages the in-memory store keeps per room",
+    parse: integer(1, MAX_COUNT),
+  },
+  memoryMaxRooms: {
+    name: "MEMORY_MAX_ROOMS",
+    fallback: "10000",
+    doc: "rooms the in-memory store keeps (least recently written forgotten first)",
+    parse: integer(1, MAX_COUNT),
+  },
+  persistWorkers: {
+    name: "PERSIST_WORKERS",
+    fallback: "4",
+    doc: "persistence workers writing batches concurrently",
+    parse: integer(1, 64),
+  },
+  persistBatchSize: {
+    name: "PERSIST_BATCH_SIZE",
+    fallback: "500",
+    doc: "messages per persistence batch at most",
+    parse: integer(1, 10_000),
+  },
+  persistBatchWaitMs: {
+    name: "PERSIST_BATCH_WAIT_MS",
+    fallback: "10",
+    doc: "how long a batch waits to fill, in milliseconds",
+    parse: integer(0, 10_000),
+  },
+  persistQueueLimit: {
+    name: "PERSIST_QUEUE_LIMIT",
+    fallback: "100000",
+    doc: "messages waiting to be stored at most; beyond: error backlog, not broadcast",
+    parse: integer(1, MAX_COUNT),
+  },
+  shutdownTimeoutMs: {
+    name: "SHUTDOWN_TIMEOUT",
+    fallback: "10s",
+    doc: "how long shutdown may take to store queued messages",
+    parse: duration(3_600_000),
+  },
+  idleTimeoutMs: {
+    name: "IDLE_TIMEOUT",
+    fallback: "60s",
+    doc: "a socket silent this long (no pong to pings) is closed; 0 disables",
+    parse: duration(3_600_000),
+  },
+} as const satisfies Record<string, VariableSpec<unknown>>;
+
+type Specs = typeof CONFIG_VARIABLES;
+type ValueOf<S> = S extends VariableSpec<infer T> ? Exclude<T, ParseFailure> : never;
+type FallbackOf<S> = S extends { fallback: undefined } ? undefined : never;
+
+/** The parsed configuration. Units are in the names where they matter. */
+export type Config = { readonly [K in keyof Specs]: ValueOf<Specs[K]> | FallbackOf<Specs[K]> };
+
+/**
+ * Parses an environment into a frozen {@linkcode Config}; an empty value counts as unset.
+ *
+ * @throws {ConfigError} naming the first variable with a bad value.
+ */
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const config: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(CONFIG_VARIABLES) as [string, VariableSpec<unknown>][]) {
+    const raw = env[spec.name] || spec.fallback;
+    if (raw === undefined) {
+      config[key] = undefined;
+      continue;
+    }
+    const value = spec.parse(raw);
+    if (value instanceof ParseFailure) throw new ConfigError(spec.name, value.message);
+    config[key] = value;
+  }
+  return Object.freeze(config) as Config;
+}
+
+/**
+ * Reads the process environment once.
+ *
+ * @throws {ConfigError} naming the first variable with a bad value.
+ */
+export function configFromEnv(): Config {
+  return parseConfig(Deno.env.toObject());
+}

@@ -1,0 +1,104 @@
+/**
+ * Parses query parameters of `/chat` and `/history` into typed values, at the edge.
+ *
+ * @module
+ */
+
+/** A request parameter is missing or bad; answered with HTTP 400 and this code. */
+export class BadRequestError extends Error {
+  /** Stable code for the JSON error body. */
+  readonly code: string;
+
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "BadRequestError";
+    this.code = code;
+  }
+}
+
+/** Who connects to which room. */
+export interface ChatParams {
+  readonly room: string;
+  readonly user: string;
+}
+
+/** Which page of history to read. */
+export interface HistoryParams {
+  readonly room: string;
+  readonly limit: number;
+  readonly before?: string;
+  readonly after?: string;
+}
+
+/** Page size bounds of `/history`. */
+export const HISTORY_LIMITS = { default: 50, max: 500 } as const;
+
+const ROOM_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+const MAX_USER_CHARS = 32;
+// Control, format (bidi overrides, zero-width), surrogate, private-use and unassigned code
+// points, and line/paragraph separators: nothing a name needs, several things a spoofer wants.
+const NON_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u;
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * @throws {BadRequestError} `invalid_room` or `invalid_user`.
+ */
+export function parseChatParams(query: URLSearchParams): ChatParams {
+  return { room: parseRoom(query), user: parseUser(query.get("u")) };
+}
+
+/**
+ * @throws {BadRequestError} `invalid_room`, `invalid_limit` or `invalid_cursor`.
+ */
+export function parseHistoryParams(query: URLSearchParams): HistoryParams {
+  const room = parseRoom(query);
+  const limit = parseLimit(query.get("limit"));
+  const before = parseCursor(query, "before");
+  const after = parseCursor(query, "after");
+  return { room, limit, ...(before && { before }), ...(after && { after }) };
+}
+
+function parseRoom(query: URLSearchParams): string {
+  const room = query.get("r");
+  if (room === null || !ROOM_PATTERN.test(room)) {
+    throw new BadRequestError(
+      "invalid_room",
+      "r must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'",
+    );
+  }
+  return room;
+}
+
+function parseUser(raw: string | null): string {
+  const user = raw?.trim() ?? "";
+  let length = 0;
+  for (const _ of user) length++;
+  if (length < 1 || length > MAX_USER_CHARS || NON_PRINTABLE.test(user)) {
+    throw new BadRequestError(
+      "invalid_user",
+      `u must be 1 to ${MAX_USER_CHARS} printable characters after trimming`,
+    );
+  }
+  return user;
+}
+
+function parseLimit(raw: string | null): number {
+  if (raw === null) return HISTORY_LIMITS.default;
+  const limit = /^\d{1,4}$/.test(raw) ? Number(raw) : NaN;
+  if (!(limit >= 1 && limit <= HISTORY_LIMITS.max)) {
+    throw new BadRequestError(
+      "invalid_limit",
+      `limit must be an integer from 1 to ${HISTORY_LIMITS.max}`,
+    );
+  }
+  return limit;
+}
+
+function parseCursor(query: URLSearchParams, name: "before" | "after"): string | undefined {
+  const raw = query.get(name);
+  if (raw === null) return undefined;
+  if (!UUID_PATTERN.test(raw)) {
+    throw new BadRequestError("invalid_cursor", `${name} must be a message id (a UUID)`);
+  }
+  return raw.toLowerCase();
+}

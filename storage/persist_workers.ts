@@ -1,0 +1,129 @@
+/**
+ * A pool of workers that write batches of messages to a repository, retrying failed batches.
+ *
+ * @module
+ */
+import type { Logger } from "../log/logger.ts";
+import type { ChatMessage, MessageRepository } from "./repository.ts";
+
+/** Options of {@linkcode PersistWorkers}. */
+export interface PersistWorkersOptions {
+  /** Workers saving concurrently. */
+  readonly workers: number;
+  /** First retry delay after a failed batch; doubled per attempt. */
+  readonly retryBaseMs: number;
+  /** Cap of the retry delay. */
+  readonly retryMaxMs: number;
+  readonly logger: Logger;
+}
+
+/** What the workers did by the time they stopped. */
+export interface PersistReport {
+  /** Messages written. */
+  readonly saved: number;
+  /** Messages given up on because the deadline of {@linkcode PersistWorkers.stop} passed. */
+  readonly unsaved: number;
+}
+
+/**
+ * Takes batches from a shared source and saves each with capped exponential backoff until it
+ * succeeds. The source ends when its producer closes it; the workers then finish by themselves.
+ *
+ * @example
+ * ```ts
+ * const workers = new PersistWorkers(store, batches, { workers: 4, retryBaseMs: 50, retryMaxMs: 5000, logger });
+ * // ... producer closes the source ...
+ * const report = await workers.stop(AbortSignal.timeout(10_000));
+ * ```
+ */
+export class PersistWorkers {
+  readonly #repository: MessageRepository;
+  readonly #options: PersistWorkersOptions;
+  readonly #giveUp = new AbortController();
+  readonly #done: Promise<void>;
+  #saved = 0;
+  #unsaved = 0;
+
+  constructor(
+    repository: MessageRepository,
+    batches: AsyncIterable<readonly ChatMessage[]>,
+    options: PersistWorkersOptions,
+  ) {
+    this.#repository = repository;
+    this.#options = options;
+    const running: Promise<void>[] = [];
+    for (let i = 0; i < options.workers; i++) running.push(this.#work(batches));
+    this.#done = Promise.all(running).then(() => {});
+  }
+
+  /** Messages written so far. */
+  get saved(): number {
+    return this.#saved;
+  }
+
+  /**
+   * Waits for the source to end and every batch to be written. When `deadline` aborts first,
+   * batches still failing or not yet taken are counted as unsaved instead of retried.
+   */
+  async stop(deadline: AbortSignal): Promise<PersistReport> {
+    const giveUp = () => this.#giveUp.abort();
+    if (deadline.aborted) giveUp();
+    deadline.addEventListener("abort", giveUp, { once: true });
+    try {
+      await this.#done;
+    } finally {
+      deadline.removeEventListener("abort", giveUp);
+    }
+    return { saved: this.#saved, unsaved: this.#unsaved };
+  }
+
+  async #work(batches: AsyncIterable<readonly ChatMessage[]>): Promise<void> {
+    for await (const batch of batches) {
+      if (this.#giveUp.signal.aborted) {
+        this.#unsaved += batch.length;
+        continue;
+      }
+      await this.#saveWithRetry(batch);
+    }
+  }
+
+  async #saveWithRetry(batch: readonly ChatMessage[]): Promise<void> {
+    const { retryBaseMs, retryMaxMs, logger } = this.#options;
+    for (let attempt = 1;; attempt++) {
+      try {
+        await this.#repository.saveBatch(batch);
+        this.#saved += batch.length;
+        return;
+      } catch (error) {
+        const delayMs = Math.min(retryMaxMs, retryBaseMs * 2 ** (attempt - 1));
+        logger.warn("persist.batch_failed", {
+          store: this.#repository.kind,
+          messages: batch.length,
+          attempt,
+          retryInMs: delayMs,
+          error: error instanceof Error ? error.message : String(error),
+        });
+        if (!(await pause(delayMs, this.#giveUp.signal))) {
+          this.#unsaved += batch.length;
+          return;
+        }
+      }
+    }
+  }
+}
+
+/** Waits `ms`; resolves `false` early if `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
