@@ -134,12 +134,16 @@ export class Client {
         throw error;
       }
       this.#outbox.drainInto(batch, Infinity);
-      for (const frame of batch) this.#transport.send(frame);
-      batch.length = 0;
+      // Measured before this batch is written: what is still buffered then is what the peer has
+      // not taken since the last turn, whereas right after a write every batch looks like a backlog.
       if (this.#transport.bufferedAmount > this.#maxBufferedBytes && !this.#gone) {
         this.#closeWith = CLOSE_CODES.slowConsumer;
         this.#leave();
       }
+      if (this.#closeWith !== CLOSE_CODES.slowConsumer) {
+        for (const frame of batch) this.#transport.send(frame);
+      }
+      batch.length = 0;
     }
     if (this.#closeWith) this.#transport.close(this.#closeWith.code, this.#closeWith.reason);
   }
