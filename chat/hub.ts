@@ -84,6 +84,7 @@ export class Hub implements ClientOwner {
 
   /** @internal Called by a client with a validated message. */
   submit(client: Client, content: string): ErrorCode | undefined {
+    if (this.#closing) return "shutting_down";
     const room = this.#rooms.get(client.room);
     if (!room || !room.submit(client, content)) return "room_busy";
     return undefined;
@@ -109,11 +110,15 @@ export class Hub implements ClientOwner {
   }
 
   /**
-   * Closes every connection with 1001, lets every room handle what it had accepted (so every
-   * accepted message reaches the persistence queue) and waits for every writer to flush.
+   * Stops taking messages, lets every room broadcast what it had accepted (so every accepted
+   * message reaches its members and the persistence queue), then closes every connection with
+   * 1001 once its outbox is flushed.
    */
   async close(): Promise<void> {
     this.#closing = true;
+    const rooms = [...this.#rooms.values()];
+    for (const room of rooms) room.close();
+    await Promise.all(rooms.map((room) => room.done));
     for (const client of [...this.#clients]) client.disconnect(CLOSE_CODES.goingAway);
     while (this.#retired.size > 0) await Promise.all([...this.#retired]);
   }

@@ -22,6 +22,7 @@ export const PROTOCOL_ERRORS = {
   invalid_text: "message content contains a NUL character or invalid Unicode",
   room_busy: "the room is receiving more messages than it can process; try again shortly",
   backlog: "the server cannot store more messages right now; the message was not sent",
+  shutting_down: "the server is shutting down; the message was not sent",
 } as const;
 
 /** A stable `error` frame code. */

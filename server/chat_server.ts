@@ -10,6 +10,7 @@ import type { Logger } from "../log/logger.ts";
 import { type PersistReport, PersistWorkers } from "../storage/persist_workers.ts";
 import type { ChatMessage, MessageRepository } from "../storage/repository.ts";
 import type { Config } from "./config.ts";
+import { OpenSockets } from "./open_sockets.ts";
 import { createHandler } from "./routes.ts";
 
 /** What a running server offers its owner. */
@@ -32,6 +33,8 @@ export interface ChatServerDeps {
 
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 5_000;
+/** How long shutdown waits for peers to answer the 1001 close frame. */
+const CLOSE_HANDSHAKE_MS = 2_000;
 
 /**
  * Starts listening at once.
@@ -65,6 +68,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
       logger,
     },
   );
+  const sockets = new OpenSockets();
   let draining = false;
   const http = Deno.serve(
     {
@@ -74,6 +78,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     },
     createHandler({
       hub,
+      sockets,
       repository,
       logger,
       maxContentChars: config.maxContentChars,
@@ -86,8 +91,12 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   const shutdown = async (): Promise<PersistReport> => {
     draining = true;
     const deadline = AbortSignal.timeout(config.shutdownTimeoutMs);
-    const httpStopped = http.shutdown();
+    // New sockets are refused from here on (draining). The hub closes the open ones itself,
+    // after their rooms broadcast what they accepted: Deno's own shutdown would close them
+    // with 1001 at once, cutting that short.
     await hub.close();
+    await sockets.allClosed(AbortSignal.any([deadline, AbortSignal.timeout(CLOSE_HANDSHAKE_MS)]));
+    const httpStopped = http.shutdown();
     persistQueue.close();
     const report = await workers.stop(deadline);
     await httpStopped;

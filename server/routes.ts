@@ -8,12 +8,14 @@ import type { Logger } from "../log/logger.ts";
 import type { MessageRepository } from "../storage/repository.ts";
 import clientHtml from "../static/client.html" with { type: "text" };
 import { jsonError, jsonResponse } from "./http_response.ts";
+import type { OpenSockets } from "./open_sockets.ts";
 import { BadRequestError, parseChatParams, parseHistoryParams } from "./request_params.ts";
 import { attachChatSocket } from "./websocket_transport.ts";
 
 /** What the routes need. */
 export interface RouteDeps {
   readonly hub: Hub;
+  readonly sockets: OpenSockets;
   readonly repository: MessageRepository;
   readonly logger: Logger;
   readonly maxContentChars: number;
@@ -70,6 +72,7 @@ function chat(request: Request, url: URL, deps: RouteDeps): Response {
   const { socket, response } = Deno.upgradeWebSocket(request, {
     idleTimeout: Math.ceil(deps.idleTimeoutMs / 1000),
   });
+  deps.sockets.add(socket);
   attachChatSocket(socket, params, { hub: deps.hub, maxContentChars: deps.maxContentChars });
   return response;
 }

@@ -76,6 +76,19 @@ export class TestSocket {
     return frames;
   }
 
+  /** Every frame until the server closes the socket, and how it closed it. */
+  async untilClosed(
+    timeoutMs = DEFAULT_TIMEOUT_MS,
+  ): Promise<{ frames: Frame[]; close: CloseInfo }> {
+    const signal = AbortSignal.timeout(timeoutMs);
+    const frames: Frame[] = [];
+    for (;;) {
+      frames.push(...this.#frames.splice(0));
+      if (this.socket.readyState === WebSocket.CLOSED) return { frames, close: await this.closed };
+      await this.#wait(signal);
+    }
+  }
+
   /** Closes from the client side and waits for the close to complete. */
   async close(): Promise<CloseInfo> {
     if (

@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import { Channel } from "../../chat/channel.ts";
+import type { Transport } from "../../chat/client.ts";
+import { Hub } from "../../chat/hub.ts";
+import { silentLogger } from "../../log/logger.ts";
+import type { ChatMessage } from "../../storage/repository.ts";
+
+/** A transport double that records frames and the close it was given. */
+class RecordingTransport implements Transport {
+  readonly frames: Record<string, unknown>[] = [];
+  closedWith: { code: number; reason: string } | undefined;
+  bufferedAmount = 0;
+
+  send(frame: string): void {
+    this.frames.push(JSON.parse(frame));
+  }
+
+  close(code: number, reason: string): void {
+    this.closedWith = { code, reason };
+  }
+
+  messages(): unknown[] {
+    return this.frames.filter((frame) => frame.type === "message").map((frame) => frame.content);
+  }
+}
+
+function newHub(
+  options: { outboxFrames?: number; persistLimit?: number; inboxLimit?: number } = {},
+) {
+  const persistQueue = new Channel<ChatMessage>(options.persistLimit ?? 10_000);
+  const hub = new Hub({
+    outbox: { frames: options.outboxFrames ?? 1_000, bytes: 1 << 20 },
+    roomInboxLimit: options.inboxLimit ?? 10_000,
+    persistQueue,
+    logger: silentLogger,
+  });
+  return { hub, persistQueue };
+}
+
+/** Lets queued loops run until nothing changes; microtasks only, no timers. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 50; i++) await Promise.resolve();
+}
+
+Deno.test("Room cuts off members whose outbox overflows in one turn; the room does not wait", async () => {
+  const { hub } = newHub({ outboxFrames: 4 });
+  const ann = new RecordingTransport();
+  const bob = new RecordingTransport();
+  const sender = hub.join({ room: "r", user: "ann" }, ann);
+  hub.join({ room: "r", user: "bob" }, bob);
+  await settle();
+  for (let i = 0; i < 3; i++) sender.receive(`m${i}`);
+  await settle();
+  assert.deepEqual(bob.messages(), ["m0", "m1", "m2"]);
+  assert.equal(bob.closedWith, undefined, "3 frames fit an outbox of 4");
+  // Ten messages handled in one room turn, before any writer runs: more than 4 frames wait.
+  for (let i = 3; i < 13; i++) sender.receive(`m${i}`);
+  await settle();
+  assert.deepEqual(bob.closedWith, {
+    code: 1013,
+    reason: "slow consumer: too many frames waiting to be sent",
+  });
+  assert.deepEqual(bob.messages(), ["m0", "m1", "m2"], "a cut-off client is written no more");
+  assert.equal(ann.closedWith?.code, 1013, "the same bound holds for the sender");
+  await hub.close();
+});
+
+Deno.test("Client is cut off once its transport buffers more bytes than allowed", async () => {
+  const { hub } = newHub();
+  const ann = new RecordingTransport();
+  const bob = new RecordingTransport();
+  const sender = hub.join({ room: "r", user: "ann" }, ann);
+  hub.join({ room: "r", user: "bob" }, bob);
+  await settle();
+  sender.receive("before");
+  await settle();
+  bob.bufferedAmount = (1 << 20) + 1; // the peer stopped reading
+  sender.receive("after");
+  sender.receive("later");
+  await settle();
+  assert.equal(bob.closedWith?.code, 1013);
+  assert.deepEqual(bob.messages(), ["before"], "nothing more is written to a cut-off client");
+  assert.deepEqual(ann.messages(), ["before", "after", "later"]);
+  assert.deepEqual(ann.frames.at(-1), {
+    type: "presence",
+    event: "leave",
+    room: "r",
+    user: "bob",
+    members: ["ann"],
+  });
+  await hub.close();
+});
+
+Deno.test("Room refuses a message with backlog when the persistence queue is full, and shows it to no one", async () => {
+  const { hub, persistQueue } = newHub({ persistLimit: 2 });
+  const ann = new RecordingTransport();
+  const bob = new RecordingTransport();
+  const sender = hub.join({ room: "r", user: "ann" }, ann);
+  hub.join({ room: "r", user: "bob" }, bob);
+  await settle();
+  for (const content of ["one", "two", "three"]) sender.receive(content);
+  await settle();
+  assert.deepEqual(ann.messages(), ["one", "two"]);
+  assert.deepEqual(bob.messages(), ["one", "two"]);
+  assert.deepEqual(ann.frames.at(-1), {
+    type: "error",
+    code: "backlog",
+    message: "the server cannot store more messages right now; the message was not sent",
+  });
+  assert.equal(persistQueue.size, 2);
+  const queued: ChatMessage[] = [];
+  persistQueue.drainInto(queued, Infinity);
+  assert.deepEqual(queued.map((message) => message.content), ["one", "two"]);
+  await hub.close();
+});
+
+Deno.test("Room refuses a message with room_busy when its inbox is full", async () => {
+  const { hub } = newHub({ inboxLimit: 3 });
+  const ann = new RecordingTransport();
+  const sender = hub.join({ room: "r", user: "ann" }, ann);
+  await settle();
+  for (let i = 0; i < 5; i++) sender.receive(`m${i}`);
+  await settle();
+  // The waiting loop takes the first message directly; three more fill the inbox.
+  assert.deepEqual(ann.messages(), ["m0", "m1", "m2", "m3"]);
+  const errors = ann.frames.filter((frame) => frame.type === "error");
+  assert.deepEqual(errors.map((frame) => frame.code), ["room_busy"]);
+  await hub.close();
+});
+
+Deno.test("Hub.close() closes every client with 1001 after flushing what was queued", async () => {
+  const { hub, persistQueue } = newHub();
+  const transports = [new RecordingTransport(), new RecordingTransport(), new RecordingTransport()];
+  const clients = transports.map((transport, i) =>
+    hub.join({ room: `r${i % 2}`, user: `u${i}` }, transport)
+  );
+  await settle();
+  clients[0]?.receive("last words");
+  await hub.close();
+  for (const transport of transports) assert.equal(transport.closedWith?.code, 1001);
+  assert.deepEqual(transports[0]?.messages(), ["last words"]);
+  assert.equal(persistQueue.size, 1, "an accepted message reached the persistence queue");
+  assert.equal(hub.clientCount, 0);
+  assert.equal(hub.roomCount, 0);
+  // After close, a newcomer is turned away at once.
+  const late = new RecordingTransport();
+  hub.join({ room: "r0", user: "late" }, late);
+  await settle();
+  assert.equal(late.closedWith?.code, 1001);
+});
+
+Deno.test("Room ids are strictly increasing and timestamps match them", async () => {
+  const { hub, persistQueue } = newHub({ persistLimit: 20_000 });
+  const sender = hub.join({ room: "r", user: "ann" }, new RecordingTransport());
+  await settle();
+  for (let i = 0; i < 5_000; i++) sender.receive(`m${i}`);
+  await settle();
+  const queued: ChatMessage[] = [];
+  persistQueue.drainInto(queued, Infinity);
+  assert.equal(queued.length, 5_000);
+  for (let i = 1; i < queued.length; i++) {
+    assert.ok((queued[i - 1]?.id ?? "") < (queued[i]?.id ?? ""), `id ${i} increases`);
+  }
+  const first = queued[0] as ChatMessage;
+  const ms = parseInt(first.id.slice(0, 8) + first.id.slice(9, 13), 16);
+  assert.equal(new Date(ms).toISOString(), first.timestamp);
+  await hub.close();
+});
