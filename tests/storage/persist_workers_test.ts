@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import { batches } from "../../chat/batches.ts";
+import { Channel } from "../../chat/channel.ts";
+import { silentLogger } from "../../log/logger.ts";
+import { PersistWorkers } from "../../storage/persist_workers.ts";
+import type { ChatMessage, HistoryQuery, MessageRepository } from "../../storage/repository.ts";
+
+function message(i: number): ChatMessage {
+  return {
+    id: `00000000-0000-7000-8000-${String(i).padStart(12, "0")}`,
+    room: "r",
+    sender: "s",
+    content: `m${i}`,
+    timestamp: new Date(0).toISOString(),
+  };
+}
+
+/** A store double that fails its first `failures` saves, then records. */
+class FlakyStore implements MessageRepository {
+  readonly kind = "flaky";
+  readonly saved: ChatMessage[] = [];
+  attempts = 0;
+  constructor(private failures: number) {}
+
+  saveBatch(messages: readonly ChatMessage[]): Promise<void> {
+    this.attempts++;
+    if (this.failures > 0) {
+      this.failures--;
+      return Promise.reject(new Error("database blip"));
+    }
+    this.saved.push(...messages);
+    return Promise.resolve();
+  }
+  history(_room: string, _query: HistoryQuery): Promise<ChatMessage[]> {
+    return Promise.resolve([]);
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const fastRetry = { retryBaseMs: 1, retryMaxMs: 4, logger: silentLogger };
+
+Deno.test("batches() groups queued values up to maxSize and ends on close", async () => {
+  const channel = new Channel<number>(100);
+  for (let i = 0; i < 12; i++) channel.trySend(i);
+  channel.close();
+  const seen: number[][] = [];
+  for await (const batch of batches(channel, { maxSize: 5, maxWaitMs: 0 })) seen.push(batch);
+  assert.deepEqual(seen, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]);
+});
+
+Deno.test("PersistWorkers saves every message in batches and reports the count", async () => {
+  const store = new FlakyStore(0);
+  const queue = new Channel<ChatMessage>(10_000);
+  const workers = new PersistWorkers(store, batches(queue, { maxSize: 500, maxWaitMs: 1 }), {
+    workers: 4,
+    ...fastRetry,
+  });
+  for (let i = 0; i < 2_000; i++) queue.trySend(message(i));
+  queue.close();
+  const report = await workers.stop(AbortSignal.timeout(5_000));
+  assert.deepEqual(report, { saved: 2_000, unsaved: 0 });
+  assert.equal(store.saved.length, 2_000);
+  assert.equal(new Set(store.saved.map((m) => m.id)).size, 2_000);
+  assert.ok(store.attempts <= 8, `2000 messages in batches of 500 took ${store.attempts} saves`);
+});
+
+Deno.test("PersistWorkers retries a failed batch until it is saved", async () => {
+  const store = new FlakyStore(3);
+  const queue = new Channel<ChatMessage>(100);
+  const workers = new PersistWorkers(store, batches(queue, { maxSize: 500, maxWaitMs: 0 }), {
+    workers: 1,
+    ...fastRetry,
+  });
+  for (let i = 0; i < 10; i++) queue.trySend(message(i));
+  queue.close();
+  const report = await workers.stop(AbortSignal.timeout(5_000));
+  assert.deepEqual(report, { saved: 10, unsaved: 0 });
+  assert.equal(store.attempts, 4);
+  assert.deepEqual(
+    store.saved.map((m) => m.content),
+    Array.from({ length: 10 }, (_, i) => `m${i}`),
+  );
+});
+
+Deno.test("PersistWorkers.stop() counts what it could not save once the deadline passes", async () => {
+  const store = new FlakyStore(Infinity);
+  const queue = new Channel<ChatMessage>(100);
+  const workers = new PersistWorkers(store, batches(queue, { maxSize: 3, maxWaitMs: 0 }), {
+    workers: 1,
+    ...fastRetry,
+  });
+  for (let i = 0; i < 10; i++) queue.trySend(message(i));
+  queue.close();
+  const deadline = new AbortController();
+  const stopping = workers.stop(deadline.signal);
+  deadline.abort();
+  assert.deepEqual(await stopping, { saved: 0, unsaved: 10 });
+});
