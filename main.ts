@@ -3,10 +3,11 @@
  *
  * @module
  */
-import { JsonLogger } from "./log/logger.ts";
-import { ConfigError, configFromEnv } from "./server/config.ts";
+import { JsonLogger, type Logger } from "./log/logger.ts";
+import { type Config, ConfigError, configFromEnv } from "./server/config.ts";
 import { startChatServer } from "./server/chat_server.ts";
 import { MemoryStore } from "./storage/memory_store.ts";
+import { DatabaseUnavailableError, PostgresStore } from "./storage/postgres_store.ts";
 import type { MessageRepository } from "./storage/repository.ts";
 
 function fail(message: string, exitCode: number): never {
@@ -14,16 +15,28 @@ function fail(message: string, exitCode: number): never {
   Deno.exit(exitCode);
 }
 
-function openStore(config: ReturnType<typeof configFromEnv>): MessageRepository {
-  if (config.databaseUrl !== undefined) {
-    // Never fall back to memory when the operator asked for a database.
-    fail("DATABASE_URL is set, but this build has no PostgreSQL store yet; unset it", 1);
+async function openStore(config: Config, logger: Logger): Promise<MessageRepository> {
+  if (config.databaseUrl === undefined) {
+    return new MemoryStore({
+      maxPerRoom: config.memoryMaxPerRoom,
+      maxRooms: config.memoryMaxRooms,
+    });
   }
-  return new MemoryStore({ maxPerRoom: config.memoryMaxPerRoom, maxRooms: config.memoryMaxRooms });
+  try {
+    return await PostgresStore.connect(config.databaseUrl, {
+      connectTimeoutMs: config.dbConnectTimeoutMs,
+      batchTimeoutMs: config.dbQueryTimeoutMs,
+      logger,
+    });
+  } catch (error) {
+    // Never fall back to memory when the operator asked for a database.
+    if (error instanceof DatabaseUnavailableError) fail(error.message, 1);
+    throw error;
+  }
 }
 
-function main(): void {
-  let config;
+async function main(): Promise<void> {
+  let config: Config;
   try {
     config = configFromEnv();
   } catch (error) {
@@ -31,7 +44,7 @@ function main(): void {
     throw error;
   }
   const logger = new JsonLogger({ level: config.logLevel });
-  const repository = openStore(config);
+  const repository = await openStore(config, logger);
   logger.info("store.selected", { store: repository.kind });
   const server = startChatServer(config, { repository, logger });
   logger.info("server.listening", { host: server.addr.hostname, port: server.addr.port });
@@ -53,4 +66,4 @@ function main(): void {
   Deno.addSignalListener("SIGTERM", onSignal);
 }
 
-if (import.meta.main) main();
+if (import.meta.main) await main();

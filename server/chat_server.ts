@@ -83,6 +83,17 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
       logger,
       maxContentChars: config.maxContentChars,
       idleTimeoutMs: config.idleTimeoutMs,
+      readiness: async () => {
+        const base = { store: repository.kind, queued: persistQueue.size };
+        if (draining) return { ready: false, reason: "shutting down", ...base };
+        if (!(await repository.ping())) {
+          return { ready: false, reason: "store not answering", ...base };
+        }
+        if (workers.failingBatches > 0) {
+          return { ready: false, reason: "store writes failing, retrying", ...base };
+        }
+        return { ready: true, ...base };
+      },
       draining: () => draining,
     }),
   );

@@ -92,6 +92,18 @@ export const CONFIG_VARIABLES = {
     doc: "PostgreSQL URL; unset: in-memory store",
     parse: postgresUrl,
   },
+  dbConnectTimeoutMs: {
+    name: "DB_CONNECT_TIMEOUT",
+    fallback: "10s",
+    doc: "how long start-up retries an unreachable database before exiting 1",
+    parse: duration(3_600_000),
+  },
+  dbQueryTimeoutMs: {
+    name: "DB_QUERY_TIMEOUT",
+    fallback: "5s",
+    doc: "longest a database write or read may take before it is retried on a new connection",
+    parse: duration(600_000),
+  },
   logLevel: {
     name: "LOG_LEVEL",
     fallback: "info",

@@ -20,8 +20,21 @@ export interface RouteDeps {
   readonly logger: Logger;
   readonly maxContentChars: number;
   readonly idleTimeoutMs: number;
+  /** Whether the server can store messages right now, and why not. */
+  readonly readiness: () => Promise<Readiness>;
   /** True once shutdown began: new sockets are refused with 503. */
   readonly draining: () => boolean;
+}
+
+/** The answer of `/readyz`. */
+export interface Readiness {
+  readonly ready: boolean;
+  /** Which store is in use. */
+  readonly store: string;
+  /** Messages waiting to be stored. */
+  readonly queued: number;
+  /** Why the server is not ready; absent when it is. */
+  readonly reason?: string;
 }
 
 type Handler = (request: Request, url: URL) => Response | Promise<Response>;
@@ -39,6 +52,13 @@ export function createHandler(deps: RouteDeps): (request: Request) => Promise<Re
     "/chat": (request, url) => chat(request, url, deps),
     "/history": (_request, url) => history(url, deps),
     "/healthz": () => jsonResponse({ status: "ok" }),
+    "/readyz": async () => {
+      const { ready, ...details } = await deps.readiness();
+      return jsonResponse(
+        { status: ready ? "ready" : "unavailable", ...details },
+        ready ? 200 : 503,
+      );
+    },
     "/client.html": () =>
       new Response(clientHtml, { headers: { "content-type": "text/html; charset=utf-8" } }),
     "/": (_request, url) => Response.redirect(new URL("/client.html", url), 302),

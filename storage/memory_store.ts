@@ -51,6 +51,10 @@ export class MemoryStore implements MessageRepository {
     return Promise.resolve(messages.slice(Math.max(0, end - query.limit), end));
   }
 
+  ping(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
   close(): Promise<void> {
     this.#rooms.clear();
     return Promise.resolve();

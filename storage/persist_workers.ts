@@ -43,6 +43,7 @@ export class PersistWorkers {
   readonly #done: Promise<void>;
   #saved = 0;
   #unsaved = 0;
+  #failing = 0;
 
   constructor(
     repository: MessageRepository,
@@ -59,6 +60,11 @@ export class PersistWorkers {
   /** Messages written so far. */
   get saved(): number {
     return this.#saved;
+  }
+
+  /** Batches whose last attempt failed and that are waiting to be retried. */
+  get failingBatches(): number {
+    return this.#failing;
   }
 
   /**
@@ -93,23 +99,32 @@ export class PersistWorkers {
       try {
         await this.#repository.saveBatch(batch);
         this.#saved += batch.length;
+        if (attempt > 1) this.#failing--;
         return;
       } catch (error) {
+        if (attempt === 1) this.#failing++;
         const delayMs = Math.min(retryMaxMs, retryBaseMs * 2 ** (attempt - 1));
         logger.warn("persist.batch_failed", {
           store: this.#repository.kind,
           messages: batch.length,
           attempt,
           retryInMs: delayMs,
-          error: error instanceof Error ? error.message : String(error),
+          // The code, not the message: database errors may quote the rows' contents.
+          error: errorCode(error),
         });
         if (!(await pause(delayMs, this.#giveUp.signal))) {
           this.#unsaved += batch.length;
+          this.#failing--;
           return;
         }
       }
     }
   }
+}
+
+function errorCode(error: unknown): string {
+  if (!(error instanceof Error)) return typeof error;
+  return "code" in error && typeof error.code === "string" ? error.code : error.name;
 }
 
 /** Waits `ms`; resolves `false` early if `signal` aborts. */

@@ -52,6 +52,8 @@ export interface MessageRepository {
   saveBatch(messages: readonly ChatMessage[]): Promise<void>;
   /** Reads one page of a room's messages in ascending id order; an unknown room gives `[]`. */
   history(room: string, query: HistoryQuery): Promise<ChatMessage[]>;
+  /** Whether the store answers right now; never throws. Serves `/readyz`. */
+  ping(): Promise<boolean>;
   /** Releases the store's resources. */
   close(): Promise<void>;
 }

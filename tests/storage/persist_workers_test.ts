@@ -34,6 +34,9 @@ class FlakyStore implements MessageRepository {
   history(_room: string, _query: HistoryQuery): Promise<ChatMessage[]> {
     return Promise.resolve([]);
   }
+  ping(): Promise<boolean> {
+    return Promise.resolve(this.failures === 0);
+  }
   close(): Promise<void> {
     return Promise.resolve();
   }

@@ -21,6 +21,10 @@ export class RecordingStore implements MessageRepository {
     return this.#inner.history(room, query);
   }
 
+  ping(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
   close(): Promise<void> {
     return this.#inner.close();
   }

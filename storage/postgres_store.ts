@@ -1,0 +1,406 @@
+/**
+ * The PostgreSQL message store used when `DATABASE_URL` is set.
+ *
+ * @module
+ */
+import postgres from "postgres";
+import type { Logger } from "../log/logger.ts";
+import type { ChatMessage, HistoryQuery, MessageRepository } from "./repository.ts";
+
+/** Options of {@linkcode PostgresStore.connect}. */
+export interface PostgresStoreOptions {
+  /** How long {@linkcode PostgresStore.connect} keeps retrying before it gives up. */
+  readonly connectTimeoutMs: number;
+  /** Longest a `saveBatch`, `history` or `ping` query may take; beyond it the client is replaced. */
+  readonly batchTimeoutMs: number;
+  /** Schema holding the tables, created if missing; without it, the server's `search_path`. */
+  readonly schema?: string;
+  /** Gets retries, client replacements and notices; never query parameters. */
+  readonly logger: Logger;
+}
+
+/**
+ * PostgreSQL did not answer `select 1` before the connect timeout; `cause` is the last failure.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await PostgresStore.connect(url, options);
+ * } catch (error) {
+ *   if (error instanceof DatabaseUnavailableError) Deno.exit(1);
+ *   throw error;
+ * }
+ * ```
+ */
+export class DatabaseUnavailableError extends Error {
+  /** Stable code for logs and exit reasons. */
+  readonly code = "database_unavailable";
+  /** Connection attempts made before giving up. */
+  readonly attempts: number;
+
+  /** `target` is the database URL with its password already redacted. */
+  constructor(target: string, options: { attempts: number; elapsedMs: number; cause: unknown }) {
+    const reason = options.cause instanceof Error ? options.cause.message : String(options.cause);
+    super(
+      `database unavailable: ${target} did not answer in ${Math.round(options.elapsedMs)} ms ` +
+        `(${options.attempts} attempts): ${reason.replace(/\s+/g, " ")}`,
+      { cause: options.cause },
+    );
+    this.name = "DatabaseUnavailableError";
+    this.attempts = options.attempts;
+  }
+}
+
+/**
+ * A query took longer than its timeout. The store has already replaced its client, so retrying
+ * the same call is safe: a batch that did reach the database is not stored twice.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await store.saveBatch(batch);
+ * } catch (error) {
+ *   if (error instanceof StoreTimeoutError) retryLater(batch);
+ *   else throw error;
+ * }
+ * ```
+ */
+export class StoreTimeoutError extends Error {
+  /** Stable code for logs. */
+  readonly code = "store_timeout";
+  /** What timed out: `saveBatch`, `history`, `ping`, `connect` or `migrate`. */
+  readonly operation: string;
+  /** The timeout that passed. */
+  readonly timeoutMs: number;
+
+  /** `operation` names the call that timed out. */
+  constructor(operation: string, timeoutMs: number) {
+    super(`${operation} did not finish within ${timeoutMs} ms`);
+    this.name = "StoreTimeoutError";
+    this.operation = operation;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+type Sql = postgres.Sql;
+
+interface MessageRow {
+  readonly id: string;
+  readonly room: string;
+  readonly sender: string;
+  readonly content: string;
+  readonly created_at: Date;
+}
+
+interface Migration {
+  readonly version: number;
+  apply(tx: postgres.TransactionSql): Promise<unknown>;
+}
+
+// Append only: a released migration is never edited; a change of schema is a new version.
+const MIGRATIONS: readonly Migration[] = [{
+  version: 1,
+  async apply(tx) {
+    await tx`
+      create table messages (
+        id uuid primary key,
+        room text not null,
+        sender text not null,
+        content text not null,
+        created_at timestamptz not null
+      )`;
+    // "Newest N of a room" walks this index backwards from the room's end; cursors seek into it.
+    await tx`create index messages_room_id on messages (room, id)`;
+  },
+}];
+
+const COLUMNS = ["id", "room", "sender", "content", "created_at"] as const;
+// A bind message carries at most 65535 parameters; any configured batch size fits in one insert.
+const MAX_ROWS_PER_INSERT = Math.floor(65_535 / COLUMNS.length);
+const RETRY_BASE_MS = 50;
+const RETRY_MAX_MS = 1_000;
+const CLOSE_TIMEOUT_S = 5;
+
+/**
+ * Stores messages in PostgreSQL through postgres.js, one multi-row insert per batch. Every query
+ * has a timeout; after one passes the client is replaced, because postgres.js can leave queries
+ * pending forever once its connection was cut.
+ *
+ * @example
+ * ```ts
+ * const store = await PostgresStore.connect(Deno.env.get("DATABASE_URL") ?? "", {
+ *   connectTimeoutMs: 30_000,
+ *   batchTimeoutMs: 5_000,
+ *   logger,
+ * });
+ * await store.saveBatch(messages);
+ * const latest = await store.history("general", { limit: 50 });
+ * await store.close();
+ * ```
+ */
+export class PostgresStore implements MessageRepository {
+  readonly kind = "postgres";
+  readonly #url: string;
+  readonly #options: PostgresStoreOptions;
+  // Clients given up on after a timeout, still ending; close() awaits them.
+  readonly #retiring = new Set<Promise<void>>();
+  #sql: Sql;
+  #closed = false;
+
+  private constructor(url: string, options: PostgresStoreOptions, sql: Sql) {
+    this.#url = url;
+    this.#options = options;
+    this.#sql = sql;
+  }
+
+  /**
+   * Connects, retrying with capped backoff, then applies the migrations not yet recorded in
+   * `schema_migrations`. Servers starting together on one database take turns migrating.
+   *
+   * @example
+   * ```ts
+   * const store = await PostgresStore.connect("postgres://chat@127.0.0.1:5432/chat", {
+   *   connectTimeoutMs: 30_000,
+   *   batchTimeoutMs: 5_000,
+   *   logger,
+   * });
+   * ```
+   * @throws {DatabaseUnavailableError} if no `select 1` succeeds within `connectTimeoutMs`.
+   * @throws {StoreTimeoutError} if migrating takes longer than `connectTimeoutMs`.
+   * @throws {postgres.PostgresError} if a migration fails; nothing of it is applied.
+   */
+  static async connect(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
+    const sql = await connectWithRetry(url, options);
+    try {
+      const timeoutMs = options.connectTimeoutMs;
+      await settleWithin(migrate(sql, options.schema), { operation: "migrate", timeoutMs });
+    } catch (error) {
+      await retire(sql, options.logger);
+      throw error;
+    }
+    return new PostgresStore(url, options, sql);
+  }
+
+  /**
+   * Inserts the batch with one statement (more than 13107 messages, beyond PostgreSQL's 65535
+   * parameters, take several); ids already stored are skipped, so a retry never duplicates a row.
+   * An empty batch sends no query.
+   *
+   * @example
+   * ```ts
+   * await store.saveBatch(batch); // safe to call again with the same batch after a failure
+   * ```
+   * @throws {StoreTimeoutError} if an insert takes longer than `batchTimeoutMs`.
+   * @throws {postgres.PostgresError} if PostgreSQL refuses the batch.
+   */
+  async saveBatch(messages: readonly ChatMessage[]): Promise<void> {
+    for (let start = 0; start < messages.length; start += MAX_ROWS_PER_INSERT) {
+      const rows = messages.slice(start, start + MAX_ROWS_PER_INSERT).map(toRow);
+      await this.#run(
+        "saveBatch",
+        (sql) => sql`insert into messages ${sql(rows, ...COLUMNS)} on conflict (id) do nothing`,
+      );
+    }
+  }
+
+  /**
+   * Reads one page of a room, ascending by id, with the paging rules of {@linkcode HistoryQuery}.
+   *
+   * @example
+   * ```ts
+   * const latest = await store.history("general", { limit: 50 });
+   * const older = await store.history("general", { limit: 50, before: latest[0]?.id });
+   * ```
+   * @throws {StoreTimeoutError} if the query takes longer than `batchTimeoutMs`.
+   * @throws {postgres.PostgresError} if a cursor is not a UUID.
+   */
+  async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
+    const rows = await this.#run("history", (sql) => selectPage(sql, room, query));
+    return rows.map(toMessage);
+  }
+
+  /**
+   * Tells whether PostgreSQL answers `select 1` within `batchTimeoutMs`; a timeout replaces the
+   * client, as for any query.
+   *
+   * @example
+   * ```ts
+   * const ready = await store.ping(); // for /readyz
+   * ```
+   * @throws never: every failure answers `false`.
+   */
+  async ping(): Promise<boolean> {
+    try {
+      await this.#run("ping", (sql) => sql`select 1`);
+      return true;
+    } catch (error) {
+      this.#options.logger.debug("store.ping_failed", { code: errorCode(error) });
+      return false;
+    }
+  }
+
+  /**
+   * Ends the client, giving running queries up to 5 s, and awaits clients replaced earlier.
+   *
+   * @example
+   * ```ts
+   * await store.close();
+   * ```
+   * @throws never: a client that does not end in time has its sockets destroyed.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([this.#sql.end({ timeout: CLOSE_TIMEOUT_S }), ...this.#retiring]);
+  }
+
+  async #run<T>(operation: string, query: (sql: Sql) => Promise<T>): Promise<T> {
+    const sql = this.#sql;
+    const timeoutMs = this.#options.batchTimeoutMs;
+    try {
+      return await settleWithin(query(sql), { operation, timeoutMs });
+    } catch (error) {
+      if (error instanceof StoreTimeoutError) this.#replace(sql, operation);
+      throw error;
+    }
+  }
+
+  #replace(failed: Sql, operation: string): void {
+    if (this.#closed || this.#sql !== failed) return; // a concurrent timeout replaced it already
+    this.#sql = createClient(this.#url, this.#options);
+    this.#options.logger.warn("store.client_replaced", { operation });
+    const ending = retire(failed, this.#options.logger);
+    this.#retiring.add(ending);
+    ending.then(() => this.#retiring.delete(ending));
+  }
+}
+
+function createClient(url: string, options: PostgresStoreOptions): Sql {
+  const { logger, schema } = options;
+  return postgres(url, {
+    connect_timeout: options.connectTimeoutMs / 1000,
+    // postgres.js prints notices to the console by default ("relation already exists, skipping").
+    onnotice: (notice) => logger.debug("store.notice", { code: notice.code }),
+    ...(schema !== undefined && { connection: { search_path: quoteIdentifier(schema) } }),
+  });
+}
+
+async function connectWithRetry(url: string, options: PostgresStoreOptions): Promise<Sql> {
+  const { logger } = options;
+  const started = performance.now();
+  const deadline = started + options.connectTimeoutMs;
+  let delayMs = RETRY_BASE_MS;
+  let cause: unknown;
+  for (let attempt = 1;; attempt++) {
+    const sql = createClient(url, options);
+    const timeoutMs = Math.max(1, deadline - performance.now());
+    try {
+      await settleWithin(sql`select 1`, { operation: "connect", timeoutMs });
+      return sql;
+    } catch (error) {
+      await retire(sql, logger);
+      logger.warn("store.connect_failed", { attempt, code: errorCode(error) });
+      // The last attempt is often cut short by the deadline; the refusal before it says more.
+      if (!(error instanceof StoreTimeoutError) || cause === undefined) cause = error;
+      const remainingMs = deadline - performance.now();
+      if (remainingMs <= 0) {
+        const elapsedMs = performance.now() - started;
+        throw new DatabaseUnavailableError(redact(url), { attempts: attempt, elapsedMs, cause });
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, remainingMs)));
+      delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
+    }
+  }
+}
+
+async function migrate(sql: Sql, schema: string | undefined): Promise<void> {
+  const lockKey = `chat-server.migrations.${schema ?? ""}`;
+  for (const migration of MIGRATIONS) {
+    await sql.begin(async (tx) => {
+      // Held until commit: a second server starting now waits here, then finds the work done.
+      await tx`select pg_advisory_xact_lock(hashtext(${lockKey}))`;
+      if (schema !== undefined) await tx`create schema if not exists ${tx(schema)}`;
+      await tx`
+        create table if not exists schema_migrations (
+          version integer primary key,
+          applied_at timestamptz not null default now()
+        )`;
+      const done = await tx`select 1 from schema_migrations where version = ${migration.version}`;
+      if (done.length > 0) return;
+      await migration.apply(tx);
+      await tx`insert into schema_migrations (version) values (${migration.version})`;
+    });
+  }
+}
+
+function selectPage(sql: Sql, room: string, query: HistoryQuery): Promise<MessageRow[]> {
+  const before = query.before === undefined ? sql`` : sql`and id < ${query.before}`;
+  if (query.after !== undefined) {
+    return sql<MessageRow[]>`
+      select id, room, sender, content, created_at from messages
+      where room = ${room} and id > ${query.after} ${before}
+      order by id limit ${query.limit}`;
+  }
+  // The newest page is read descending (backwards along the index), then turned ascending.
+  return sql<MessageRow[]>`
+    select * from (
+      select id, room, sender, content, created_at from messages
+      where room = ${room} ${before}
+      order by id desc limit ${query.limit}
+    ) page order by id`;
+}
+
+/**
+ * Rejects with {@linkcode StoreTimeoutError} once `timeoutMs` passes; the timer never outlives
+ * the race. An abandoned query that fails later is observed by the race, so it is not unhandled.
+ */
+async function settleWithin<T>(
+  pending: Promise<T>,
+  deadline: { operation: string; timeoutMs: number },
+): Promise<T> {
+  const { operation, timeoutMs } = deadline;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreTimeoutError(operation, timeoutMs)), timeoutMs);
+  });
+  try {
+    return await Promise.race([pending, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Ends a client at once; bounded, because `timeout: 0` destroys its sockets instead of waiting. */
+function retire(sql: Sql, logger: Logger): Promise<void> {
+  return sql.end({ timeout: 0 }).catch((error) => {
+    logger.debug("store.end_failed", { code: errorCode(error) });
+  });
+}
+
+function toRow(message: ChatMessage) {
+  const { id, room, sender, content, timestamp } = message;
+  return { id, room, sender, content, created_at: timestamp };
+}
+
+function toMessage(row: MessageRow): ChatMessage {
+  const { id, room, sender, content } = row;
+  return { id, room, sender, content, timestamp: row.created_at.toISOString() };
+}
+
+/** Only the code: messages of PostgreSQL errors may quote query parameters. */
+function errorCode(error: unknown): string {
+  if (error instanceof Error) {
+    return "code" in error && typeof error.code === "string" ? error.code : error.name;
+  }
+  return typeof error;
+}
+
+function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+function redact(url: string): string {
+  if (!URL.canParse(url)) return "(unparsable database URL)";
+  const parsed = new URL(url);
+  if (parsed.password !== "") parsed.password = "***";
+  return parsed.href;
+}

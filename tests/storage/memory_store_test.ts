@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { v7 } from "uuid";
+import { MemoryStore } from "../../storage/memory_store.ts";
+import type { ChatMessage } from "../../storage/repository.ts";
+import { repositoryContract, SANITIZERS } from "./repository_contract.ts";
+
+repositoryContract("MemoryStore", () => {
+  const repository = new MemoryStore({ maxPerRoom: 10_000, maxRooms: 100 });
+  return Promise.resolve({ repository, dispose: () => repository.close() });
+});
+
+function messages(room: string, count: number): ChatMessage[] {
+  return Array.from({ length: count }, () => v7()).sort().map((id, i) => ({
+    id,
+    room,
+    sender: "ann",
+    content: `message ${i}`,
+    timestamp: new Date(Date.UTC(2025, 0, 1, 0, 0, 0, i)).toISOString(),
+  }));
+}
+
+Deno.test(
+  "MemoryStore.saveBatch() keeps only the newest maxPerRoom messages of a room",
+  SANITIZERS,
+  async () => {
+    const store = new MemoryStore({ maxPerRoom: 5, maxRooms: 10 });
+    const saved = messages("a", 12);
+    await store.saveBatch(saved.slice(0, 8));
+    await store.saveBatch(saved.slice(8));
+    assert.deepEqual(await store.history("a", { limit: 100 }), saved.slice(-5));
+    // A late message older than everything kept is forgotten at once, not kept instead of a newer.
+    await store.saveBatch(saved.slice(0, 1));
+    assert.deepEqual(await store.history("a", { limit: 100 }), saved.slice(-5));
+    const other = messages("b", 3);
+    await store.saveBatch(other);
+    assert.deepEqual(await store.history("b", { limit: 100 }), other, "the bound is per room");
+    await store.close();
+  },
+);
+
+Deno.test(
+  "MemoryStore.saveBatch() forgets the least recently written room beyond maxRooms",
+  SANITIZERS,
+  async () => {
+    const store = new MemoryStore({ maxPerRoom: 100, maxRooms: 2 });
+    const [a, b, c] = [messages("a", 2), messages("b", 2), messages("c", 2)];
+    await store.saveBatch(a.slice(0, 1));
+    await store.saveBatch(b);
+    await store.saveBatch(a.slice(1)); // a is now written more recently than b
+    await store.saveBatch(c);
+    assert.deepEqual(await store.history("b", { limit: 100 }), [], "b was written least recently");
+    assert.deepEqual(await store.history("a", { limit: 100 }), a);
+    assert.deepEqual(await store.history("c", { limit: 100 }), c);
+    await store.close();
+  },
+);

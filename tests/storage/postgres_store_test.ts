@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { v7 } from "uuid";
+import { silentLogger } from "../../log/logger.ts";
+import {
+  DatabaseUnavailableError,
+  PostgresStore,
+  type PostgresStoreOptions,
+  StoreTimeoutError,
+} from "../../storage/postgres_store.ts";
+import type { ChatMessage } from "../../storage/repository.ts";
+import { dropSchema, freshSchemaName, query } from "../support/postgres_schema.ts";
+import { serviceGate } from "../support/services.ts";
+import { repositoryContract, SANITIZERS } from "./repository_contract.ts";
+
+const database = serviceGate("TEST_DATABASE_URL", "PostgreSQL");
+const databaseUrl = database.url ?? "";
+const ignore = database.ignore;
+
+async function openStore(schema: string, options: Partial<PostgresStoreOptions> = {}) {
+  const store = await PostgresStore.connect(databaseUrl, {
+    connectTimeoutMs: 5_000,
+    batchTimeoutMs: 5_000,
+    schema,
+    logger: silentLogger,
+    ...options,
+  });
+  return { store, dispose: async () => await store.close() };
+}
+
+repositoryContract("PostgresStore", async () => {
+  const schema = freshSchemaName("test_store");
+  try {
+    const { store, dispose } = await openStore(schema);
+    return {
+      repository: store,
+      dispose: () => dispose().finally(() => dropSchema(databaseUrl, schema)),
+    };
+  } catch (error) {
+    await dropSchema(databaseUrl, schema);
+    throw error;
+  }
+}, { ignore });
+
+function messages(room: string, count: number): ChatMessage[] {
+  return Array.from({ length: count }, () => v7()).sort().map((id, i) => ({
+    id,
+    room,
+    sender: "ann",
+    content: `message ${i}`,
+    timestamp: new Date(Date.UTC(2025, 0, 1, 0, 0, 0, i)).toISOString(),
+  }));
+}
+
+/** Runs `fn` on a store in a fresh schema, then closes the store and drops the schema. */
+function storeTest(
+  name: string,
+  fn: (store: PostgresStore, schema: string) => Promise<void>,
+  options: Partial<PostgresStoreOptions> = {},
+): void {
+  Deno.test({
+    name,
+    ignore,
+    ...SANITIZERS,
+    async fn() {
+      const schema = freshSchemaName("test_store");
+      try {
+        const { store, dispose } = await openStore(schema, options);
+        try {
+          await fn(store, schema);
+        } finally {
+          await dispose();
+        }
+      } finally {
+        await dropSchema(databaseUrl, schema);
+      }
+    },
+  });
+}
+
+// Needs no database: runs whether or not TEST_DATABASE_URL is set.
+Deno.test(
+  "PostgresStore.connect() to a closed port throws DatabaseUnavailableError in time",
+  SANITIZERS,
+  async () => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const { port } = listener.addr;
+    listener.close();
+    const connectTimeoutMs = 600;
+    const started = performance.now();
+    const error = await PostgresStore.connect(`postgres://chat:s3cret-pw@127.0.0.1:${port}/test`, {
+      connectTimeoutMs,
+      batchTimeoutMs: 1_000,
+      logger: silentLogger,
+    }).then(() => assert.fail("connected to a closed port"), (error: unknown) => error);
+    const elapsedMs = performance.now() - started;
+
+    assert.ok(error instanceof DatabaseUnavailableError, `got ${error}`);
+    assert.equal(error.code, "database_unavailable");
+    assert.ok(elapsedMs >= connectTimeoutMs, `gave up after ${elapsedMs} ms`);
+    assert.ok(elapsedMs < connectTimeoutMs + 1_000, `took ${elapsedMs} ms`);
+    assert.ok(error.attempts > 1, "it retried");
+    assert.ok(error.cause instanceof Error);
+    assert.match(error.message, /ECONNREFUSED/, "the cause is the refusal, not the deadline");
+    assert.ok(!error.message.includes("s3cret-pw"), error.message);
+    assert.match(
+      error.message,
+      new RegExp(`postgres://chat:\\*\\*\\*@127\\.0\\.0\\.1:${port}/test`),
+    );
+    assert.doesNotMatch(error.message, /\n/);
+  },
+);
+
+Deno.test({
+  name: "PostgresStore.connect() migrates once, even when two servers start together",
+  ignore,
+  ...SANITIZERS,
+  async fn() {
+    const schema = freshSchemaName("test_store");
+    try {
+      const [first, second] = await Promise.all([openStore(schema), openStore(schema)]);
+      const third = await openStore(schema);
+      const batch = messages("a", 3);
+      await first.store.saveBatch(batch);
+      assert.deepEqual(await third.store.history("a", { limit: 10 }), batch);
+      await Promise.all([first.dispose(), second.dispose(), third.dispose()]);
+
+      const versions = await query(
+        databaseUrl,
+        schema,
+        (sql) => sql<{ version: number }[]>`select version from schema_migrations`,
+      );
+      assert.deepEqual(versions.map((row) => row.version), [1]);
+      const indexes = await query(databaseUrl, schema, (sql) =>
+        sql<{ indexdef: string }[]>`
+          select indexdef from pg_indexes where schemaname = ${schema} and tablename = 'messages'`);
+      assert.ok(indexes.some((row) => row.indexdef.endsWith("(room, id)")), "index on (room, id)");
+    } finally {
+      await dropSchema(databaseUrl, schema);
+    }
+  },
+});
+
+storeTest(
+  "PostgresStore.saveBatch() writes a batch of 500 with one insert",
+  async (store, schema) => {
+    const batch = messages("a", 500);
+    await store.saveBatch(batch);
+    // Statements outside a transaction commit one by one: one transaction id means one insert.
+    const counts = await query(
+      databaseUrl,
+      schema,
+      (sql) =>
+        sql<{ rows: number; inserts: number }[]>`
+        select count(*)::int as rows, count(distinct xmin::text)::int as inserts from messages`,
+    );
+    assert.deepEqual(counts.map((row) => ({ ...row })), [{ rows: 500, inserts: 1 }]);
+    assert.deepEqual(await store.history("a", { limit: 500 }), batch);
+  },
+);
+
+storeTest(
+  "PostgresStore queries past batchTimeoutMs throw StoreTimeoutError, then work again",
+  async (store, schema) => {
+    const batch = messages("a", 3);
+    const locker = postgres(databaseUrl, { max: 1, connection: { search_path: schema } });
+    try {
+      const reserved = await locker.reserve();
+      await reserved`begin`;
+      await reserved`lock table messages in access exclusive mode`;
+      const started = performance.now();
+      await assert.rejects(store.saveBatch(batch), StoreTimeoutError);
+      const elapsedMs = performance.now() - started;
+      assert.ok(elapsedMs >= 290 && elapsedMs < 1_500, `timed out after ${elapsedMs} ms`);
+      await assert.rejects(store.history("a", { limit: 10 }), (error: unknown) => {
+        assert.ok(error instanceof StoreTimeoutError);
+        assert.equal(error.code, "store_timeout");
+        assert.equal(error.operation, "history");
+        return true;
+      });
+      assert.equal(await store.ping(), true, "the replacement client answers");
+      await reserved`rollback`;
+      reserved.release();
+    } finally {
+      await locker.end({ timeout: 5 });
+    }
+    await store.saveBatch(batch);
+    assert.deepEqual(await store.history("a", { limit: 10 }), batch);
+  },
+  { batchTimeoutMs: 300 },
+);
+
+storeTest(
+  "PostgresStore.ping() answers true while the database answers, false once closed",
+  async (store) => {
+    assert.equal(await store.ping(), true);
+    await store.close();
+    assert.equal(await store.ping(), false);
+  },
+);
+
+storeTest("PostgresStore.saveBatch([]) sends no query", async (store) => {
+  await store.close();
+  await store.saveBatch([]); // a query would reject: the client has ended
+  await assert.rejects(store.saveBatch(messages("a", 1)));
+});
