@@ -18,6 +18,8 @@ const { values } = parseArgs({
     window: { type: "string", default: "200" },
   },
 });
+/** The whole run stops by itself after this long. */
+const TIME_LIMIT_MS = 120_000;
 const totalMessages = Number(values.messages);
 const clientCount = Number(values.clients);
 const window = Number(values.window);
@@ -38,21 +40,32 @@ const server = new Deno.Command(Deno.execPath(), {
   stderr: "inherit",
 }).spawn();
 
+const watchdog = setTimeout(() => {
+  console.error(`bench: no result after ${TIME_LIMIT_MS} ms, stopping`);
+  server.kill("SIGKILL");
+  Deno.exit(1);
+}, TIME_LIMIT_MS);
+
 try {
   const port = await listeningPort(server);
   const counter = postgres(benchUrl.toString(), { max: 1, onnotice: () => {} });
   const started = performance.now();
-  const deliveries = await Promise.all(
+  const outcomes = await Promise.all(
     Array.from({ length: clientCount }, (_, i) => drive(port, `bench-${i}`, perClient)),
   );
   const broadcastMs = performance.now() - started;
-  const sent = perClient * clientCount;
+  // Messages refused with `backlog` (the persistence queue was full) were never broadcast and
+  // are not stored; the rows to wait for are the accepted ones.
+  const refused = outcomes.reduce((sum, outcome) => sum + outcome.refused, 0);
+  const sent = perClient * clientCount - refused;
   let stored = 0;
   while (stored < sent) {
     const [row] = await counter`select count(*)::int as n from messages`;
     stored = row?.n ?? 0;
     if (stored < sent) await new Promise((resolve) => setTimeout(resolve, 20));
-    if (performance.now() - started > 300_000) throw new Error(`only ${stored}/${sent} stored`);
+    if (performance.now() - started > TIME_LIMIT_MS) {
+      throw new Error(`only ${stored}/${sent} stored`);
+    }
   }
   const storedMs = performance.now() - started;
   await counter.end();
@@ -60,7 +73,7 @@ try {
     scenario: "persist",
     messages: sent,
     clients: clientCount,
-    deliveries: deliveries.reduce((a, b) => a + b, 0),
+    refusedBacklog: refused,
     broadcastSeconds: round(broadcastMs / 1000),
     storedSeconds: round(storedMs / 1000),
     broadcastPerSecond: Math.round(sent / (broadcastMs / 1000)),
@@ -69,34 +82,49 @@ try {
   console.log(JSON.stringify(result));
   console.log(
     `persisted ${sent} messages in ${result.storedSeconds} s: ${result.persistedPerSecond} msg/s ` +
-      `(broadcast done after ${result.broadcastSeconds} s: ${result.broadcastPerSecond} msg/s)`,
+      `(broadcast done after ${result.broadcastSeconds} s: ${result.broadcastPerSecond} msg/s; ` +
+      `${refused} refused with backlog)`,
   );
 } finally {
+  clearTimeout(watchdog);
   server.kill("SIGTERM");
   await server.status;
   await admin`drop database if exists ${admin(database)} with (force)`;
   await admin.end();
 }
 
-/** One client in its own room: sends `count` messages, at most `window` unacknowledged. */
-async function drive(port: number, room: string, count: number): Promise<number> {
+/**
+ * One client in its own room: sends `count` messages, at most `window` unanswered (an answer is
+ * the message's broadcast, or an `error` frame refusing it).
+ */
+async function drive(
+  port: number,
+  room: string,
+  count: number,
+): Promise<{ delivered: number; refused: number }> {
   const socket = new WebSocket(`ws://127.0.0.1:${port}/chat?r=${room}&u=bench`);
   await new Promise((resolve, reject) => {
     socket.onopen = resolve;
     socket.onerror = reject;
   });
   let sent = 0;
-  let received = 0;
+  let delivered = 0;
+  let refused = 0;
   const content = "x".repeat(100);
-  return await new Promise<number>((resolve, reject) => {
+  return await new Promise((resolve, reject) => {
     const pump = () => {
-      while (sent < count && sent - received < window) socket.send(`${sent++} ${content}`);
+      while (sent < count && sent - delivered - refused < window) {
+        socket.send(`${sent++} ${content}`);
+      }
     };
     socket.onmessage = (event) => {
-      if (!(event.data as string).startsWith('{"type":"message"')) return;
-      received++;
-      if (received === count) {
-        socket.onclose = () => resolve(received);
+      const frame = event.data as string;
+      if (frame.startsWith('{"type":"message"')) delivered++;
+      else if (frame.startsWith('{"type":"error","code":"backlog"')) refused++;
+      else if (frame.startsWith('{"type":"error"')) return reject(new Error(frame));
+      else return;
+      if (delivered + refused === count) {
+        socket.onclose = () => resolve({ delivered, refused });
         socket.close();
       } else pump();
     };
