@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { PostgresStore } from "../../storage/postgres_store.ts";
 import { silentLogger } from "../../log/logger.ts";
+import { startChildServer } from "../support/child_server.ts";
 import {
+  createDatabase,
   dropSchema,
   freshSchemaName,
   query,
@@ -204,6 +206,37 @@ Deno.test({
     } finally {
       await proxy.close();
       await dropSchema(url, schema);
+    }
+  },
+});
+
+Deno.test({
+  name: "Shutdown during an outage reports the messages it could not store on stderr and exits 1",
+  ignore: database.ignore,
+  fn: async () => {
+    const scratch = await createDatabase(database.url ?? "");
+    const proxy = TcpProxy.start(targetOf(scratch.url));
+    try {
+      const child = await startChildServer({
+        DATABASE_URL: viaPort(scratch.url, proxy.port),
+        SHUTDOWN_TIMEOUT: "1s",
+        DB_QUERY_TIMEOUT: "500ms",
+      });
+      const ann = await TestSocket.open(`ws://127.0.0.1:${child.port}/chat?r=lost&u=ann`);
+      await ann.nextOfType("welcome");
+      proxy.cut();
+      for (let i = 0; i < 7; i++) ann.send(`unstorable ${i}`);
+      await ann.collect("message", 7);
+      child.process.kill("SIGTERM");
+      assert.equal((await ann.untilClosed(10_000)).close.code, 1001);
+      const { code, stderr } = await child.finished();
+      assert.equal(code, 1);
+      assert.match(stderr, /^error: 7 messages could not be stored before shutdown$/m);
+      assert.equal(child.logs.at(-1)?.event, "server.stopped");
+      assert.equal(child.logs.at(-1)?.unsaved, 7);
+    } finally {
+      await proxy.close();
+      await scratch.drop();
     }
   },
 });

@@ -43,3 +43,29 @@ export function targetOf(url: string): { hostname: string; port: number } {
   const parsed = new URL(url);
   return { hostname: parsed.hostname || "127.0.0.1", port: Number(parsed.port || 5432) };
 }
+
+/** Creates a scratch database (for a child server, which uses the default schema). */
+export async function createDatabase(
+  url: string,
+): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = freshSchemaName("test_db");
+  const admin = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await admin`create database ${admin(name)}`;
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+  const scratch = new URL(url);
+  scratch.pathname = `/${name}`;
+  return {
+    url: scratch.toString(),
+    drop: async () => {
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        await sql`drop database if exists ${sql(name)} with (force)`;
+      } finally {
+        await sql.end({ timeout: 5 });
+      }
+    },
+  };
+}
