@@ -21,10 +21,12 @@ export interface Transport {
 
 /** Per-client bounds on what may wait to be sent. */
 export interface OutboxLimits {
-  /** Frames waiting in the outbox. */
+  /** Live frames waiting in the outbox. */
   readonly frames: number;
   /** Bytes the transport may have buffered. */
   readonly bytes: number;
+  /** Frames one replay may add on top of the live ones (a resume sends at most this many). */
+  readonly replayFrames: number;
 }
 
 /** What a client tells the hub about itself. */
@@ -59,7 +61,10 @@ export class Client {
   readonly #transport: Transport;
   readonly #owner: ClientOwner;
   readonly #maxBufferedBytes: number;
+  readonly #maxLiveFrames: number;
   readonly #outbox: Channel<string>;
+  /** Live frames held back while a replay is being prepared; `undefined` when not replaying. */
+  #held: string[] | undefined;
   #closeWith: CloseCode | undefined;
   #gone = false;
 
@@ -74,7 +79,10 @@ export class Client {
     this.#transport = transport;
     this.#owner = options.owner;
     this.#maxBufferedBytes = options.limits.bytes;
-    this.#outbox = new Channel(options.limits.frames);
+    this.#maxLiveFrames = options.limits.frames;
+    // Room for a replay, the live frames held during it, and the resume frame; live frames alone
+    // are still bounded by `frames` (see offer). The ring grows only as far as it is used.
+    this.#outbox = new Channel(2 * options.limits.frames + options.limits.replayFrames + 1);
     this.done = this.#write();
   }
 
@@ -90,7 +98,31 @@ export class Client {
    * is already gone accepts and drops frames, so callers need no check of their own.
    */
   offer(frame: string): boolean {
-    return this.#gone || this.#outbox.trySend(frame);
+    if (this.#gone) return true;
+    if (this.#held) {
+      if (this.#held.length >= this.#maxLiveFrames) return false;
+      this.#held.push(frame);
+      return true;
+    }
+    return this.#outbox.size < this.#maxLiveFrames && this.#outbox.trySend(frame);
+  }
+
+  /**
+   * Holds live frames back until {@linkcode Client.endReplay}, so a replay prepared
+   * asynchronously still reaches the peer before anything newer.
+   */
+  beginReplay(): void {
+    this.#held ??= [];
+  }
+
+  /** Queues the replay frames, then the live frames held meanwhile, then resumes live delivery. */
+  endReplay(replay: readonly string[]): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    if (this.#gone) return;
+    // Capacity was reserved for this in the constructor, so these sends cannot be refused.
+    for (const frame of replay) this.#outbox.trySend(frame);
+    for (const frame of held) this.#outbox.trySend(frame);
   }
 
   /** Handles a validated frame from the peer. */

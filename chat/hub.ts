@@ -8,16 +8,21 @@ import type { Channel } from "./channel.ts";
 import { Client, type ClientOwner, type OutboxLimits, type Transport } from "./client.ts";
 import type { Logger } from "../log/logger.ts";
 import { CLOSE_CODES, type CloseCode, type ErrorCode } from "./protocol.ts";
+import type { ReplaySource } from "./replay.ts";
 import { Room } from "./room.ts";
 
 /** Options of {@linkcode Hub}. */
 export interface HubOptions {
   /** Bounds of each client's outbox. */
-  readonly outbox: OutboxLimits;
+  readonly outbox: Omit<OutboxLimits, "replayFrames">;
   /** Events that may wait in each room's inbox. */
   readonly roomInboxLimit: number;
   /** Every broadcast message is also offered here, to be stored. */
   readonly persistQueue: Channel<ChatMessage>;
+  /** Messages one resume replays at most (and recent messages each room keeps for it). */
+  readonly resumeLimit: number;
+  /** Where a resume reaching past a room's recent messages reads from. */
+  readonly replaySource: ReplaySource;
   readonly logger: Logger;
 }
 
@@ -58,11 +63,14 @@ export class Hub implements ClientOwner {
    * Adds a connection to a room, creating the room on first join. After {@linkcode Hub.close}
    * the connection is closed with 1001 at once.
    */
-  join(identity: { readonly room: string; readonly user: string }, transport: Transport): Client {
+  join(
+    identity: { readonly room: string; readonly user: string; readonly since?: string },
+    transport: Transport,
+  ): Client {
     const client = new Client(
       { id: this.#nextClientId++, room: identity.room, user: identity.user },
       transport,
-      { owner: this, limits: this.#options.outbox },
+      { owner: this, limits: { ...this.#options.outbox, replayFrames: this.#options.resumeLimit } },
     );
     if (this.#closing) {
       client.disconnect(CLOSE_CODES.goingAway);
@@ -74,10 +82,12 @@ export class Hub implements ClientOwner {
       room = new Room(identity.room, {
         inboxLimit: this.#options.roomInboxLimit,
         persistQueue: this.#options.persistQueue,
+        resumeLimit: this.#options.resumeLimit,
+        replaySource: this.#options.replaySource,
       });
       this.#rooms.set(identity.room, room);
     }
-    room.join(client);
+    room.join(client, identity.since);
     this.#options.logger.debug("client.joined", { client: client.id, room: room.name });
     return client;
   }

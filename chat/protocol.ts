@@ -62,7 +62,8 @@ export type ServerFrame =
     readonly user: string;
     readonly members: readonly string[];
   }
-  | { readonly type: "error"; readonly code: ErrorCode; readonly message: string };
+  | { readonly type: "error"; readonly code: ErrorCode; readonly message: string }
+  | { readonly type: "resume"; readonly complete: boolean; readonly replayed: number };
 
 /** Encodes a server frame; called once per broadcast, never per recipient. */
 export function encodeFrame(frame: ServerFrame): string {

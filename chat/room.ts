@@ -5,6 +5,8 @@
  */
 import { v7 as uuidv7 } from "uuid";
 import type { ChatMessage } from "../storage/repository.ts";
+import { RecentMessages } from "./recent_messages.ts";
+import { replayFrames, replayFromStore, type ReplaySource } from "./replay.ts";
 import { Channel, ChannelClosedError } from "./channel.ts";
 import type { Client } from "./client.ts";
 import {
@@ -17,7 +19,7 @@ import {
 
 /** Events a room's loop handles, in the order they were accepted. */
 type RoomEvent =
-  | { readonly type: "join"; readonly client: Client }
+  | { readonly type: "join"; readonly client: Client; readonly since: string | undefined }
   | { readonly type: "leave"; readonly client: Client }
   | { readonly type: "message"; readonly client: Client; readonly content: string };
 
@@ -27,6 +29,10 @@ export interface RoomOptions {
   readonly inboxLimit: number;
   /** Where every broadcast message also goes, to be stored. Never awaited. */
   readonly persistQueue: Channel<ChatMessage>;
+  /** Messages one resume replays at most; also how many recent messages the room keeps. */
+  readonly resumeLimit: number;
+  /** Where a resume reaching past the recent messages reads from. */
+  readonly replaySource: ReplaySource;
 }
 
 /** How many queued events the loop handles per wake-up. */
@@ -54,13 +60,20 @@ export class Room {
   readonly #inbox: Channel<RoomEvent>;
   readonly #persistQueue: Channel<ChatMessage>;
   readonly #members = new Set<Client>();
+  readonly #recent: RecentMessages;
+  readonly #resumeLimit: number;
+  readonly #replaySource: ReplaySource;
+  readonly #replays = new Set<Promise<void>>();
   #pendingMembers = 0;
 
   constructor(name: string, options: RoomOptions) {
     this.name = name;
     this.#inbox = new Channel(options.inboxLimit);
     this.#persistQueue = options.persistQueue;
-    this.done = this.#run();
+    this.#resumeLimit = options.resumeLimit;
+    this.#replaySource = options.replaySource;
+    this.#recent = new RecentMessages(options.resumeLimit);
+    this.done = this.#run().then(() => this.#settleReplays());
   }
 
   /** Clients joined and not yet left, counted when they are queued rather than handled. */
@@ -68,10 +81,13 @@ export class Room {
     return this.#pendingMembers;
   }
 
-  /** Queues a client's arrival; it gets `welcome`, the others `presence` join. */
-  join(client: Client): void {
+  /**
+   * Queues a client's arrival; it gets `welcome`, the others `presence` join. With `since`, it
+   * then gets every message after that id and a `resume` frame before any live frame.
+   */
+  join(client: Client, since?: string): void {
     this.#pendingMembers++;
-    this.#inbox.send({ type: "join", client }).catch(ignoreClosed);
+    this.#inbox.send({ type: "join", client, since }).catch(ignoreClosed);
   }
 
   /** Queues a client's departure; the others get `presence` leave. */
@@ -110,7 +126,7 @@ export class Room {
       case "message":
         return this.#broadcast(event.client, event.content);
       case "join":
-        return this.#add(event.client);
+        return this.#add(event.client, event.since);
       case "leave":
         return this.#remove(event.client);
     }
@@ -128,10 +144,12 @@ export class Room {
     // Queue for storage first: a message the store cannot take is not shown to anyone, so every
     // message anyone saw is one that will be stored.
     if (!this.#persistQueue.trySend(message)) return sender.reject("backlog");
-    this.#fanOut(encodeMessage(message));
+    const frame = encodeMessage(message);
+    this.#recent.add({ id, frame });
+    this.#fanOut(frame);
   }
 
-  #add(client: Client): void {
+  #add(client: Client, since: string | undefined): void {
     if (!client.connected) return; // left before its join was handled
     this.#members.add(client);
     const members = this.#memberNames();
@@ -143,6 +161,30 @@ export class Room {
       members,
     }));
     this.#announce("join", client, members);
+    if (since !== undefined) this.#replay(client, since);
+  }
+
+  #replay(client: Client, since: string): void {
+    if (this.#recent.covers(since)) {
+      return client.endReplay(replayFrames(this.#recent.after(since), this.#resumeLimit));
+    }
+    // The buffer starts after the cursor: read the rest from the store without holding up the
+    // room. Live frames wait in the client until the replay is queued ahead of them.
+    client.beginReplay();
+    const replay = replayFromStore(this.#replaySource, {
+      room: this.name,
+      since,
+      boundary: uuidv7(), // every message broadcast from now on has a greater id
+      limit: this.#resumeLimit,
+      buffered: this.#recent.after(since),
+    }).then((frames) => client.endReplay(frames));
+    this.#replays.add(replay);
+    const forget = () => this.#replays.delete(replay);
+    replay.then(forget, forget);
+  }
+
+  async #settleReplays(): Promise<void> {
+    while (this.#replays.size > 0) await Promise.all([...this.#replays]);
   }
 
   #remove(client: Client): void {

@@ -53,6 +53,8 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     outbox: { frames: config.outboxLimit, bytes: config.outboxLimitBytes },
     roomInboxLimit: config.roomQueueLimit,
     persistQueue,
+    resumeLimit: config.resumeLimit,
+    replaySource: repository,
     logger,
   });
   const workers = new PersistWorkers(

@@ -134,6 +134,12 @@ export const CONFIG_VARIABLES = {
     doc: "messages that may wait for a room's loop; beyond: error room_busy",
     parse: integer(1, MAX_COUNT),
   },
+  resumeLimit: {
+    name: "RESUME_LIMIT",
+    fallback: "1000",
+    doc: "messages a reconnecting client (since=) is replayed at most; also kept per room",
+    parse: integer(1, 100_000),
+  },
   memoryMaxPerRoom: {
     name: "MEMORY_MAX_PER_ROOM",
     fallback: "10000",

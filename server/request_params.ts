@@ -20,6 +20,8 @@ export class BadRequestError extends Error {
 export interface ChatParams {
   readonly room: string;
   readonly user: string;
+  /** Resume after this message id: replay what came after it before live frames. */
+  readonly since?: string;
 }
 
 /** Which page of history to read. */
@@ -41,10 +43,11 @@ const NON_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u;
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * @throws {BadRequestError} `invalid_room` or `invalid_user`.
+ * @throws {BadRequestError} `invalid_room`, `invalid_user` or `invalid_cursor` (a bad `since`).
  */
 export function parseChatParams(query: URLSearchParams): ChatParams {
-  return { room: parseRoom(query), user: parseUser(query.get("u")) };
+  const since = parseCursor(query, "since");
+  return { room: parseRoom(query), user: parseUser(query.get("u")), ...(since && { since }) };
 }
 
 /**
@@ -94,7 +97,10 @@ function parseLimit(raw: string | null): number {
   return limit;
 }
 
-function parseCursor(query: URLSearchParams, name: "before" | "after"): string | undefined {
+function parseCursor(
+  query: URLSearchParams,
+  name: "before" | "after" | "since",
+): string | undefined {
   const raw = query.get(name);
   if (raw === null) return undefined;
   if (!UUID_PATTERN.test(raw)) {

@@ -3,6 +3,7 @@ import { Channel } from "../../chat/channel.ts";
 import type { Transport } from "../../chat/client.ts";
 import { Hub } from "../../chat/hub.ts";
 import { silentLogger } from "../../log/logger.ts";
+import { MemoryStore } from "../../storage/memory_store.ts";
 import type { ChatMessage } from "../../storage/repository.ts";
 
 /** A transport double that records frames and the close it was given. */
@@ -32,6 +33,8 @@ function newHub(
     outbox: { frames: options.outboxFrames ?? 1_000, bytes: 1 << 20 },
     roomInboxLimit: options.inboxLimit ?? 10_000,
     persistQueue,
+    resumeLimit: 100,
+    replaySource: new MemoryStore({ maxPerRoom: 100, maxRooms: 10 }),
     logger: silentLogger,
   });
   return { hub, persistQueue };

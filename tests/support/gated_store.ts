@@ -1,0 +1,60 @@
+/** A test double: a memory store whose saves and reads can be held back and released. */
+import type { ChatMessage, HistoryQuery, MessageRepository } from "../../storage/repository.ts";
+import { MemoryStore } from "../../storage/memory_store.ts";
+
+/** A latch: callers wait while it is closed. */
+class Gate {
+  #open = true;
+  #waiters: (() => void)[] = [];
+  #arrivals: (() => void)[] = [];
+
+  close(): void {
+    this.#open = false;
+  }
+
+  open(): void {
+    this.#open = true;
+    for (const release of this.#waiters.splice(0)) release();
+  }
+
+  /** Resolves once somebody is waiting at the closed gate. */
+  arrival(): Promise<void> {
+    if (this.#waiters.length > 0) return Promise.resolve();
+    return new Promise((resolve) => this.#arrivals.push(resolve));
+  }
+
+  pass(): Promise<void> {
+    if (this.#open) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#waiters.push(resolve);
+      for (const arrived of this.#arrivals.splice(0)) arrived();
+    });
+  }
+}
+
+export class GatedStore implements MessageRepository {
+  readonly kind = "gated";
+  readonly saves = new Gate();
+  readonly reads = new Gate();
+  readonly inner = new MemoryStore({ maxPerRoom: 100_000, maxRooms: 100 });
+
+  async saveBatch(messages: readonly ChatMessage[]): Promise<void> {
+    await this.saves.pass();
+    await this.inner.saveBatch(messages);
+  }
+
+  async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
+    await this.reads.pass();
+    return await this.inner.history(room, query);
+  }
+
+  ping(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  close(): Promise<void> {
+    this.saves.open();
+    this.reads.open();
+    return this.inner.close();
+  }
+}
