@@ -46,6 +46,11 @@ async function main(): Promise<void> {
   const logger = new JsonLogger({ level: config.logLevel });
   const repository = await openStore(config, logger);
   logger.info("store.selected", { store: repository.kind });
+  if (config.authSecret === undefined) {
+    logger.warn("auth.open_mode", {
+      detail: "AUTH_SECRET is unset: anyone may join any room under any name",
+    });
+  }
   const server = startChatServer(config, { repository, logger });
   logger.info("server.listening", { host: server.addr.hostname, port: server.addr.port });
 

@@ -23,6 +23,7 @@ export const PROTOCOL_ERRORS = {
   room_busy: "the room is receiving more messages than it can process; try again shortly",
   backlog: "the server cannot store more messages right now; the message was not sent",
   shutting_down: "the server is shutting down; the message was not sent",
+  rate_limited: "too many frames; slow down (the frame was dropped)",
 } as const;
 
 /** A stable `error` frame code. */
@@ -34,6 +35,12 @@ export const CLOSE_CODES = {
   goingAway: { code: 1001, reason: "server shutting down" },
   /** The client did not read its frames fast enough. */
   slowConsumer: { code: 1013, reason: "slow consumer: too many frames waiting to be sent" },
+  /** The client kept sending past its rate limit. */
+  rateLimited: { code: 1008, reason: "rate limit exceeded" },
+  /** The client sent a frame larger than `MAX_FRAME_BYTES`. */
+  frameTooLarge: { code: 1009, reason: "frame too large" },
+  /** The client's token expired while it was connected. */
+  tokenExpired: { code: 4001, reason: "token expired" },
 } as const;
 
 /** A close the server initiates. */

@@ -11,7 +11,10 @@ import { type PersistReport, PersistWorkers } from "../storage/persist_workers.t
 import type { ChatMessage, MessageRepository } from "../storage/repository.ts";
 import type { Config } from "./config.ts";
 import { OpenSockets } from "./open_sockets.ts";
-import { createHandler } from "./routes.ts";
+import { TokenVerifier } from "./auth.ts";
+import { ConnectionLimits } from "./connection_limits.ts";
+import { OriginPolicy } from "./origin_policy.ts";
+import { createHandler, type RouteDeps } from "./routes.ts";
 
 /** What a running server offers its owner. */
 export interface ChatServer {
@@ -72,32 +75,12 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   );
   const sockets = new OpenSockets();
   let draining = false;
+  const isDraining = () => draining;
   const http = Deno.serve(
-    {
-      port: config.port,
-      hostname: config.host,
-      onListen: () => {},
-    },
-    createHandler({
-      hub,
-      sockets,
-      repository,
-      logger,
-      maxContentChars: config.maxContentChars,
-      idleTimeoutMs: config.idleTimeoutMs,
-      readiness: async () => {
-        const base = { store: repository.kind, queued: persistQueue.size };
-        if (draining) return { ready: false, reason: "shutting down", ...base };
-        if (!(await repository.ping())) {
-          return { ready: false, reason: "store not answering", ...base };
-        }
-        if (workers.failingBatches > 0) {
-          return { ready: false, reason: "store writes failing, retrying", ...base };
-        }
-        return { ready: true, ...base };
-      },
-      draining: () => draining,
-    }),
+    { port: config.port, hostname: config.host, onListen: () => {} },
+    createHandler(
+      routeDeps(config, { hub, sockets, repository, logger, workers, persistQueue, isDraining }),
+    ),
   );
 
   let stopped: Promise<PersistReport> | undefined;
@@ -118,5 +101,55 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   return {
     addr: http.addr,
     shutdown: () => stopped ??= shutdown(),
+  };
+}
+
+interface ServerParts extends ChatServerDeps {
+  readonly hub: Hub;
+  readonly sockets: OpenSockets;
+  readonly workers: PersistWorkers;
+  readonly persistQueue: Channel<ChatMessage>;
+  readonly isDraining: () => boolean;
+}
+
+function routeDeps(config: Config, parts: ServerParts): RouteDeps {
+  const { repository, workers, persistQueue, isDraining } = parts;
+  const verifier = config.authSecret === undefined
+    ? undefined
+    : new TokenVerifier(config.authSecret);
+  return {
+    repository,
+    logger: parts.logger,
+    verifier,
+    chat: {
+      hub: parts.hub,
+      sockets: parts.sockets,
+      limits: new ConnectionLimits({
+        total: config.maxConnections,
+        perIp: config.maxConnectionsPerIp,
+      }),
+      origins: new OriginPolicy(config.allowedOrigins),
+      verifier,
+      policy: {
+        maxContentChars: config.maxContentChars,
+        maxFrameBytes: config.maxFrameBytes,
+        ratePerSecond: config.rateLimitPerSecond,
+        rateBurst: config.rateLimitBurst,
+        rateStrikes: config.rateLimitStrikes,
+      },
+      idleTimeoutMs: config.idleTimeoutMs,
+      draining: isDraining,
+    },
+    readiness: async () => {
+      const base = { store: repository.kind, queued: persistQueue.size };
+      if (isDraining()) return { ready: false, reason: "shutting down", ...base };
+      if (!(await repository.ping())) {
+        return { ready: false, reason: "store not answering", ...base };
+      }
+      if (workers.failingBatches > 0) {
+        return { ready: false, reason: "store writes failing, retrying", ...base };
+      }
+      return { ready: true, ...base };
+    },
   };
 }

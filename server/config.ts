@@ -69,6 +69,18 @@ function text(raw: string): string {
   return raw;
 }
 
+/** A comma-separated list; blanks are dropped. */
+function list(raw: string): readonly string[] {
+  return Object.freeze(raw.split(",").map((item) => item.trim()).filter((item) => item !== ""));
+}
+
+function secret(raw: string): string | ParseFailure {
+  // HS256 keys shorter than the hash are brute-forceable; refuse them rather than warn.
+  return new TextEncoder().encode(raw).length >= 32
+    ? raw
+    : new ParseFailure("must be at least 32 bytes long (use e.g. `openssl rand -base64 48`)");
+}
+
 function postgresUrl(raw: string): string | ParseFailure {
   return /^postgres(ql)?:\/\//.test(raw)
     ? raw
@@ -103,6 +115,54 @@ export const CONFIG_VARIABLES = {
     fallback: "5s",
     doc: "longest a database write or read may take before it is retried on a new connection",
     parse: duration(600_000),
+  },
+  authSecret: {
+    name: "AUTH_SECRET",
+    fallback: undefined,
+    doc: "HS256 secret for JWTs (at least 32 bytes); unset: open mode, anyone joins any room",
+    parse: secret,
+  },
+  allowedOrigins: {
+    name: "ALLOWED_ORIGINS",
+    fallback: undefined,
+    doc: "browser origins allowed to open sockets (comma list); unset: same host and localhost",
+    parse: list,
+  },
+  maxFrameBytes: {
+    name: "MAX_FRAME_BYTES",
+    fallback: "16384",
+    doc: "largest frame a client may send; larger: close 1009",
+    parse: integer(256, 16 << 20),
+  },
+  rateLimitPerSecond: {
+    name: "RATE_LIMIT_PER_SECOND",
+    fallback: "10",
+    doc: "frames per second one connection may send, sustained",
+    parse: integer(1, 100_000),
+  },
+  rateLimitBurst: {
+    name: "RATE_LIMIT_BURST",
+    fallback: "20",
+    doc: "frames one connection may send at once above the sustained rate",
+    parse: integer(1, 100_000),
+  },
+  rateLimitStrikes: {
+    name: "RATE_LIMIT_STRIKES",
+    fallback: "50",
+    doc: "refused (rate_limited) frames tolerated, recovering 1 per second; beyond: close 1008",
+    parse: integer(1, 100_000),
+  },
+  maxConnections: {
+    name: "MAX_CONNECTIONS",
+    fallback: "20000",
+    doc: "open sockets in total; beyond: HTTP 503",
+    parse: integer(1, MAX_COUNT),
+  },
+  maxConnectionsPerIp: {
+    name: "MAX_CONNECTIONS_PER_IP",
+    fallback: "100",
+    doc: "open sockets per client IP; beyond: HTTP 429",
+    parse: integer(1, MAX_COUNT),
   },
   logLevel: {
     name: "LOG_LEVEL",

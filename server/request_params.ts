@@ -19,7 +19,8 @@ export class BadRequestError extends Error {
 /** Who connects to which room. */
 export interface ChatParams {
   readonly room: string;
-  readonly user: string;
+  /** `u`, when given; a verified token's `sub` takes its place. */
+  readonly user: string | undefined;
   /** Resume after this message id: replay what came after it before live frames. */
   readonly since?: string;
 }
@@ -47,7 +48,9 @@ const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
  */
 export function parseChatParams(query: URLSearchParams): ChatParams {
   const since = parseCursor(query, "since");
-  return { room: parseRoom(query), user: parseUser(query.get("u")), ...(since && { since }) };
+  const raw = query.get("u");
+  const user = raw === null ? undefined : parseUserName(raw);
+  return { room: parseRoom(query), user, ...(since && { since }) };
 }
 
 /**
@@ -72,7 +75,12 @@ function parseRoom(query: URLSearchParams): string {
   return room;
 }
 
-function parseUser(raw: string | null): string {
+/**
+ * A user name: 1 to 32 printable characters after trimming.
+ *
+ * @throws {BadRequestError} `invalid_user`.
+ */
+export function parseUserName(raw: string | null): string {
   const user = raw?.trim() ?? "";
   let length = 0;
   for (const _ of user) length++;

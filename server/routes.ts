@@ -3,27 +3,24 @@
  *
  * @module
  */
-import type { Hub } from "../chat/hub.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MessageRepository } from "../storage/repository.ts";
 import clientHtml from "../static/client.html" with { type: "text" };
+import { AuthError, authorize, type TokenVerifier } from "./auth.ts";
+import { type ChatRoute, openChatSocket } from "./chat_route.ts";
 import { jsonError, jsonResponse } from "./http_response.ts";
-import type { OpenSockets } from "./open_sockets.ts";
-import { BadRequestError, parseChatParams, parseHistoryParams } from "./request_params.ts";
-import { attachChatSocket } from "./websocket_transport.ts";
+import { BadRequestError, parseHistoryParams } from "./request_params.ts";
+import { contentSecurityPolicy, withSecurityHeaders } from "./security_headers.ts";
 
 /** What the routes need. */
 export interface RouteDeps {
-  readonly hub: Hub;
-  readonly sockets: OpenSockets;
+  readonly chat: ChatRoute;
   readonly repository: MessageRepository;
   readonly logger: Logger;
-  readonly maxContentChars: number;
-  readonly idleTimeoutMs: number;
+  /** Verifies tokens when `AUTH_SECRET` is set; `undefined` in open mode. */
+  readonly verifier: TokenVerifier | undefined;
   /** Whether the server can store messages right now, and why not. */
   readonly readiness: () => Promise<Readiness>;
-  /** True once shutdown began: new sockets are refused with 503. */
-  readonly draining: () => boolean;
 }
 
 /** The answer of `/readyz`. */
@@ -37,7 +34,16 @@ export interface Readiness {
   readonly reason?: string;
 }
 
-type Handler = (request: Request, url: URL) => Response | Promise<Response>;
+type Handler = (
+  request: Request,
+  url: URL,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
+const CLIENT_PAGE_HEADERS = {
+  "content-type": "text/html; charset=utf-8",
+  "content-security-policy": contentSecurityPolicy(clientHtml),
+};
 
 /**
  * Builds the request handler for `Deno.serve`.
@@ -47,57 +53,59 @@ type Handler = (request: Request, url: URL) => Response | Promise<Response>;
  * Deno.serve({ port: 8080 }, createHandler(deps));
  * ```
  */
-export function createHandler(deps: RouteDeps): (request: Request) => Promise<Response> {
+export function createHandler(
+  deps: RouteDeps,
+): (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response> {
   const routes: Record<string, Handler> = {
-    "/chat": (request, url) => chat(request, url, deps),
-    "/history": (_request, url) => history(url, deps),
+    "/chat": (request, url, info) => openChatSocket(request, url, info, deps.chat),
+    "/history": (request, url) => history(request, url, deps),
     "/healthz": () => jsonResponse({ status: "ok" }),
     "/readyz": async () => {
       const { ready, ...details } = await deps.readiness();
-      return jsonResponse(
-        { status: ready ? "ready" : "unavailable", ...details },
-        ready ? 200 : 503,
-      );
+      const body = { status: ready ? "ready" : "unavailable", ...details };
+      return jsonResponse(body, ready ? 200 : 503);
     },
-    "/client.html": () =>
-      new Response(clientHtml, { headers: { "content-type": "text/html; charset=utf-8" } }),
-    "/": (_request, url) => Response.redirect(new URL("/client.html", url), 302),
+    "/client.html": () => new Response(clientHtml, { headers: CLIENT_PAGE_HEADERS }),
+    // Not Response.redirect(): its headers are immutable, and security headers go on every answer.
+    "/": (_request, url) =>
+      new Response(null, {
+        status: 302,
+        headers: { location: new URL(`/client.html${url.search}`, url).href },
+      }),
   };
-  return async (request) => {
+  return async (request, info) => {
     const url = new URL(request.url);
-    const route = routes[url.pathname];
-    if (!route) return jsonError(404, "not_found", `no route for ${url.pathname}`);
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return jsonError(405, "method_not_allowed", "only GET is supported");
-    }
-    try {
-      return await route(request, url);
-    } catch (error) {
-      if (error instanceof BadRequestError) return jsonError(400, error.code, error.message);
-      deps.logger.error("http.failed", {
-        path: url.pathname,
-        error: error instanceof Error ? error.message : String(error),
-      });
-      return jsonError(500, "internal", "the server failed to answer this request");
-    }
+    return withSecurityHeaders(await route(routes, request, url, info, deps.logger));
   };
 }
 
-function chat(request: Request, url: URL, deps: RouteDeps): Response {
-  const params = parseChatParams(url.searchParams);
-  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-    return jsonError(426, "upgrade_required", "/chat needs a WebSocket upgrade");
+async function route(
+  routes: Record<string, Handler>,
+  request: Request,
+  url: URL,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  logger: Logger,
+): Promise<Response> {
+  const handler = routes[url.pathname];
+  if (!handler) return jsonError(404, "not_found", `no route for ${url.pathname}`);
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return jsonError(405, "method_not_allowed", "only GET is supported");
   }
-  if (deps.draining()) return jsonError(503, "shutting_down", "the server is shutting down");
-  const { socket, response } = Deno.upgradeWebSocket(request, {
-    idleTimeout: Math.ceil(deps.idleTimeoutMs / 1000),
-  });
-  deps.sockets.add(socket);
-  attachChatSocket(socket, params, { hub: deps.hub, maxContentChars: deps.maxContentChars });
-  return response;
+  try {
+    return await handler(request, url, info);
+  } catch (error) {
+    if (error instanceof BadRequestError) return jsonError(400, error.code, error.message);
+    if (error instanceof AuthError) return jsonError(error.status, error.code, error.message);
+    logger.error("http.failed", {
+      path: url.pathname,
+      error: error instanceof Error ? error.name : typeof error,
+    });
+    return jsonError(500, "internal", "the server failed to answer this request");
+  }
 }
 
-async function history(url: URL, deps: RouteDeps): Promise<Response> {
+async function history(request: Request, url: URL, deps: RouteDeps): Promise<Response> {
   const { room, ...query } = parseHistoryParams(url.searchParams);
+  await authorize(deps.verifier, { request, url, room });
   return jsonResponse(await deps.repository.history(room, query));
 }

@@ -5,6 +5,15 @@ import { parseConfig } from "../../server/config.ts";
 import type { MessageRepository } from "../../storage/repository.ts";
 import { RecordingStore } from "./recording_store.ts";
 
+/**
+ * Tests of other behaviour send bursts no real client would; the limits tests set their own.
+ */
+export const GENEROUS_LIMITS: Readonly<Record<string, string>> = {
+  RATE_LIMIT_PER_SECOND: "100000",
+  RATE_LIMIT_BURST: "100000",
+  MAX_FRAME_BYTES: "1048576",
+};
+
 export interface TestServer<R extends MessageRepository> {
   readonly server: ChatServer;
   readonly repository: R;
@@ -26,7 +35,7 @@ export function startTestServer(
   env: Record<string, string> = {},
   repository: MessageRepository = new RecordingStore(),
 ): TestServer<MessageRepository> {
-  const config = parseConfig({ PORT: "0", HOST: "127.0.0.1", ...env });
+  const config = parseConfig({ PORT: "0", HOST: "127.0.0.1", ...GENEROUS_LIMITS, ...env });
   const server = startChatServer(config, { repository, logger: silentLogger });
   const port = server.addr.port;
   const base = `http://127.0.0.1:${port}`;

@@ -1,0 +1,81 @@
+/**
+ * `GET /chat`: everything checked before a socket is upgraded, in order: parameters (400),
+ * origin (403), token and room (401/403), shutdown (503), connection limits (503/429).
+ *
+ * @module
+ */
+import type { Hub } from "../chat/hub.ts";
+import { authorize, type TokenVerifier } from "./auth.ts";
+import type { ConnectionLimits } from "./connection_limits.ts";
+import { jsonError } from "./http_response.ts";
+import type { OpenSockets } from "./open_sockets.ts";
+import type { OriginPolicy } from "./origin_policy.ts";
+import { BadRequestError, parseChatParams } from "./request_params.ts";
+import { attachChatSocket, type SocketPolicy } from "./websocket_transport.ts";
+
+/** What the chat route needs. */
+export interface ChatRoute {
+  readonly hub: Hub;
+  readonly sockets: OpenSockets;
+  readonly limits: ConnectionLimits;
+  readonly origins: OriginPolicy;
+  readonly verifier: TokenVerifier | undefined;
+  readonly policy: SocketPolicy;
+  readonly idleTimeoutMs: number;
+  /** True once shutdown began: new sockets are refused with 503. */
+  readonly draining: () => boolean;
+}
+
+/**
+ * Answers an upgrade request with a socket joined to its room, or with a JSON error.
+ *
+ * @throws {BadRequestError} for bad parameters; {@linkcode AuthError} for a bad token or room.
+ */
+export async function openChatSocket(
+  request: Request,
+  url: URL,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  route: ChatRoute,
+): Promise<Response> {
+  const params = parseChatParams(url.searchParams);
+  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return jsonError(426, "upgrade_required", "/chat needs a WebSocket upgrade");
+  }
+  if (!route.origins.allows(request.headers.get("origin"), request.headers.get("host"))) {
+    return jsonError(403, "origin_forbidden", "this origin may not open chat sockets");
+  }
+  const identity = await authorize(route.verifier, { request, url, room: params.room });
+  const user = identity?.user ?? params.user;
+  if (user === undefined) throw new BadRequestError("invalid_user", "u is required");
+  if (route.draining()) return jsonError(503, "shutting_down", "the server is shutting down");
+
+  const ip = info.remoteAddr.hostname;
+  const admission = route.limits.admit(ip);
+  if (admission === "too_many_connections") {
+    return jsonError(503, admission, "the server has as many connections as it takes");
+  }
+  if (admission === "too_many_from_ip") {
+    return jsonError(429, admission, "too many connections from this address");
+  }
+  let upgraded;
+  try {
+    upgraded = Deno.upgradeWebSocket(request, {
+      idleTimeout: Math.ceil(route.idleTimeoutMs / 1000),
+    });
+  } catch (error) {
+    route.limits.release(ip);
+    if (error instanceof TypeError) {
+      throw new BadRequestError("invalid_upgrade", "the WebSocket upgrade request is malformed");
+    }
+    throw error;
+  }
+  const { socket, response } = upgraded;
+  socket.addEventListener("close", () => route.limits.release(ip));
+  route.sockets.add(socket);
+  attachChatSocket(socket, { room: params.room, user, since: params.since }, {
+    hub: route.hub,
+    policy: route.policy,
+    expiresAtMs: identity?.expiresAtMs,
+  });
+  return response;
+}
