@@ -15,8 +15,8 @@ export interface Transport {
   send(frame: string): void;
   /** Bytes handed to `send` and not yet written to the network. */
   readonly bufferedAmount: number;
-  /** Starts a close handshake with this code and reason. */
-  close(code: number, reason: string): void;
+  /** Starts a close handshake with this code and reason; resolves once it has been started. */
+  close(code: number, reason: string): Promise<void>;
 }
 
 /** Per-client bounds on what may wait to be sent. */
@@ -177,6 +177,6 @@ export class Client {
       }
       batch.length = 0;
     }
-    if (this.#closeWith) this.#transport.close(this.#closeWith.code, this.#closeWith.reason);
+    if (this.#closeWith) await this.#transport.close(this.#closeWith.code, this.#closeWith.reason);
   }
 }

@@ -26,16 +26,19 @@ class WebSocketTransport implements Transport {
     if (this.#socket.readyState === WebSocket.OPEN) this.#socket.send(frame);
   }
 
-  close(code: number, reason: string): void {
+  close(code: number, reason: string): Promise<void> {
     // Deno drops the connection (the peer sees no close code) when close() runs inside a
     // message dispatch or its microtasks while the peer's frames are still arriving; from a
     // fresh macrotask the close frame goes out cleanly. One timer per close, not per frame.
-    setTimeout(() => {
-      const state = this.#socket.readyState;
-      if (state === WebSocket.OPEN || state === WebSocket.CONNECTING) {
-        this.#socket.close(code, reason);
-      }
-    }, 0);
+    return new Promise((resolve) => {
+      setTimeout(() => {
+        const state = this.#socket.readyState;
+        if (state === WebSocket.OPEN || state === WebSocket.CONNECTING) {
+          this.#socket.close(code, reason);
+        }
+        resolve();
+      }, 0);
+    });
   }
 }
 

@@ -16,8 +16,9 @@ class RecordingTransport implements Transport {
     this.frames.push(JSON.parse(frame));
   }
 
-  close(code: number, reason: string): void {
+  close(code: number, reason: string): Promise<void> {
     this.closedWith = { code, reason };
+    return Promise.resolve();
   }
 
   messages(): unknown[] {

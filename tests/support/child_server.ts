@@ -15,9 +15,10 @@ export interface ChildServer {
 export async function runTask(
   task: string,
   env: Record<string, string>,
+  args: string[] = [],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "--quiet", task],
+    args: ["task", "--quiet", task, ...args],
     cwd: root,
     env: { NO_COLOR: "1", ...env },
     stdout: "piped",

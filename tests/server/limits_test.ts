@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { startTestServer } from "../support/test_server.ts";
+import { TestSocket } from "../support/test_socket.ts";
+
+const upgradeHeaders = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
+Deno.test("Origin: cross-site upgrades get 403; same host, localhost and allowed origins pass", async () => {
+  const app = startTestServer();
+  const path = "/chat?r=origins&u=ann";
+  const withOrigin = async (origin: string) => {
+    const response = await fetch(app.url(path), { headers: { ...upgradeHeaders, origin } });
+    await response.body?.cancel();
+    return response.status;
+  };
+  assert.equal(await withOrigin("https://evil.example"), 403);
+  assert.equal(await withOrigin("null"), 403);
+  const sameHost = new WebSocket(app.chatUrl("origins", "ann"), {
+    headers: { origin: `http://127.0.0.1:${app.port}` },
+  } as unknown as string[]);
+  await new Promise((resolve, reject) => {
+    sameHost.onopen = resolve;
+    sameHost.onerror = reject;
+  });
+  sameHost.close();
+  await new Promise((resolve) => sameHost.onclose = resolve);
+  await app.close();
+
+  const strict = startTestServer({
+    ALLOWED_ORIGINS: "https://chat.example.com, https://app.example.com/",
+  });
+  const strictStatus = async (origin: string) => {
+    const response = await fetch(strict.url(path), { headers: { ...upgradeHeaders, origin } });
+    await response.body?.cancel();
+    return response.status;
+  };
+  assert.equal(await strictStatus("http://localhost:3000"), 403, "the list replaces the defaults");
+  assert.equal(await strictStatus("https://chat.example.com"), 101);
+  assert.equal(await strictStatus("https://app.example.com"), 101);
+  await strict.close();
+});
+
+Deno.test("Limits: a frame over MAX_FRAME_BYTES closes the connection with 1009", async () => {
+  const app = startTestServer({ MAX_FRAME_BYTES: "1024" });
+  const ann = await TestSocket.open(app.chatUrl("frames", "ann"));
+  await ann.nextOfType("welcome");
+  ann.send("é".repeat(300)); // 600 bytes: fine
+  assert.equal((await ann.nextOfType("message")).content, "é".repeat(300));
+  ann.send("é".repeat(600)); // 1200 bytes, 600 characters: too large
+  const { close } = await ann.untilClosed();
+  assert.deepEqual(close, { code: 1009, reason: "frame too large" });
+  await app.close();
+});
+
+Deno.test("Limits: over the rate a frame gets rate_limited; sustained abuse is closed with 1008", async () => {
+  const app = startTestServer({
+    RATE_LIMIT_PER_SECOND: "1",
+    RATE_LIMIT_BURST: "5",
+    RATE_LIMIT_STRIKES: "3",
+  });
+  const ann = await TestSocket.open(app.chatUrl("rate", "ann"));
+  await ann.nextOfType("welcome");
+  for (let i = 0; i < 12; i++) ann.send(`m${i}`);
+  const { frames, close } = await ann.untilClosed();
+  const kinds = frames.map((frame) => frame.type === "error" ? frame.code : frame.content);
+  assert.deepEqual(kinds, [
+    "m0",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "rate_limited",
+    "rate_limited",
+    "rate_limited",
+  ]);
+  assert.deepEqual(close, { code: 1008, reason: "rate limit exceeded" });
+  await app.close();
+});
+
+Deno.test("Limits: connections per IP (429) and in total (503) are refused before the upgrade", async () => {
+  const perIp = startTestServer({ MAX_CONNECTIONS_PER_IP: "2" });
+  const first = await TestSocket.open(perIp.chatUrl("a", "one"));
+  const second = await TestSocket.open(perIp.chatUrl("a", "two"));
+  const third = await fetch(perIp.url("/chat?r=a&u=three"), { headers: upgradeHeaders });
+  assert.equal(third.status, 429);
+  assert.equal((await third.json()).error.code, "too_many_from_ip");
+  await first.close();
+  // The slot is free again once a socket closed.
+  const again = await TestSocket.open(perIp.chatUrl("a", "again"));
+  await Promise.all([second.close(), again.close()]);
+  await perIp.close();
+
+  const total = startTestServer({ MAX_CONNECTIONS: "1" });
+  const only = await TestSocket.open(total.chatUrl("a", "one"));
+  const refused = await fetch(total.url("/chat?r=a&u=two"), { headers: upgradeHeaders });
+  assert.equal(refused.status, 503);
+  assert.equal((await refused.json()).error.code, "too_many_connections");
+  await only.close();
+  await total.close();
+});
+
+Deno.test("Security headers: strict CSP on the page, nosniff and no-referrer everywhere", async () => {
+  const app = startTestServer();
+  const page = await fetch(app.url("/client.html"));
+  const html = await page.text();
+  const csp = page.headers.get("content-security-policy") ?? "";
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /connect-src 'self'/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|https?:/);
+  // Every inline script of the page is allowed by its hash, and nothing else is.
+  const scripts = [...html.matchAll(/<script\b[^>]*>([\s\S]*?)<\/script>/g)];
+  assert.ok(scripts.length > 0);
+  for (const [, body] of scripts) {
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(body));
+    const hash = btoa(String.fromCharCode(...new Uint8Array(digest)));
+    assert.ok(csp.includes(`'sha256-${hash}'`), "script hash in CSP");
+  }
+  for (const path of ["/client.html", "/healthz", "/nope", "/history?r=a"]) {
+    const response = await fetch(app.url(path));
+    await response.body?.cancel();
+    assert.equal(response.headers.get("x-content-type-options"), "nosniff", path);
+    assert.equal(response.headers.get("referrer-policy"), "no-referrer", path);
+  }
+  await app.close();
+});
