@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { SignJWT } from "jose";
 import { runTask } from "../support/child_server.ts";
 import { startTestServer } from "../support/test_server.ts";
-import { TestSocket } from "../support/test_socket.ts";
+import { TestSocket, UPGRADE_HEADERS } from "../support/test_socket.ts";
 
 const SECRET = "test-secret-that-is-long-enough-for-hs256";
 const key = new TextEncoder().encode(SECRET);
@@ -14,14 +14,7 @@ function sign(claims: Record<string, unknown>, options: { expS?: number; sub?: s
   return jwt.setExpirationTime(options.expS ?? nowS() + 3600).sign(key);
 }
 
-const upgradeHeaders = {
-  upgrade: "websocket",
-  connection: "Upgrade",
-  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-  "sec-websocket-version": "13",
-};
-
-async function refusal(url: string, headers: Record<string, string> = upgradeHeaders) {
+async function refusal(url: string, headers: Record<string, string> = UPGRADE_HEADERS) {
   const response = await fetch(url, { headers });
   const body = await response.json();
   return { status: response.status, code: body.error?.code };

@@ -1,13 +1,6 @@
 import assert from "node:assert/strict";
 import { startTestServer } from "../support/test_server.ts";
-import { TestSocket } from "../support/test_socket.ts";
-
-const upgradeHeaders = {
-  upgrade: "websocket",
-  connection: "Upgrade",
-  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-  "sec-websocket-version": "13",
-};
+import { TestSocket, UPGRADE_HEADERS } from "../support/test_socket.ts";
 
 Deno.test("GET /chat refuses a bad room or user with 400 and a JSON error, before upgrading", async () => {
   const app = startTestServer();
@@ -26,7 +19,7 @@ Deno.test("GET /chat refuses a bad room or user with 400 and a JSON error, befor
     ["/chat?r=a&u=evil%E2%80%AEgnp", "invalid_user"],
   ];
   for (const [path, code] of cases) {
-    const response = await fetch(app.url(path), { headers: upgradeHeaders });
+    const response = await fetch(app.url(path), { headers: UPGRADE_HEADERS });
     assert.equal(response.status, 400, path);
     assert.notEqual(response.headers.get("upgrade"), "websocket");
     const body = await response.json();

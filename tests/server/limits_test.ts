@@ -1,19 +1,12 @@
 import assert from "node:assert/strict";
 import { startTestServer } from "../support/test_server.ts";
-import { TestSocket } from "../support/test_socket.ts";
-
-const upgradeHeaders = {
-  upgrade: "websocket",
-  connection: "Upgrade",
-  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-  "sec-websocket-version": "13",
-};
+import { TestSocket, UPGRADE_HEADERS } from "../support/test_socket.ts";
 
 Deno.test("Origin: cross-site upgrades get 403; same host, localhost and allowed origins pass", async () => {
   const app = startTestServer();
   const path = "/chat?r=origins&u=ann";
   const withOrigin = async (origin: string) => {
-    const response = await fetch(app.url(path), { headers: { ...upgradeHeaders, origin } });
+    const response = await fetch(app.url(path), { headers: { ...UPGRADE_HEADERS, origin } });
     await response.body?.cancel();
     return response.status;
   };
@@ -34,7 +27,7 @@ Deno.test("Origin: cross-site upgrades get 403; same host, localhost and allowed
     ALLOWED_ORIGINS: "https://chat.example.com, https://app.example.com/",
   });
   const strictStatus = async (origin: string) => {
-    const response = await fetch(strict.url(path), { headers: { ...upgradeHeaders, origin } });
+    const response = await fetch(strict.url(path), { headers: { ...UPGRADE_HEADERS, origin } });
     await response.body?.cancel();
     return response.status;
   };
@@ -85,7 +78,7 @@ Deno.test("Limits: connections per IP (429) and in total (503) are refused befor
   const perIp = startTestServer({ MAX_CONNECTIONS_PER_IP: "2" });
   const first = await TestSocket.open(perIp.chatUrl("a", "one"));
   const second = await TestSocket.open(perIp.chatUrl("a", "two"));
-  const third = await fetch(perIp.url("/chat?r=a&u=three"), { headers: upgradeHeaders });
+  const third = await fetch(perIp.url("/chat?r=a&u=three"), { headers: UPGRADE_HEADERS });
   assert.equal(third.status, 429);
   assert.equal((await third.json()).error.code, "too_many_from_ip");
   await first.close();
@@ -96,7 +89,7 @@ Deno.test("Limits: connections per IP (429) and in total (503) are refused befor
 
   const total = startTestServer({ MAX_CONNECTIONS: "1" });
   const only = await TestSocket.open(total.chatUrl("a", "one"));
-  const refused = await fetch(total.url("/chat?r=a&u=two"), { headers: upgradeHeaders });
+  const refused = await fetch(total.url("/chat?r=a&u=two"), { headers: UPGRADE_HEADERS });
   assert.equal(refused.status, 503);
   assert.equal((await refused.json()).error.code, "too_many_connections");
   await only.close();

@@ -27,6 +27,16 @@ async function storedIds(url: string, schema: string): Promise<string[]> {
   return rows.map((row) => row.id);
 }
 
+/** A store on a fresh schema whose connections all go through `proxy`, so a test can cut them. */
+function storeBehind(proxy: TcpProxy, url: string, schema: string): Promise<PostgresStore> {
+  return PostgresStore.connect(viaPort(url, proxy.port), {
+    connectTimeoutMs: 5_000,
+    batchTimeoutMs: 1_000,
+    schema,
+    logger: silentLogger,
+  });
+}
+
 async function readyStatus(url: string): Promise<number> {
   const response = await fetch(url);
   await response.body?.cancel();
@@ -75,12 +85,7 @@ Deno.test({
     const schema = freshSchemaName();
     const proxy = TcpProxy.start(targetOf(url));
     try {
-      const store = await PostgresStore.connect(viaPort(url, proxy.port), {
-        connectTimeoutMs: 5_000,
-        batchTimeoutMs: 1_000,
-        schema,
-        logger: silentLogger,
-      });
+      const store = await storeBehind(proxy, url, schema);
       const app = startTestServer({ PERSIST_BATCH_WAIT_MS: "5" }, store);
       const ann = await TestSocket.open(app.chatUrl("outage", "ann"));
       const bob = await TestSocket.open(app.chatUrl("outage", "bob"));
@@ -148,12 +153,7 @@ Deno.test({
     const schema = freshSchemaName();
     const proxy = TcpProxy.start(targetOf(url));
     try {
-      const store = await PostgresStore.connect(viaPort(url, proxy.port), {
-        connectTimeoutMs: 5_000,
-        batchTimeoutMs: 1_000,
-        schema,
-        logger: silentLogger,
-      });
+      const store = await storeBehind(proxy, url, schema);
       const app = startTestServer({
         PERSIST_QUEUE_LIMIT: "5",
         PERSIST_WORKERS: "1",

@@ -3,7 +3,7 @@ import { v7 as uuidv7 } from "uuid";
 import type { ChatMessage } from "../../storage/repository.ts";
 import { GatedStore } from "../support/gated_store.ts";
 import { startTestServer } from "../support/test_server.ts";
-import { type Frame, TestSocket } from "../support/test_socket.ts";
+import { type Frame, TestSocket, UPGRADE_HEADERS } from "../support/test_socket.ts";
 
 /** Messages stored before this server started (as after a restart): older than any new id. */
 function seed(room: string, count: number): ChatMessage[] {

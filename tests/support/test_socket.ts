@@ -6,6 +6,14 @@ export type Frame = Record<string, any>;
 
 const DEFAULT_TIMEOUT_MS = 5_000;
 
+/** Headers of a WebSocket upgrade, for asserting what the server answers before upgrading. */
+export const UPGRADE_HEADERS: Readonly<Record<string, string>> = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
 /** What a close event said. */
 export interface CloseInfo {
   readonly code: number;
