@@ -133,12 +133,7 @@ Deno.test("Resume with a store that fails replays the buffer and says it is inco
 Deno.test("GET /chat with a since that is not a message id answers 400 invalid_cursor", async () => {
   const app = startTestServer();
   const response = await fetch(app.url("/chat?r=a&u=ann&since=yesterday"), {
-    headers: {
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-version": "13",
-      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-    },
+    headers: UPGRADE_HEADERS,
   });
   assert.equal(response.status, 400);
   assert.equal((await response.json()).error.code, "invalid_cursor");
