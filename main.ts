@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { RedisCluster } from "./cluster/redis_cluster.ts";
 import { JsonLogger, type Logger } from "./log/logger.ts";
 import { type Config, ConfigError, configFromEnv } from "./server/config.ts";
 import { startChatServer } from "./server/chat_server.ts";
@@ -51,7 +52,15 @@ async function main(): Promise<void> {
       detail: "AUTH_SECRET is unset: anyone may join any room under any name",
     });
   }
-  const server = startChatServer(config, { repository, logger });
+  const cluster = config.redisUrl === undefined ? undefined : RedisCluster.start(config.redisUrl, {
+    prefix: config.redisPrefix,
+    presenceTtlMs: config.presenceTtlMs,
+    logger,
+  });
+  if (cluster) {
+    logger.info("cluster.enabled", { instance: cluster.instance, prefix: config.redisPrefix });
+  }
+  const server = startChatServer(config, { repository, logger, cluster });
   logger.info("server.listening", { host: server.addr.hostname, port: server.addr.port });
 
   let stopping = false;
@@ -60,6 +69,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info("server.stopping", {});
     const report = await server.shutdown();
+    await cluster?.close();
     await repository.close();
     if (report.unsaved > 0) {
       console.error(`error: ${report.unsaved} messages could not be stored before shutdown`);

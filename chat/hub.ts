@@ -8,6 +8,7 @@ import type { Channel } from "./channel.ts";
 import { Client, type ClientOwner, type OutboxLimits, type Transport } from "./client.ts";
 import type { Logger } from "../log/logger.ts";
 import { CLOSE_CODES, type CloseCode, type ErrorCode } from "./protocol.ts";
+import type { Cluster } from "./cluster.ts";
 import type { ReplaySource } from "./replay.ts";
 import { Room } from "./room.ts";
 
@@ -23,6 +24,8 @@ export interface HubOptions {
   readonly resumeLimit: number;
   /** Where a resume reaching past a room's recent messages reads from. */
   readonly replaySource: ReplaySource;
+  /** Other instances serving the same rooms; {@linkcode SoloCluster} when there are none. */
+  readonly cluster: Cluster;
   readonly logger: Logger;
 }
 
@@ -84,6 +87,7 @@ export class Hub implements ClientOwner {
         persistQueue: this.#options.persistQueue,
         resumeLimit: this.#options.resumeLimit,
         replaySource: this.#options.replaySource,
+        cluster: this.#options.cluster,
       });
       this.#rooms.set(identity.room, room);
     }

@@ -39,14 +39,30 @@ export class RecentMessages {
     return this.#ring.length;
   }
 
-  /** Appends the newest message; its id must be greater than every id already held. */
+  /**
+   * Adds a message, evicting the oldest when full. Ids usually arrive in order; one from another
+   * instance may be slightly older than the newest held and is moved back into place.
+   */
   add(message: RecentMessage): void {
+    const newest = this.#at(this.#ring.length - 1);
+    if (newest !== undefined && message.id < newest.id) {
+      const oldest = this.#at(0);
+      if (this.#ring.length === this.#capacity && oldest && message.id < oldest.id) return;
+    }
     if (this.#ring.length < this.#capacity) {
       this.#ring.push(message);
-      return;
+    } else {
+      this.#ring[this.#head] = message;
+      this.#head = (this.#head + 1) % this.#capacity;
     }
-    this.#ring[this.#head] = message;
-    this.#head = (this.#head + 1) % this.#capacity;
+    // Insertion step: swap backwards while the previous entry is newer.
+    for (let i = this.#ring.length - 1; i > 0; i--) {
+      const previous = this.#at(i - 1) as RecentMessage;
+      const current = this.#at(i) as RecentMessage;
+      if (previous.id <= current.id) break;
+      this.#set(i - 1, current);
+      this.#set(i, previous);
+    }
   }
 
   /**
@@ -74,5 +90,9 @@ export class RecentMessages {
 
   #at(index: number): RecentMessage | undefined {
     return this.#ring[(this.#head + index) % this.#capacity];
+  }
+
+  #set(index: number, message: RecentMessage): void {
+    this.#ring[(this.#head + index) % this.#capacity] = message;
   }
 }

@@ -5,7 +5,9 @@
  */
 import { v7 as uuidv7 } from "uuid";
 import type { ChatMessage } from "../storage/repository.ts";
+import type { Cluster, RoomLink } from "./cluster.ts";
 import { RecentMessages } from "./recent_messages.ts";
+import { RoomPresence } from "./room_presence.ts";
 import { replayFrames, replayFromStore, type ReplaySource } from "./replay.ts";
 import { Channel, ChannelClosedError } from "./channel.ts";
 import type { Client } from "./client.ts";
@@ -21,7 +23,13 @@ import {
 type RoomEvent =
   | { readonly type: "join"; readonly client: Client; readonly since: string | undefined }
   | { readonly type: "leave"; readonly client: Client }
-  | { readonly type: "message"; readonly client: Client; readonly content: string };
+  | { readonly type: "message"; readonly client: Client; readonly content: string }
+  | { readonly type: "remote_message"; readonly id: string; readonly frame: string }
+  | {
+    readonly type: "remote_presence";
+    readonly instance: string;
+    readonly users: readonly string[];
+  };
 
 /** Options of {@linkcode Room}. */
 export interface RoomOptions {
@@ -33,6 +41,8 @@ export interface RoomOptions {
   readonly resumeLimit: number;
   /** Where a resume reaching past the recent messages reads from. */
   readonly replaySource: ReplaySource;
+  /** The same room on other instances. */
+  readonly cluster: Cluster;
 }
 
 /** How many queued events the loop handles per wake-up. */
@@ -60,6 +70,8 @@ export class Room {
   readonly #inbox: Channel<RoomEvent>;
   readonly #persistQueue: Channel<ChatMessage>;
   readonly #members = new Set<Client>();
+  readonly #presence = new RoomPresence();
+  readonly #link: RoomLink;
   readonly #recent: RecentMessages;
   readonly #resumeLimit: number;
   readonly #replaySource: ReplaySource;
@@ -73,6 +85,11 @@ export class Room {
     this.#resumeLimit = options.resumeLimit;
     this.#replaySource = options.replaySource;
     this.#recent = new RecentMessages(options.resumeLimit);
+    this.#link = options.cluster.link(name, {
+      message: (id, frame) => this.#enqueueRemote({ type: "remote_message", id, frame }),
+      presence: (instance, users) =>
+        this.#enqueueRemote({ type: "remote_presence", instance, users }),
+    });
     this.done = this.#run().then(() => this.#settleReplays());
   }
 
@@ -106,7 +123,27 @@ export class Room {
     this.#inbox.close();
   }
 
+  /**
+   * Events from other instances must not be dropped: if the inbox is full they wait, in order
+   * (once one waits, later ones cannot overtake it, since `trySend` refuses while senders wait).
+   */
+  #enqueueRemote(event: RoomEvent): void {
+    if (!this.#inbox.trySend(event)) this.#inbox.send(event).catch(ignoreClosed);
+  }
+
   async #run(): Promise<void> {
+    // Know who is on other instances before the first welcome goes out.
+    for (const [instance, users] of await this.#link.initialMembers) {
+      this.#presence.setRemote(instance, users);
+    }
+    try {
+      await this.#loop();
+    } finally {
+      this.#link.close();
+    }
+  }
+
+  async #loop(): Promise<void> {
     const events: RoomEvent[] = [];
     for (;;) {
       try {
@@ -129,7 +166,20 @@ export class Room {
         return this.#add(event.client, event.since);
       case "leave":
         return this.#remove(event.client);
+      case "remote_message":
+        this.#recent.add({ id: event.id, frame: event.frame });
+        return this.#fanOut(event.frame);
+      case "remote_presence":
+        return this.#remotePresence(event.instance, event.users);
     }
+  }
+
+  #remotePresence(instance: string, users: readonly string[]): void {
+    const { joined, left } = this.#presence.setRemote(instance, users);
+    if (joined.length === 0 && left.length === 0) return;
+    const members = this.#presence.names();
+    for (const user of joined) this.#announce("join", user, members);
+    for (const user of left) this.#announce("leave", user, members);
   }
 
   #broadcast(sender: Client, content: string): void {
@@ -147,12 +197,15 @@ export class Room {
     const frame = encodeMessage(message);
     this.#recent.add({ id, frame });
     this.#fanOut(frame);
+    this.#link.publish(id, frame);
   }
 
   #add(client: Client, since: string | undefined): void {
     if (!client.connected) return; // left before its join was handled
     this.#members.add(client);
-    const members = this.#memberNames();
+    this.#presence.addLocal(client.user);
+    this.#link.announce(this.#presence.localNames());
+    const members = this.#presence.names();
     client.offer(encodeFrame({
       type: "welcome",
       protocol: PROTOCOL_VERSION,
@@ -160,7 +213,7 @@ export class Room {
       user: client.user,
       members,
     }));
-    this.#announce("join", client, members);
+    this.#announce("join", client.user, members, client);
     if (since !== undefined) this.#replay(client, since);
   }
 
@@ -189,18 +242,15 @@ export class Room {
 
   #remove(client: Client): void {
     if (!this.#members.delete(client)) return;
-    this.#announce("leave", client, this.#memberNames());
+    this.#presence.removeLocal(client.user);
+    this.#link.announce(this.#presence.localNames());
+    this.#announce("leave", client.user, this.#presence.names());
   }
 
-  #announce(event: PresenceEvent, client: Client, members: string[]): void {
-    const frame = encodeFrame({
-      type: "presence",
-      event,
-      room: this.name,
-      user: client.user,
-      members,
-    });
-    this.#fanOut(frame, client);
+  /** Tells the members (but `except`, who got a welcome instead) that `user` came or went. */
+  #announce(event: PresenceEvent, user: string, members: string[], except?: Client): void {
+    const frame = encodeFrame({ type: "presence", event, room: this.name, user, members });
+    this.#fanOut(frame, except);
   }
 
   /** Hands one encoded frame to every member; a member whose outbox is full is cut off. */
@@ -211,13 +261,6 @@ export class Room {
     }
     // Cut off after the loop, so the presence leave this causes follows the frame in order.
     if (behind) { for (const member of behind) member.disconnect(CLOSE_CODES.slowConsumer); }
-  }
-
-  /** Distinct user names present, sorted: a user with two tabs is listed once. */
-  #memberNames(): string[] {
-    const names = new Set<string>();
-    for (const member of this.#members) names.add(member.user);
-    return [...names].sort();
   }
 }
 

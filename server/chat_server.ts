@@ -5,6 +5,7 @@
  */
 import { batches } from "../chat/batches.ts";
 import { Channel } from "../chat/channel.ts";
+import { type Cluster, SoloCluster } from "../chat/cluster.ts";
 import { Hub } from "../chat/hub.ts";
 import type { Logger } from "../log/logger.ts";
 import { type PersistReport, PersistWorkers } from "../storage/persist_workers.ts";
@@ -32,6 +33,8 @@ export interface ChatServer {
 export interface ChatServerDeps {
   readonly repository: MessageRepository;
   readonly logger: Logger;
+  /** Other instances sharing the rooms (Redis); a single instance without it. */
+  readonly cluster?: Cluster;
 }
 
 const RETRY_BASE_MS = 50;
@@ -51,6 +54,7 @@ const CLOSE_HANDSHAKE_MS = 2_000;
  */
 export function startChatServer(config: Config, deps: ChatServerDeps): ChatServer {
   const { repository, logger } = deps;
+  const cluster = deps.cluster ?? new SoloCluster();
   const persistQueue = new Channel<ChatMessage>(config.persistQueueLimit);
   const hub = new Hub({
     outbox: { frames: config.outboxLimit, bytes: config.outboxLimitBytes },
@@ -58,6 +62,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     persistQueue,
     resumeLimit: config.resumeLimit,
     replaySource: repository,
+    cluster,
     logger,
   });
   const workers = new PersistWorkers(
@@ -79,7 +84,16 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   const http = Deno.serve(
     { port: config.port, hostname: config.host, onListen: () => {} },
     createHandler(
-      routeDeps(config, { hub, sockets, repository, logger, workers, persistQueue, isDraining }),
+      routeDeps(config, {
+        hub,
+        sockets,
+        repository,
+        logger,
+        workers,
+        persistQueue,
+        isDraining,
+        cluster,
+      }),
     ),
   );
 
@@ -110,6 +124,7 @@ interface ServerParts extends ChatServerDeps {
   readonly workers: PersistWorkers;
   readonly persistQueue: Channel<ChatMessage>;
   readonly isDraining: () => boolean;
+  readonly cluster: Cluster;
 }
 
 function routeDeps(config: Config, parts: ServerParts): RouteDeps {
@@ -141,7 +156,12 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       draining: isDraining,
     },
     readiness: async () => {
-      const base = { store: repository.kind, queued: persistQueue.size };
+      // A lost Redis degrades cross-instance delivery, not this instance: it stays ready.
+      const base = {
+        store: repository.kind,
+        queued: persistQueue.size,
+        cluster: parts.cluster.state,
+      };
       if (isDraining()) return { ready: false, reason: "shutting down", ...base };
       if (!(await repository.ping())) {
         return { ready: false, reason: "store not answering", ...base };

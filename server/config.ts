@@ -74,6 +74,10 @@ function list(raw: string): readonly string[] {
   return Object.freeze(raw.split(",").map((item) => item.trim()).filter((item) => item !== ""));
 }
 
+function redisUrl(raw: string): string | ParseFailure {
+  return /^rediss?:\/\//.test(raw) ? raw : new ParseFailure("must be a redis:// or rediss:// URL");
+}
+
 function secret(raw: string): string | ParseFailure {
   // HS256 keys shorter than the hash are brute-forceable; refuse them rather than warn.
   return new TextEncoder().encode(raw).length >= 32
@@ -115,6 +119,24 @@ export const CONFIG_VARIABLES = {
     fallback: "5s",
     doc: "longest a database write or read may take before it is retried on a new connection",
     parse: duration(600_000),
+  },
+  redisUrl: {
+    name: "REDIS_URL",
+    fallback: undefined,
+    doc: "Redis URL shared by several instances serving the same rooms; unset: one instance",
+    parse: redisUrl,
+  },
+  redisPrefix: {
+    name: "REDIS_PREFIX",
+    fallback: "chat:",
+    doc: "prefix of every Redis key and channel (several deployments can share one Redis)",
+    parse: text,
+  },
+  presenceTtlMs: {
+    name: "PRESENCE_TTL",
+    fallback: "15s",
+    doc: "members of an instance that stopped heartbeating leave everyone's presence after this",
+    parse: duration(3_600_000),
   },
   authSecret: {
     name: "AUTH_SECRET",

@@ -32,6 +32,8 @@ export interface Readiness {
   readonly queued: number;
   /** Why the server is not ready; absent when it is. */
   readonly reason?: string;
+  /** `off` (one instance), `ok`, or `degraded` (Redis out of reach: local rooms only). */
+  readonly cluster: string;
 }
 
 type Handler = (

@@ -19,3 +19,12 @@ Deno.test("RecentMessages keeps the newest entries in order across wrap-around",
 Deno.test("new RecentMessages() rejects a bad capacity", () => {
   assert.throws(() => new RecentMessages(0), RangeError);
 });
+
+Deno.test("RecentMessages places a slightly older id (from another instance) in order", () => {
+  const recent = new RecentMessages(4);
+  for (const i of [1, 2, 4, 5]) recent.add({ id: id(i), frame: `f${i}` });
+  recent.add({ id: id(3), frame: "f3" }); // evicts 1, lands before 4
+  assert.deepEqual(recent.after(id(0)).map((m) => m.frame), ["f2", "f3", "f4", "f5"]);
+  recent.add({ id: id(0), frame: "f0" }); // older than everything held: not kept
+  assert.deepEqual(recent.after(id(0)).map((m) => m.frame), ["f2", "f3", "f4", "f5"]);
+});

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Channel } from "../../chat/channel.ts";
+import { SoloCluster } from "../../chat/cluster.ts";
 import type { Transport } from "../../chat/client.ts";
 import { Hub } from "../../chat/hub.ts";
 import { silentLogger } from "../../log/logger.ts";
@@ -36,6 +37,7 @@ function newHub(
     persistQueue,
     resumeLimit: 100,
     replaySource: new MemoryStore({ maxPerRoom: 100, maxRooms: 10 }),
+    cluster: new SoloCluster(),
     logger: silentLogger,
   });
   return { hub, persistQueue };

@@ -1,4 +1,5 @@
 /** Starts a real chat server on 127.0.0.1 and a free port, for one test. */
+import type { Cluster } from "../../chat/cluster.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { type ChatServer, startChatServer } from "../../server/chat_server.ts";
 import { parseConfig } from "../../server/config.ts";
@@ -27,16 +28,23 @@ export interface TestServer<R extends MessageRepository> {
 }
 
 export function startTestServer(env?: Record<string, string>): TestServer<RecordingStore>;
+export function startTestServer(
+  env: Record<string, string>,
+  repository: undefined,
+  cluster: Cluster,
+): TestServer<RecordingStore>;
 export function startTestServer<R extends MessageRepository>(
   env: Record<string, string>,
   repository: R,
+  cluster?: Cluster,
 ): TestServer<R>;
 export function startTestServer(
   env: Record<string, string> = {},
   repository: MessageRepository = new RecordingStore(),
+  cluster?: Cluster,
 ): TestServer<MessageRepository> {
   const config = parseConfig({ PORT: "0", HOST: "127.0.0.1", ...GENEROUS_LIMITS, ...env });
-  const server = startChatServer(config, { repository, logger: silentLogger });
+  const server = startChatServer(config, { repository, logger: silentLogger, cluster });
   const port = server.addr.port;
   const base = `http://127.0.0.1:${port}`;
   return {

@@ -1,0 +1,266 @@
+/**
+ * Several server instances sharing rooms through Redis pub/sub, with presence heartbeats.
+ *
+ * @module
+ */
+import { Redis } from "ioredis";
+import type { Cluster, RemoteSink, RoomLink } from "../chat/cluster.ts";
+import type { Logger } from "../log/logger.ts";
+
+/** Options of {@linkcode RedisCluster.start}. */
+export interface RedisClusterOptions {
+  /** Prefix of every key and channel, so several deployments (or tests) can share one Redis. */
+  readonly prefix: string;
+  /** How long this instance's presence outlives its last heartbeat (a crash is noticed by then). */
+  readonly presenceTtlMs: number;
+  readonly logger: Logger;
+}
+
+// Wire format of a pub/sub payload, one per message or presence change:
+//   "M\n<instance>\n<id>\n<frame>"  a message frame, encoded once by the instance that accepted it
+//   "P\n<instance>\n<json users>"   the users <instance> has in the room now
+// JSON frames never contain a raw newline, so the first fields split off cheaply.
+const MESSAGE = "M";
+const PRESENCE = "P";
+/** How long a room waits for the others' member lists before its first welcome. */
+const INITIAL_MEMBERS_TIMEOUT_MS = 1_000;
+
+/**
+ * Publishes each room's messages and presence to Redis and delivers the other instances' to
+ * local rooms. Subscribes only to rooms with local members. Redis being away never blocks a
+ * room: publishing fails fast (no offline queue), ioredis reconnects and resubscribes by itself,
+ * and the next heartbeat re-announces this instance's members.
+ *
+ * @example
+ * ```ts
+ * const cluster = RedisCluster.start("redis://127.0.0.1:6379", { prefix: "chat:", presenceTtlMs: 15_000, logger });
+ * const hub = new Hub({ ..., cluster });
+ * await cluster.close();
+ * ```
+ */
+export class RedisCluster implements Cluster {
+  /** This instance's id in the cluster. */
+  readonly instance = crypto.randomUUID();
+  readonly #commands: Redis;
+  readonly #subscriber: Redis;
+  readonly #options: RedisClusterOptions;
+  readonly #rooms = new Map<string, { sink: RemoteSink; users: readonly string[] }>();
+  readonly #heartbeat: ReturnType<typeof setInterval>;
+  #published = 0;
+  #failures = 0;
+
+  private constructor(url: string, options: RedisClusterOptions) {
+    this.#options = options;
+    const common = { enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: false };
+    this.#commands = new Redis(url, common);
+    this.#subscriber = new Redis(url, { ...common, enableOfflineQueue: true });
+    for (
+      const [role, client] of [["commands", this.#commands], [
+        "subscriber",
+        this.#subscriber,
+      ]] as const
+    ) {
+      // ioredis emits "error" for every failed reconnect; without a listener it would throw.
+      client.on("error", (error: Error) => this.#fail(`redis.${role}_error`, error));
+    }
+    this.#subscriber.on("ready", () => this.#beat());
+    this.#subscriber.on(
+      "message",
+      (channel: string, payload: string) => this.#receive(channel, payload),
+    );
+    this.#heartbeat = setInterval(() => this.#beat(), Math.max(100, options.presenceTtlMs / 3));
+  }
+
+  /** Connects (in the background) and starts heartbeating. */
+  static start(url: string, options: RedisClusterOptions): RedisCluster {
+    return new RedisCluster(url, options);
+  }
+
+  get state(): "ok" | "degraded" {
+    return this.#commands.status === "ready" && this.#subscriber.status === "ready"
+      ? "ok"
+      : "degraded";
+  }
+
+  /** Payloads published so far (for metrics and tests). */
+  get published(): number {
+    return this.#published;
+  }
+
+  link(room: string, sink: RemoteSink): RoomLink {
+    this.#rooms.set(room, { sink, users: [] });
+    this.#subscriber.subscribe(this.#channel(room)).catch((error) =>
+      this.#fail("redis.subscribe_failed", error)
+    );
+    return {
+      initialMembers: this.#membersElsewhere(room),
+      publish: (id, frame) => this.#publish(room, `${MESSAGE}\n${this.instance}\n${id}\n${frame}`),
+      announce: (users) => this.#announce(room, users),
+      close: () => this.#unlink(room),
+    };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#heartbeat);
+    const rooms = [...this.#rooms.keys()];
+    for (const room of rooms) this.#unlink(room);
+    try {
+      if (this.#commands.status === "ready") {
+        await this.#commands.del(this.#instanceKey(this.instance));
+      }
+    } catch (error) {
+      this.#fail("redis.close_failed", error);
+    }
+    this.#subscriber.disconnect();
+    this.#commands.disconnect();
+  }
+
+  #announce(room: string, users: readonly string[]): void {
+    const entry = this.#rooms.get(room);
+    if (!entry) return;
+    entry.users = [...users];
+    this.#writePresence(room, entry.users);
+    this.#publish(room, `${PRESENCE}\n${this.instance}\n${JSON.stringify(entry.users)}`);
+  }
+
+  #unlink(room: string): void {
+    if (!this.#rooms.delete(room)) return;
+    this.#publish(room, `${PRESENCE}\n${this.instance}\n[]`);
+    this.#run(this.#commands.hdel(this.#presenceKey(room), this.instance), "redis.presence_failed");
+    this.#subscriber.unsubscribe(this.#channel(room)).catch((error) =>
+      this.#fail("redis.unsubscribe_failed", error)
+    );
+  }
+
+  #receive(channel: string, payload: string): void {
+    const room = channel.slice(this.#options.prefix.length + "room:".length);
+    const entry = this.#rooms.get(room);
+    if (!entry) return;
+    const kind = payload.slice(0, 1);
+    const instanceEnd = payload.indexOf("\n", 2);
+    const instance = payload.slice(2, instanceEnd);
+    if (instance === this.instance || instanceEnd < 0) return; // our own echo
+    if (kind === MESSAGE) {
+      const idEnd = payload.indexOf("\n", instanceEnd + 1);
+      entry.sink.message(payload.slice(instanceEnd + 1, idEnd), payload.slice(idEnd + 1));
+    } else if (kind === PRESENCE) {
+      entry.sink.presence(instance, parseUsers(payload.slice(instanceEnd + 1)));
+    }
+  }
+
+  /** Refreshes this instance's liveness and presence, and drops members of instances gone quiet. */
+  #beat(): void {
+    const ttl = this.#options.presenceTtlMs;
+    this.#run(
+      this.#commands.set(this.#instanceKey(this.instance), "1", "PX", ttl),
+      "redis.heartbeat_failed",
+    );
+    for (const [room, entry] of this.#rooms) {
+      if (entry.users.length > 0) this.#writePresence(room, entry.users);
+      this.#membersElsewhere(room).then((members) => {
+        const current = this.#rooms.get(room);
+        if (!current) return;
+        // Dead instances come back with no users, so their members leave everywhere.
+        for (const [instance, users] of members) current.sink.presence(instance, users);
+      });
+    }
+  }
+
+  /** The other live instances' users of a room, from Redis; empty when Redis is away. */
+  async #membersElsewhere(room: string): Promise<Map<string, readonly string[]>> {
+    const members = new Map<string, readonly string[]>();
+    if (this.#commands.status !== "ready") return members;
+    try {
+      const read = (async () => {
+        const fields = await this.#commands.hgetall(this.#presenceKey(room));
+        const others = Object.entries(fields).filter(([instance]) => instance !== this.instance);
+        if (others.length === 0) return;
+        const alive = await this.#commands.mget(
+          ...others.map(([instance]) => this.#instanceKey(instance)),
+        );
+        others.forEach(([instance, users], i) => {
+          if (alive[i] !== null) members.set(instance, parseUsers(users));
+          else {
+            members.set(instance, []); // its heartbeat expired: it crashed or was cut off
+            this.#run(
+              this.#commands.hdel(this.#presenceKey(room), instance),
+              "redis.presence_failed",
+            );
+          }
+        });
+      })();
+      await withTimeout(read, INITIAL_MEMBERS_TIMEOUT_MS);
+    } catch (error) {
+      this.#fail("redis.presence_read_failed", error);
+    }
+    return members;
+  }
+
+  #writePresence(room: string, users: readonly string[]): void {
+    const key = this.#presenceKey(room);
+    const write = users.length === 0
+      ? this.#commands.hdel(key, this.instance)
+      : this.#commands.multi().hset(key, this.instance, JSON.stringify(users))
+        .pexpire(key, this.#options.presenceTtlMs * 4).exec();
+    this.#run(write, "redis.presence_failed");
+  }
+
+  #publish(room: string, payload: string): void {
+    if (this.#commands.status !== "ready") {
+      this.#failures++;
+      return;
+    }
+    this.#published++;
+    this.#run(this.#commands.publish(this.#channel(room), payload), "redis.publish_failed");
+  }
+
+  #run(pending: Promise<unknown>, event: string): void {
+    pending.catch((error) => this.#fail(event, error));
+  }
+
+  #fail(event: string, error: unknown): void {
+    this.#failures++;
+    // Logged at debug: during an outage every attempt fails, and /readyz already says degraded.
+    this.#options.logger.debug(event, {
+      error: error instanceof Error ? error.name : typeof error,
+    });
+  }
+
+  #channel(room: string): string {
+    return `${this.#options.prefix}room:${room}`;
+  }
+
+  #presenceKey(room: string): string {
+    return `${this.#options.prefix}presence:${room}`;
+  }
+
+  #instanceKey(instance: string): string {
+    return `${this.#options.prefix}instance:${instance}`;
+  }
+}
+
+function parseUsers(json: string): readonly string[] {
+  try {
+    const value: unknown = JSON.parse(json);
+    return Array.isArray(value)
+      ? value.filter((user): user is string => typeof user === "string")
+      : [];
+  } catch (error) {
+    if (error instanceof SyntaxError) return []; // another deployment's junk on our prefix
+    throw error;
+  }
+}
+
+async function withTimeout<T>(pending: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      pending,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
