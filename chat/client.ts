@@ -33,6 +33,8 @@ export interface OutboxLimits {
 export interface ClientOwner {
   /** Takes a validated message of `client` for its room. Returns an error code if refused. */
   submit(client: Client, content: string): ErrorCode | undefined;
+  /** A frame of `client` was refused with `code`. */
+  refused(code: ErrorCode): void;
   /** The client is gone: called exactly once per client, with the close the server chose. */
   release(client: Client, close: CloseCode | undefined): void;
 }
@@ -134,6 +136,7 @@ export class Client {
 
   /** Sends the peer an `error` frame; the connection stays open. */
   reject(code: ErrorCode): void {
+    this.#owner.refused(code);
     if (!this.offer(ERROR_FRAMES[code])) this.disconnect(CLOSE_CODES.slowConsumer);
   }
 

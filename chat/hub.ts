@@ -8,6 +8,7 @@ import type { Channel } from "./channel.ts";
 import { Client, type ClientOwner, type OutboxLimits, type Transport } from "./client.ts";
 import type { Logger } from "../log/logger.ts";
 import { CLOSE_CODES, type CloseCode, type ErrorCode } from "./protocol.ts";
+import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster } from "./cluster.ts";
 import type { ReplaySource } from "./replay.ts";
 import { Room } from "./room.ts";
@@ -26,6 +27,8 @@ export interface HubOptions {
   readonly replaySource: ReplaySource;
   /** Other instances serving the same rooms; {@linkcode SoloCluster} when there are none. */
   readonly cluster: Cluster;
+  /** Where counts go; {@linkcode NO_METRICS} counts nothing. */
+  readonly metrics: ChatMetrics;
   readonly logger: Logger;
 }
 
@@ -62,6 +65,23 @@ export class Hub implements ClientOwner {
     return this.#clients.size;
   }
 
+  /** The `limit` rooms with the most local members, largest first. */
+  largestRooms(limit: number): { room: string; members: number }[] {
+    const rooms: { room: string; members: number }[] = [];
+    for (const room of this.#rooms.values()) {
+      rooms.push({ room: room.name, members: room.memberCount });
+    }
+    return rooms.sort((a, b) => b.members - a.members || (a.room < b.room ? -1 : 1)).slice(
+      0,
+      limit,
+    );
+  }
+
+  /** @internal Called by a client whose frame was refused. */
+  refused(code: ErrorCode): void {
+    this.#options.metrics.messageRefused(code);
+  }
+
   /**
    * Adds a connection to a room, creating the room on first join. After {@linkcode Hub.close}
    * the connection is closed with 1001 at once.
@@ -88,6 +108,7 @@ export class Hub implements ClientOwner {
         resumeLimit: this.#options.resumeLimit,
         replaySource: this.#options.replaySource,
         cluster: this.#options.cluster,
+        metrics: this.#options.metrics,
       });
       this.#rooms.set(identity.room, room);
     }
@@ -98,6 +119,7 @@ export class Hub implements ClientOwner {
 
   /** @internal Called by a client with a validated message. */
   submit(client: Client, content: string): ErrorCode | undefined {
+    this.#options.metrics.messageReceived();
     if (this.#closing) return "shutting_down";
     const room = this.#rooms.get(client.room);
     if (!room || !room.submit(client, content)) return "room_busy";
@@ -107,6 +129,7 @@ export class Hub implements ClientOwner {
   /** @internal Called by a client exactly once, when it is gone. */
   release(client: Client, close: CloseCode | undefined): void {
     if (!this.#clients.delete(client)) return;
+    this.#options.metrics.clientLeft(close?.code);
     const fields = { client: client.id, room: client.room, code: close?.code };
     if (close === CLOSE_CODES.slowConsumer) this.#options.logger.info("client.cut_off", fields);
     else this.#options.logger.debug("client.left", fields);

@@ -5,6 +5,7 @@
  */
 import { v7 as uuidv7 } from "uuid";
 import type { ChatMessage } from "../storage/repository.ts";
+import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster, RoomLink } from "./cluster.ts";
 import { RecentMessages } from "./recent_messages.ts";
 import { RoomPresence } from "./room_presence.ts";
@@ -23,7 +24,13 @@ import {
 type RoomEvent =
   | { readonly type: "join"; readonly client: Client; readonly since: string | undefined }
   | { readonly type: "leave"; readonly client: Client }
-  | { readonly type: "message"; readonly client: Client; readonly content: string }
+  | {
+    readonly type: "message";
+    readonly client: Client;
+    readonly content: string;
+    /** `performance.now()` when the message arrived, for the broadcast latency. */
+    readonly receivedAt: number;
+  }
   | { readonly type: "remote_message"; readonly id: string; readonly frame: string }
   | {
     readonly type: "remote_presence";
@@ -43,6 +50,7 @@ export interface RoomOptions {
   readonly replaySource: ReplaySource;
   /** The same room on other instances. */
   readonly cluster: Cluster;
+  readonly metrics: ChatMetrics;
 }
 
 /** How many queued events the loop handles per wake-up. */
@@ -72,6 +80,7 @@ export class Room {
   readonly #members = new Set<Client>();
   readonly #presence = new RoomPresence();
   readonly #link: RoomLink;
+  readonly #metrics: ChatMetrics;
   readonly #recent: RecentMessages;
   readonly #resumeLimit: number;
   readonly #replaySource: ReplaySource;
@@ -85,6 +94,7 @@ export class Room {
     this.#resumeLimit = options.resumeLimit;
     this.#replaySource = options.replaySource;
     this.#recent = new RecentMessages(options.resumeLimit);
+    this.#metrics = options.metrics;
     this.#link = options.cluster.link(name, {
       message: (id, frame) => this.#enqueueRemote({ type: "remote_message", id, frame }),
       presence: (instance, users) =>
@@ -115,7 +125,7 @@ export class Room {
 
   /** Queues a message for broadcast. @returns `false` if the inbox is full. */
   submit(client: Client, content: string): boolean {
-    return this.#inbox.trySend({ type: "message", client, content });
+    return this.#inbox.trySend({ type: "message", client, content, receivedAt: performance.now() });
   }
 
   /** Accepts no more events; those already queued are still handled. */
@@ -161,7 +171,7 @@ export class Room {
   #handle(event: RoomEvent): void {
     switch (event.type) {
       case "message":
-        return this.#broadcast(event.client, event.content);
+        return this.#broadcast(event.client, event.content, event.receivedAt);
       case "join":
         return this.#add(event.client, event.since);
       case "leave":
@@ -182,7 +192,7 @@ export class Room {
     for (const user of left) this.#announce("leave", user, members);
   }
 
-  #broadcast(sender: Client, content: string): void {
+  #broadcast(sender: Client, content: string, receivedAt: number): void {
     const id = uuidv7();
     const message: ChatMessage = {
       id,
@@ -197,6 +207,7 @@ export class Room {
     const frame = encodeMessage(message);
     this.#recent.add({ id, frame });
     this.#fanOut(frame);
+    this.#metrics.messageBroadcast(this.#members.size, performance.now() - receivedAt);
     this.#link.publish(id, frame);
   }
 

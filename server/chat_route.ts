@@ -24,6 +24,13 @@ export interface ChatRoute {
   readonly idleTimeoutMs: number;
   /** True once shutdown began: new sockets are refused with 503. */
   readonly draining: () => boolean;
+  /** Counts an upgrade refused with an error code. */
+  readonly refused: (code: string) => void;
+}
+
+function refuse(route: ChatRoute, status: number, code: string, message: string): Response {
+  route.refused(code);
+  return jsonError(status, code, message);
 }
 
 /**
@@ -39,23 +46,23 @@ export async function openChatSocket(
 ): Promise<Response> {
   const params = parseChatParams(url.searchParams);
   if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-    return jsonError(426, "upgrade_required", "/chat needs a WebSocket upgrade");
+    return refuse(route, 426, "upgrade_required", "/chat needs a WebSocket upgrade");
   }
   if (!route.origins.allows(request.headers.get("origin"), request.headers.get("host"))) {
-    return jsonError(403, "origin_forbidden", "this origin may not open chat sockets");
+    return refuse(route, 403, "origin_forbidden", "this origin may not open chat sockets");
   }
   const identity = await authorize(route.verifier, { request, url, room: params.room });
   const user = identity?.user ?? params.user;
   if (user === undefined) throw new BadRequestError("invalid_user", "u is required");
-  if (route.draining()) return jsonError(503, "shutting_down", "the server is shutting down");
+  if (route.draining()) return refuse(route, 503, "shutting_down", "the server is shutting down");
 
   const ip = info.remoteAddr.hostname;
   const admission = route.limits.admit(ip);
   if (admission === "too_many_connections") {
-    return jsonError(503, admission, "the server has as many connections as it takes");
+    return refuse(route, 503, admission, "the server has as many connections as it takes");
   }
   if (admission === "too_many_from_ip") {
-    return jsonError(429, admission, "too many connections from this address");
+    return refuse(route, 429, admission, "too many connections from this address");
   }
   let upgraded;
   try {

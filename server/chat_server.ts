@@ -14,6 +14,7 @@ import type { Config } from "./config.ts";
 import { OpenSockets } from "./open_sockets.ts";
 import { TokenVerifier } from "./auth.ts";
 import { ConnectionLimits } from "./connection_limits.ts";
+import { ServerMetrics } from "./metrics.ts";
 import { OriginPolicy } from "./origin_policy.ts";
 import { createHandler, type RouteDeps } from "./routes.ts";
 
@@ -56,7 +57,17 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   const { repository, logger } = deps;
   const cluster = deps.cluster ?? new SoloCluster();
   const persistQueue = new Channel<ChatMessage>(config.persistQueueLimit);
-  const hub = new Hub({
+  const metrics: ServerMetrics = new ServerMetrics({
+    connections: () => hub.clientCount,
+    rooms: () => hub.roomCount,
+    largestRooms: (limit) => hub.largestRooms(limit),
+    persistQueueDepth: () => persistQueue.size,
+    persisted: () => workers.saved,
+    storeUp: () => repository.ping(),
+    clusterUp: () => cluster.state !== "degraded",
+  });
+  const hub: Hub = new Hub({
+    metrics,
     outbox: { frames: config.outboxLimit, bytes: config.outboxLimitBytes },
     roomInboxLimit: config.roomQueueLimit,
     persistQueue,
@@ -93,6 +104,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
         persistQueue,
         isDraining,
         cluster,
+        metrics,
       }),
     ),
   );
@@ -125,6 +137,7 @@ interface ServerParts extends ChatServerDeps {
   readonly persistQueue: Channel<ChatMessage>;
   readonly isDraining: () => boolean;
   readonly cluster: Cluster;
+  readonly metrics: ServerMetrics;
 }
 
 function routeDeps(config: Config, parts: ServerParts): RouteDeps {
@@ -154,7 +167,9 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       },
       idleTimeoutMs: config.idleTimeoutMs,
       draining: isDraining,
+      refused: (code) => parts.metrics.requestRefused(code),
     },
+    metrics: parts.metrics,
     readiness: async () => {
       // A lost Redis degrades cross-instance delivery, not this instance: it stays ready.
       const base = {

@@ -9,6 +9,7 @@ import clientHtml from "../static/client.html" with { type: "text" };
 import { AuthError, authorize, type TokenVerifier } from "./auth.ts";
 import { type ChatRoute, openChatSocket } from "./chat_route.ts";
 import { jsonError, jsonResponse } from "./http_response.ts";
+import type { ServerMetrics } from "./metrics.ts";
 import { BadRequestError, parseHistoryParams } from "./request_params.ts";
 import { contentSecurityPolicy, withSecurityHeaders } from "./security_headers.ts";
 
@@ -21,6 +22,7 @@ export interface RouteDeps {
   readonly verifier: TokenVerifier | undefined;
   /** Whether the server can store messages right now, and why not. */
   readonly readiness: () => Promise<Readiness>;
+  readonly metrics: ServerMetrics;
 }
 
 /** The answer of `/readyz`. */
@@ -67,6 +69,10 @@ export function createHandler(
       const body = { status: ready ? "ready" : "unavailable", ...details };
       return jsonResponse(body, ready ? 200 : 503);
     },
+    "/metrics": async () =>
+      new Response(await deps.metrics.render(), {
+        headers: { "content-type": deps.metrics.contentType },
+      }),
     "/client.html": () => new Response(clientHtml, { headers: CLIENT_PAGE_HEADERS }),
     // Not Response.redirect(): its headers are immutable, and security headers go on every answer.
     "/": (_request, url) =>
@@ -77,7 +83,7 @@ export function createHandler(
   };
   return async (request, info) => {
     const url = new URL(request.url);
-    return withSecurityHeaders(await route(routes, request, url, info, deps.logger));
+    return withSecurityHeaders(await route(routes, request, url, info, deps));
   };
 }
 
@@ -86,7 +92,7 @@ async function route(
   request: Request,
   url: URL,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-  logger: Logger,
+  deps: RouteDeps,
 ): Promise<Response> {
   const handler = routes[url.pathname];
   if (!handler) return jsonError(404, "not_found", `no route for ${url.pathname}`);
@@ -96,9 +102,15 @@ async function route(
   try {
     return await handler(request, url, info);
   } catch (error) {
-    if (error instanceof BadRequestError) return jsonError(400, error.code, error.message);
-    if (error instanceof AuthError) return jsonError(error.status, error.code, error.message);
-    logger.error("http.failed", {
+    if (error instanceof BadRequestError) {
+      deps.metrics.requestRefused(error.code);
+      return jsonError(400, error.code, error.message);
+    }
+    if (error instanceof AuthError) {
+      deps.metrics.requestRefused(error.code);
+      return jsonError(error.status, error.code, error.message);
+    }
+    deps.logger.error("http.failed", {
       path: url.pathname,
       error: error instanceof Error ? error.name : typeof error,
     });

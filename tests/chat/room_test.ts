@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Channel } from "../../chat/channel.ts";
 import { SoloCluster } from "../../chat/cluster.ts";
+import { NO_METRICS } from "../../chat/chat_metrics.ts";
 import type { Transport } from "../../chat/client.ts";
 import { Hub } from "../../chat/hub.ts";
 import { silentLogger } from "../../log/logger.ts";
@@ -38,6 +39,7 @@ function newHub(
     resumeLimit: 100,
     replaySource: new MemoryStore({ maxPerRoom: 100, maxRooms: 10 }),
     cluster: new SoloCluster(),
+    metrics: NO_METRICS,
     logger: silentLogger,
   });
   return { hub, persistQueue };

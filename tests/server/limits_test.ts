@@ -71,6 +71,9 @@ Deno.test("Limits: over the rate a frame gets rate_limited; sustained abuse is c
     "rate_limited",
   ]);
   assert.deepEqual(close, { code: 1008, reason: "rate limit exceeded" });
+  const metrics = await (await fetch(app.url("/metrics"))).text();
+  assert.match(metrics, /^chat_disconnects_total\{code="1008"\} 1$/m, "counted by close code");
+  assert.match(metrics, /^chat_messages_refused_total\{reason="rate_limited"\} 3$/m);
   await app.close();
 });
 
@@ -81,6 +84,8 @@ Deno.test("Limits: connections per IP (429) and in total (503) are refused befor
   const third = await fetch(perIp.url("/chat?r=a&u=three"), { headers: UPGRADE_HEADERS });
   assert.equal(third.status, 429);
   assert.equal((await third.json()).error.code, "too_many_from_ip");
+  const metrics = await (await fetch(perIp.url("/metrics"))).text();
+  assert.match(metrics, /^chat_requests_refused_total\{reason="too_many_from_ip"\} 1$/m);
   await first.close();
   // The slot is free again once a socket closed.
   const again = await TestSocket.open(perIp.chatUrl("a", "again"));

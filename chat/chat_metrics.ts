@@ -1,0 +1,27 @@
+/**
+ * What the chat core reports about itself. The server implements it with Prometheus metrics;
+ * {@linkcode NO_METRICS} is for tests and embedding.
+ *
+ * @module
+ */
+import type { ErrorCode } from "./protocol.ts";
+
+/** Events of the chat core worth counting. Every method is cheap and never throws. */
+export interface ChatMetrics {
+  /** A client sent a valid message. */
+  messageReceived(): void;
+  /** A client's frame was refused with an `error` frame. */
+  messageRefused(code: ErrorCode): void;
+  /** A message was handed to `deliveries` outboxes, `latencyMs` after it was received. */
+  messageBroadcast(deliveries: number, latencyMs: number): void;
+  /** A client left; `code` is the close the server chose, if it chose one. */
+  clientLeft(code: number | undefined): void;
+}
+
+/** Counts nothing. */
+export const NO_METRICS: ChatMetrics = {
+  messageReceived() {},
+  messageRefused() {},
+  messageBroadcast() {},
+  clientLeft() {},
+};

@@ -1,0 +1,198 @@
+/**
+ * Prometheus metrics (prom-client): what the chat core reports, plus gauges read at scrape time.
+ *
+ * @module
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ChatMetrics } from "../chat/chat_metrics.ts";
+import type { ErrorCode } from "../chat/protocol.ts";
+
+/** Live values read when `/metrics` is scraped, so the hot path keeps no gauge up to date. */
+export interface MetricsSources {
+  connections(): number;
+  rooms(): number;
+  /** The largest rooms by local members. */
+  largestRooms(limit: number): { room: string; members: number }[];
+  persistQueueDepth(): number;
+  /** Messages the persistence workers have written so far. */
+  persisted(): number;
+  /** 1 when the store answers, 0 when not. */
+  storeUp(): Promise<boolean>;
+  /** 1 when the cluster (Redis) is reachable or off, 0 when degraded. */
+  clusterUp(): boolean;
+}
+
+/** Rooms listed by `chat_room_members`; the rest are summed up in `chat_rooms`. */
+const TOP_ROOMS = 20;
+const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/**
+ * One registry per server. Counters are incremented by value (one call per broadcast, not per
+ * member), and every gauge is computed at scrape time in O(rooms).
+ *
+ * @example
+ * ```ts
+ * const metrics = new ServerMetrics(sources);
+ * const hub = new Hub({ ..., metrics });
+ * const text = await metrics.render();
+ * ```
+ */
+export class ServerMetrics implements ChatMetrics {
+  readonly #registry = new Registry();
+  readonly #received: Counter;
+  readonly #delivered: Counter;
+  readonly #refused: Counter<"reason">;
+  readonly #disconnects: Counter<"code">;
+  readonly #requestsRefused: Counter<"reason">;
+  readonly #broadcastSeconds: Histogram;
+  readonly #batchSeconds: Histogram<"outcome">;
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.#registry];
+    this.#received = new Counter({
+      name: "chat_messages_received_total",
+      help: "Valid messages received from clients.",
+      registers,
+    });
+    this.#delivered = new Counter({
+      name: "chat_messages_delivered_total",
+      help: "Message frames handed to members' outboxes.",
+      registers,
+    });
+    this.#refused = new Counter({
+      name: "chat_messages_refused_total",
+      help: "Client frames refused with an error frame, by error code.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.#disconnects = new Counter({
+      name: "chat_disconnects_total",
+      help: "Connections the server closed, by close code (1001 shutdown, 1008 rate, " +
+        "1009 frame size, 1013 slow consumer, 4001 token expired).",
+      labelNames: ["code"],
+      registers,
+    });
+    this.#requestsRefused = new Counter({
+      name: "chat_requests_refused_total",
+      help: "HTTP requests refused before any upgrade, by error code.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.#broadcastSeconds = new Histogram({
+      name: "chat_broadcast_seconds",
+      help: "From a message's receipt to its frame being queued for every member.",
+      buckets: LATENCY_BUCKETS_S,
+      registers,
+    });
+    this.#batchSeconds = new Histogram({
+      name: "chat_persist_batch_seconds",
+      help: "Time to write one persistence batch, by outcome.",
+      labelNames: ["outcome"],
+      buckets: LATENCY_BUCKETS_S,
+      registers,
+    });
+    registerGauges(this.#registry, sources);
+  }
+
+  /** The Content-Type of {@linkcode ServerMetrics.render}. */
+  get contentType(): string {
+    return this.#registry.contentType;
+  }
+
+  /** The exposition text. */
+  render(): Promise<string> {
+    return this.#registry.metrics();
+  }
+
+  messageReceived(): void {
+    this.#received.inc();
+  }
+
+  messageRefused(code: ErrorCode): void {
+    this.#refused.inc({ reason: code });
+  }
+
+  messageBroadcast(deliveries: number, latencyMs: number): void {
+    if (deliveries > 0) this.#delivered.inc(deliveries);
+    this.#broadcastSeconds.observe(latencyMs / 1000);
+  }
+
+  clientLeft(code: number | undefined): void {
+    if (code !== undefined) this.#disconnects.inc({ code: String(code) });
+  }
+
+  /** An HTTP request was answered with an error before any upgrade. */
+  requestRefused(reason: string): void {
+    this.#requestsRefused.inc({ reason });
+  }
+
+  /** A persistence batch took `seconds`. */
+  batchWritten(seconds: number, outcome: "ok" | "failed"): void {
+    this.#batchSeconds.observe({ outcome }, seconds);
+  }
+}
+
+function registerGauges(registry: Registry, sources: MetricsSources): void {
+  const registers = [registry];
+  new Gauge({
+    name: "chat_connections",
+    help: "Open client connections.",
+    registers,
+    collect() {
+      this.set(sources.connections());
+    },
+  });
+  new Gauge({
+    name: "chat_rooms",
+    help: "Rooms with at least one local member.",
+    registers,
+    collect() {
+      this.set(sources.rooms());
+    },
+  });
+  new Gauge({
+    name: "chat_room_members",
+    help: `Local members of the ${TOP_ROOMS} largest rooms.`,
+    labelNames: ["room"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { room, members } of sources.largestRooms(TOP_ROOMS)) this.set({ room }, members);
+    },
+  });
+  new Gauge({
+    name: "chat_persist_queue_depth",
+    help: "Messages waiting to be stored.",
+    registers,
+    collect() {
+      this.set(sources.persistQueueDepth());
+    },
+  });
+  let reported = 0;
+  new Counter({
+    name: "chat_messages_persisted_total",
+    help: "Messages written to the store.",
+    registers,
+    collect() {
+      const saved = sources.persisted();
+      this.inc(saved - reported);
+      reported = saved;
+    },
+  });
+  new Gauge({
+    name: "chat_store_up",
+    help: "1 when the message store answers.",
+    registers,
+    async collect() {
+      this.set((await sources.storeUp()) ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "chat_cluster_up",
+    help: "1 when Redis (multi-instance) is reachable or not in use, 0 when degraded.",
+    registers,
+    collect() {
+      this.set(sources.clusterUp() ? 1 : 0);
+    },
+  });
+}
