@@ -78,7 +78,8 @@ export function createHandler(
     "/": (_request, url) =>
       new Response(null, {
         status: 302,
-        headers: { location: new URL(`/client.html${url.search}`, url).href },
+        // Relative, so it stays right behind a TLS-terminating proxy.
+        headers: { location: `/client.html${url.search}` },
       }),
   };
   return async (request, info) => {
