@@ -4,8 +4,9 @@
  * @module
  */
 import { RedisCluster } from "./cluster/redis_cluster.ts";
-import { JsonLogger, type Logger } from "./log/logger.ts";
-import { type Config, ConfigError, configFromEnv } from "./server/config.ts";
+import denoConfig from "./deno.json" with { type: "json" };
+import { LineLogger, type Logger } from "./log/logger.ts";
+import { type Config, ConfigError, configFromEnv, configHelp } from "./server/config.ts";
 import { startChatServer } from "./server/chat_server.ts";
 import { MemoryStore } from "./storage/memory_store.ts";
 import { DatabaseUnavailableError, PostgresStore } from "./storage/postgres_store.ts";
@@ -36,7 +37,17 @@ async function openStore(config: Config, logger: Logger): Promise<MessageReposit
   }
 }
 
+const USAGE = `chat-server ${denoConfig.version}: a multi-room WebSocket chat server
+
+Usage: chat-server [--help] [--version]
+       (or: deno task start)
+
+Configuration is read from the environment (and .env when started with deno task start):
+`;
+
 async function main(): Promise<void> {
+  if (Deno.args.includes("--version")) return console.log(denoConfig.version);
+  if (Deno.args.includes("--help")) return console.log(USAGE + configHelp());
   let config: Config;
   try {
     config = configFromEnv();
@@ -44,7 +55,10 @@ async function main(): Promise<void> {
     if (error instanceof ConfigError) fail(error.message, 2);
     throw error;
   }
-  const logger = new JsonLogger({ level: config.logLevel });
+  const logger = new LineLogger({
+    level: config.logLevel,
+    format: config.logFormat ?? (Deno.stdout.isTerminal() ? "text" : "json"),
+  });
   const repository = await openStore(config, logger);
   logger.info("store.selected", { store: repository.kind });
   if (config.authSecret === undefined) {

@@ -26,10 +26,17 @@ export interface Logger {
   error(event: string, fields?: LogFields): void;
 }
 
-/** Options of {@linkcode JsonLogger}. */
-export interface JsonLoggerOptions {
+/** How a log line is written. */
+export const LOG_FORMATS = ["json", "text"] as const;
+/** One of {@linkcode LOG_FORMATS}. */
+export type LogFormat = typeof LOG_FORMATS[number];
+
+/** Options of {@linkcode LineLogger}. */
+export interface LineLoggerOptions {
   /** Lines below this level are skipped. */
   readonly level: LogLevel;
+  /** `json`: one JSON object per line; `text`: `time level event key=value ...` for people. */
+  readonly format: LogFormat;
   /** Where each line goes; standard output by default. */
   readonly write?: (line: string) => void;
 }
@@ -37,20 +44,23 @@ export interface JsonLoggerOptions {
 const encoder = new TextEncoder();
 
 /**
- * Writes one JSON object per line: `{"time","level","event",...fields}`.
+ * Writes one line per event: a JSON object `{"time","level","event",...fields}`, or the same
+ * as `time level event key=value` text.
  *
  * @example
  * ```ts
- * const logger = new JsonLogger({ level: "info" });
+ * const logger = new LineLogger({ level: "info", format: "json" });
  * logger.warn("store.retry", { attempt: 2 });
  * ```
  */
-export class JsonLogger implements Logger {
+export class LineLogger implements Logger {
   readonly #threshold: number;
+  readonly #format: LogFormat;
   readonly #write: (line: string) => void;
 
-  constructor(options: JsonLoggerOptions) {
+  constructor(options: LineLoggerOptions) {
     this.#threshold = LOG_LEVELS.indexOf(options.level);
+    this.#format = options.format;
     this.#write = options.write ?? ((line) => Deno.stdout.writeSync(encoder.encode(line)));
   }
 
@@ -69,8 +79,16 @@ export class JsonLogger implements Logger {
 
   #log(level: number, event: string, fields: LogFields | undefined): void {
     if (level < this.#threshold) return;
-    const line = { time: new Date().toISOString(), level: LOG_LEVELS[level], event, ...fields };
-    this.#write(JSON.stringify(line) + "\n");
+    const time = new Date().toISOString();
+    if (this.#format === "json") {
+      this.#write(JSON.stringify({ time, level: LOG_LEVELS[level], event, ...fields }) + "\n");
+      return;
+    }
+    let line = `${time} ${LOG_LEVELS[level]?.toUpperCase().padEnd(5)} ${event}`;
+    for (const [key, value] of Object.entries(fields ?? {})) {
+      if (value !== undefined) line += ` ${key}=${JSON.stringify(value)}`;
+    }
+    this.#write(line + "\n");
   }
 }
 

@@ -170,6 +170,7 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       refused: (code) => parts.metrics.requestRefused(code),
     },
     metrics: parts.metrics,
+    activeRooms: () => parts.hub.largestRooms(Infinity),
     readiness: async () => {
       // A lost Redis degrades cross-instance delivery, not this instance: it stays ready.
       const base = {

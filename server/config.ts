@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { LOG_LEVELS } from "../log/logger.ts";
+import { LOG_FORMATS, LOG_LEVELS } from "../log/logger.ts";
 
 /** A variable has a bad value; the message names it. Start-up exits with code 2. */
 export class ConfigError extends Error {
@@ -192,6 +192,12 @@ export const CONFIG_VARIABLES = {
     doc: "debug, info, warn or error",
     parse: oneOf(LOG_LEVELS),
   },
+  logFormat: {
+    name: "LOG_FORMAT",
+    fallback: undefined,
+    doc: "json or text; unset: text on a terminal, json otherwise",
+    parse: oneOf(LOG_FORMATS),
+  },
   outboxLimit: {
     name: "OUTBOX_LIMIT",
     fallback: "256",
@@ -297,6 +303,20 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     config[key] = value;
   }
   return Object.freeze(config) as Config;
+}
+
+/**
+ * The `--help` text: every variable with its default and meaning, from the same table the
+ * parser uses, so the two cannot drift apart.
+ */
+export function configHelp(): string {
+  const rows = Object.values(CONFIG_VARIABLES) as VariableSpec<unknown>[];
+  const width = Math.max(...rows.map((spec) => spec.name.length));
+  return rows
+    .map((spec) =>
+      `  ${spec.name.padEnd(width)}  ${spec.doc} (default: ${spec.fallback ?? "unset"})`
+    )
+    .join("\n");
 }
 
 /**

@@ -58,7 +58,7 @@ export function parseChatParams(query: URLSearchParams): ChatParams {
  */
 export function parseHistoryParams(query: URLSearchParams): HistoryParams {
   const room = parseRoom(query);
-  const limit = parseLimit(query.get("limit"));
+  const limit = parseLimit(query.get("limit"), HISTORY_LIMITS);
   const before = parseCursor(query, "before");
   const after = parseCursor(query, "after");
   return { room, limit, ...(before && { before }), ...(after && { after }) };
@@ -93,14 +93,11 @@ export function parseUserName(raw: string | null): string {
   return user;
 }
 
-function parseLimit(raw: string | null): number {
-  if (raw === null) return HISTORY_LIMITS.default;
+function parseLimit(raw: string | null, bounds: { default: number; max: number }): number {
+  if (raw === null) return bounds.default;
   const limit = /^\d{1,4}$/.test(raw) ? Number(raw) : NaN;
-  if (!(limit >= 1 && limit <= HISTORY_LIMITS.max)) {
-    throw new BadRequestError(
-      "invalid_limit",
-      `limit must be an integer from 1 to ${HISTORY_LIMITS.max}`,
-    );
+  if (!(limit >= 1 && limit <= bounds.max)) {
+    throw new BadRequestError("invalid_limit", `limit must be an integer from 1 to ${bounds.max}`);
   }
   return limit;
 }
@@ -115,4 +112,14 @@ function parseCursor(
     throw new BadRequestError("invalid_cursor", `${name} must be a message id (a UUID)`);
   }
   return raw.toLowerCase();
+}
+
+/** Page size bounds of `/rooms`. */
+export const ROOMS_LIMITS = { default: 100, max: 1000 } as const;
+
+/**
+ * @throws {BadRequestError} `invalid_limit`.
+ */
+export function parseRoomsLimit(query: URLSearchParams): number {
+  return parseLimit(query.get("limit"), ROOMS_LIMITS);
 }

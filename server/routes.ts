@@ -6,11 +6,11 @@
 import type { Logger } from "../log/logger.ts";
 import type { MessageRepository } from "../storage/repository.ts";
 import clientHtml from "../static/client.html" with { type: "text" };
-import { AuthError, authorize, type TokenVerifier } from "./auth.ts";
+import { AuthError, authorize, roomMatches, tokenOf, type TokenVerifier } from "./auth.ts";
 import { type ChatRoute, openChatSocket } from "./chat_route.ts";
 import { jsonError, jsonResponse } from "./http_response.ts";
 import type { ServerMetrics } from "./metrics.ts";
-import { BadRequestError, parseHistoryParams } from "./request_params.ts";
+import { BadRequestError, parseHistoryParams, parseRoomsLimit } from "./request_params.ts";
 import { contentSecurityPolicy, withSecurityHeaders } from "./security_headers.ts";
 
 /** What the routes need. */
@@ -23,6 +23,8 @@ export interface RouteDeps {
   /** Whether the server can store messages right now, and why not. */
   readonly readiness: () => Promise<Readiness>;
   readonly metrics: ServerMetrics;
+  /** Active rooms with their local member counts, largest first. */
+  readonly activeRooms: () => { room: string; members: number }[];
 }
 
 /** The answer of `/readyz`. */
@@ -69,6 +71,7 @@ export function createHandler(
       const body = { status: ready ? "ready" : "unavailable", ...details };
       return jsonResponse(body, ready ? 200 : 503);
     },
+    "/rooms": (request, url) => rooms(request, url, deps),
     "/metrics": async () =>
       new Response(await deps.metrics.render(), {
         headers: { "content-type": deps.metrics.contentType },
@@ -123,4 +126,13 @@ async function history(request: Request, url: URL, deps: RouteDeps): Promise<Res
   const { room, ...query } = parseHistoryParams(url.searchParams);
   await authorize(deps.verifier, { request, url, room });
   return jsonResponse(await deps.repository.history(room, query));
+}
+
+async function rooms(request: Request, url: URL, deps: RouteDeps): Promise<Response> {
+  const limit = parseRoomsLimit(url.searchParams);
+  const identity = deps.verifier && await deps.verifier.verify(tokenOf(request, url));
+  const visible = deps.activeRooms().filter((entry) =>
+    !identity || identity.rooms.some((pattern) => roomMatches(pattern, entry.room))
+  );
+  return jsonResponse(visible.slice(0, limit));
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { SignJWT } from "jose";
 import { startTestServer } from "../support/test_server.ts";
 import { TestSocket, UPGRADE_HEADERS } from "../support/test_socket.ts";
 
@@ -65,4 +66,46 @@ Deno.test("GET /metrics counts known traffic exactly, in valid Prometheus format
   assert.equal(after.get("chat_connections"), 0);
   assert.equal(after.get("chat_rooms"), 0);
   await app.close();
+});
+
+Deno.test("GET /rooms lists active rooms, largest first; with auth only the token's rooms", async () => {
+  const open = startTestServer();
+  const sockets = [
+    await TestSocket.open(open.chatUrl("big", "a")),
+    await TestSocket.open(open.chatUrl("big", "b")),
+    await TestSocket.open(open.chatUrl("small", "c")),
+  ];
+  for (const socket of sockets) await socket.nextOfType("welcome");
+  const listed = await (await fetch(open.url("/rooms"))).json();
+  assert.deepEqual(listed, [{ room: "big", members: 2 }, { room: "small", members: 1 }]);
+  assert.deepEqual(await (await fetch(open.url("/rooms?limit=1"))).json(), [{
+    room: "big",
+    members: 2,
+  }]);
+  const bad = await fetch(open.url("/rooms?limit=0"));
+  assert.equal(bad.status, 400);
+  await bad.body?.cancel();
+  for (const socket of sockets) await socket.close();
+  await open.close();
+
+  const secret = "rooms-test-secret-long-enough-for-hs256";
+  const guarded = startTestServer({ AUTH_SECRET: secret });
+  const token = await new SignJWT({ rooms: ["team-*"] }).setProtectedHeader({ alg: "HS256" })
+    .setSubject("ann").setExpirationTime("1h").sign(new TextEncoder().encode(secret));
+  const wide = await new SignJWT({ rooms: ["*"] }).setProtectedHeader({ alg: "HS256" })
+    .setSubject("root").setExpirationTime("1h").sign(new TextEncoder().encode(secret));
+  const members = [
+    await TestSocket.open(guarded.url(`/chat?r=team-a&token=${token}`).replace("http", "ws")),
+    await TestSocket.open(guarded.url(`/chat?r=secret&token=${wide}`).replace("http", "ws")),
+  ];
+  for (const socket of members) await socket.nextOfType("welcome");
+  const anonymous = await fetch(guarded.url("/rooms"));
+  assert.equal(anonymous.status, 401);
+  await anonymous.body?.cancel();
+  const seen = await (await fetch(guarded.url("/rooms"), {
+    headers: { authorization: `Bearer ${token}` },
+  })).json();
+  assert.deepEqual(seen, [{ room: "team-a", members: 1 }], "rooms outside the token stay hidden");
+  for (const socket of members) await socket.close();
+  await guarded.close();
 });
