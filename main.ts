@@ -11,6 +11,7 @@ import { startChatServer } from "./server/chat_server.ts";
 import { MemoryStore } from "./storage/memory_store.ts";
 import { DatabaseUnavailableError, PostgresStore } from "./storage/postgres_store.ts";
 import type { MessageRepository } from "./storage/repository.ts";
+import { TracedRepository } from "./storage/traced_repository.ts";
 
 function fail(message: string, exitCode: number): never {
   console.error(`error: ${message}`);
@@ -59,7 +60,8 @@ async function main(): Promise<void> {
     level: config.logLevel,
     format: config.logFormat ?? (Deno.stdout.isTerminal() ? "text" : "json"),
   });
-  const repository = await openStore(config, logger);
+  // Spans for batches and history queries when OTEL_DENO=true; otherwise a pass-through.
+  const repository = new TracedRepository(await openStore(config, logger));
   logger.info("store.selected", { store: repository.kind });
   if (config.authSecret === undefined) {
     logger.warn("auth.open_mode", {

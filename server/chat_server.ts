@@ -9,6 +9,7 @@ import { type Cluster, SoloCluster } from "../chat/cluster.ts";
 import { Hub } from "../chat/hub.ts";
 import type { Logger } from "../log/logger.ts";
 import { type PersistReport, PersistWorkers } from "../storage/persist_workers.ts";
+import { RetentionJob } from "../storage/retention_job.ts";
 import type { ChatMessage, MessageRepository } from "../storage/repository.ts";
 import type { Config } from "./config.ts";
 import { OpenSockets } from "./open_sockets.ts";
@@ -87,8 +88,17 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
       retryBaseMs: RETRY_BASE_MS,
       retryMaxMs: RETRY_MAX_MS,
       logger,
+      onBatch: (seconds, ok) => metrics.batchWritten(seconds, ok ? "ok" : "failed"),
     },
   );
+  const retention = new RetentionJob(repository, {
+    days: config.retentionDays,
+    maxPerRoom: config.retentionMaxPerRoom,
+    intervalMs: config.retentionIntervalMs,
+    logger,
+    onRemoved: (count) => metrics.messagesPruned(count),
+  });
+  retention.start();
   const sockets = new OpenSockets();
   let draining = false;
   const isDraining = () => draining;
@@ -113,6 +123,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   const shutdown = async (): Promise<PersistReport> => {
     draining = true;
     const deadline = AbortSignal.timeout(config.shutdownTimeoutMs);
+    const retentionStopped = retention.stop();
     // New sockets are refused from here on (draining). The hub closes the open ones itself,
     // after their rooms broadcast what they accepted: Deno's own shutdown would close them
     // with 1001 at once, cutting that short.
@@ -121,7 +132,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     const httpStopped = http.shutdown();
     persistQueue.close();
     const report = await workers.stop(deadline);
-    await httpStopped;
+    await Promise.all([httpStopped, retentionStopped]);
     return report;
   };
   return {

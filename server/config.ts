@@ -46,11 +46,11 @@ function integer(min: number, max: number): (raw: string) => number | ParseFailu
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
 
 /** "250ms", "10s", "2m", or a bare number of seconds. */
-function duration(maxMs: number): (raw: string) => number | ParseFailure {
+function duration(maxMs: number, minMs = 0): (raw: string) => number | ParseFailure {
   return (raw) => {
     const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(raw.trim());
     const ms = match ? Number(match[1]) * (DURATION_UNITS_MS[match[2] ?? "s"] ?? NaN) : NaN;
-    return Number.isFinite(ms) && ms >= 0 && ms <= maxMs ? Math.round(ms) : new ParseFailure(
+    return Number.isFinite(ms) && ms >= minMs && ms <= maxMs ? Math.round(ms) : new ParseFailure(
       `must be a duration such as "10s", "500ms" or "2m" (at most ${maxMs} ms), got ${
         JSON.stringify(raw)
       }`,
@@ -185,6 +185,24 @@ export const CONFIG_VARIABLES = {
     fallback: "100",
     doc: "open sockets per client IP; beyond: HTTP 429",
     parse: integer(1, MAX_COUNT),
+  },
+  retentionDays: {
+    name: "RETENTION_DAYS",
+    fallback: undefined,
+    doc: "messages older than this many days are deleted; unset: no age limit",
+    parse: integer(1, 36_500),
+  },
+  retentionMaxPerRoom: {
+    name: "RETENTION_MAX_PER_ROOM",
+    fallback: undefined,
+    doc: "newest messages kept per room, older ones deleted; unset: no count limit",
+    parse: integer(1, MAX_COUNT),
+  },
+  retentionIntervalMs: {
+    name: "RETENTION_INTERVAL",
+    fallback: "60m",
+    doc: "time between retention runs (the first runs at start-up)",
+    parse: duration(86_400_000, 1_000),
   },
   logLevel: {
     name: "LOG_LEVEL",

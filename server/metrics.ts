@@ -46,6 +46,7 @@ export class ServerMetrics implements ChatMetrics {
   readonly #requestsRefused: Counter<"reason">;
   readonly #broadcastSeconds: Histogram;
   readonly #batchSeconds: Histogram<"outcome">;
+  readonly #pruned: Counter;
 
   constructor(sources: MetricsSources) {
     const registers = [this.#registry];
@@ -91,6 +92,11 @@ export class ServerMetrics implements ChatMetrics {
       buckets: LATENCY_BUCKETS_S,
       registers,
     });
+    this.#pruned = new Counter({
+      name: "chat_messages_pruned_total",
+      help: "Messages removed by the retention job.",
+      registers,
+    });
     registerGauges(this.#registry, sources);
   }
 
@@ -124,6 +130,11 @@ export class ServerMetrics implements ChatMetrics {
   /** An HTTP request was answered with an error before any upgrade. */
   requestRefused(reason: string): void {
     this.#requestsRefused.inc({ reason });
+  }
+
+  /** The retention job removed `count` messages. */
+  messagesPruned(count: number): void {
+    if (count > 0) this.#pruned.inc(count);
   }
 
   /** A persistence batch took `seconds`. */

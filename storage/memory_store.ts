@@ -3,7 +3,13 @@
  *
  * @module
  */
-import type { ChatMessage, HistoryQuery, MessageRepository } from "./repository.ts";
+import {
+  type ChatMessage,
+  checkRetentionPolicy,
+  type HistoryQuery,
+  type MessageRepository,
+  type RetentionPolicy,
+} from "./repository.ts";
 
 /** Bounds of a {@linkcode MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -51,6 +57,38 @@ export class MemoryStore implements MessageRepository {
     return Promise.resolve(messages.slice(Math.max(0, end - query.limit), end));
   }
 
+  /**
+   * Removes what `policy` says from every room, room by room; a room left empty is forgotten.
+   * Between rooms it lets other tasks run every {@linkcode PRUNE_YIELD_EVERY} messages, so a
+   * large store does not stall broadcasts while it is pruned.
+   *
+   * @example
+   * ```ts
+   * const removed = await store.prune({ olderThan: new Date(Date.now() - 86_400_000) });
+   * ```
+   * @throws {RetentionPolicyError} if the policy is out of range.
+   */
+  async prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number> {
+    checkRetentionPolicy(policy);
+    const cutoffMs = policy.olderThan?.getTime();
+    let removed = 0;
+    let sinceYield = 0;
+    // A snapshot of the names: rooms written while this yields are pruned next time.
+    for (const room of [...this.#rooms.keys()]) {
+      if (signal?.aborted) break;
+      const messages = this.#rooms.get(room);
+      if (messages === undefined) continue; // evicted while this yielded
+      sinceYield += messages.length;
+      removed += pruneRoom(messages, cutoffMs, policy.maxPerRoom);
+      if (messages.length === 0) this.#rooms.delete(room);
+      if (sinceYield >= PRUNE_YIELD_EVERY) {
+        sinceYield = 0;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    }
+    return removed;
+  }
+
   ping(): Promise<boolean> {
     return Promise.resolve(true);
   }
@@ -86,6 +124,33 @@ export class MemoryStore implements MessageRepository {
     const oldest = this.#rooms.keys().next();
     if (!oldest.done) this.#rooms.delete(oldest.value);
   }
+}
+
+/** Messages examined between two yields of {@linkcode MemoryStore.prune}. */
+const PRUNE_YIELD_EVERY = 50_000;
+
+/**
+ * Applies a policy to one room's id-sorted messages in place and returns how many it removed:
+ * first those older than `cutoffMs`, then the oldest ids beyond `maxPerRoom`.
+ */
+function pruneRoom(
+  messages: ChatMessage[],
+  cutoffMs: number | undefined,
+  maxPerRoom: number | undefined,
+): number {
+  const before = messages.length;
+  if (cutoffMs !== undefined) {
+    // Timestamps are parsed, not compared as text: "+010000-01-01T..." sorts before "2025-...".
+    let kept = 0;
+    for (const message of messages) {
+      if (Date.parse(message.timestamp) >= cutoffMs) messages[kept++] = message;
+    }
+    messages.length = kept;
+  }
+  if (maxPerRoom !== undefined && messages.length > maxPerRoom) {
+    messages.splice(0, messages.length - maxPerRoom);
+  }
+  return before - messages.length;
 }
 
 /** Index of the first message whose id is >= `id`. */

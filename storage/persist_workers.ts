@@ -4,6 +4,7 @@
  * @module
  */
 import type { Logger } from "../log/logger.ts";
+import { errorCode } from "./_error_code.ts";
 import type { ChatMessage, MessageRepository } from "./repository.ts";
 
 /** Options of {@linkcode PersistWorkers}. */
@@ -15,6 +16,8 @@ export interface PersistWorkersOptions {
   /** Cap of the retry delay. */
   readonly retryMaxMs: number;
   readonly logger: Logger;
+  /** Told how long each attempt at writing a batch took, and whether it succeeded. */
+  readonly onBatch?: (seconds: number, ok: boolean) => void;
 }
 
 /** What the workers did by the time they stopped. */
@@ -96,12 +99,15 @@ export class PersistWorkers {
   async #saveWithRetry(batch: readonly ChatMessage[]): Promise<void> {
     const { retryBaseMs, retryMaxMs, logger } = this.#options;
     for (let attempt = 1;; attempt++) {
+      const started = performance.now();
       try {
         await this.#repository.saveBatch(batch);
+        this.#options.onBatch?.((performance.now() - started) / 1000, true);
         this.#saved += batch.length;
         if (attempt > 1) this.#failing--;
         return;
       } catch (error) {
+        this.#options.onBatch?.((performance.now() - started) / 1000, false);
         if (attempt === 1) this.#failing++;
         const delayMs = Math.min(retryMaxMs, retryBaseMs * 2 ** (attempt - 1));
         logger.warn("persist.batch_failed", {
@@ -120,11 +126,6 @@ export class PersistWorkers {
       }
     }
   }
-}
-
-function errorCode(error: unknown): string {
-  if (!(error instanceof Error)) return typeof error;
-  return "code" in error && typeof error.code === "string" ? error.code : error.name;
 }
 
 /** Waits `ms`; resolves `false` early if `signal` aborts. */

@@ -5,14 +5,27 @@
  */
 import postgres from "postgres";
 import type { Logger } from "../log/logger.ts";
-import type { ChatMessage, HistoryQuery, MessageRepository } from "./repository.ts";
+import { errorCode } from "./_error_code.ts";
+import { pruneInBatches } from "./postgres_retention.ts";
+import {
+  type ChatMessage,
+  checkRetentionPolicy,
+  type HistoryQuery,
+  type MessageRepository,
+  type RetentionPolicy,
+} from "./repository.ts";
 
 /** Options of {@linkcode PostgresStore.connect}. */
 export interface PostgresStoreOptions {
   /** How long {@linkcode PostgresStore.connect} keeps retrying before it gives up. */
   readonly connectTimeoutMs: number;
-  /** Longest a `saveBatch`, `history` or `ping` query may take; beyond it the client is replaced. */
+  /**
+   * Longest one query of a `saveBatch`, `history`, `prune` or `ping` may take; beyond it the
+   * client is replaced.
+   */
   readonly batchTimeoutMs: number;
+  /** Rows one delete of {@linkcode PostgresStore.prune} removes at most; 5000 by default. */
+  readonly pruneBatchSize?: number;
   /** Schema holding the tables, created if missing; without it, the server's `search_path`. */
   readonly schema?: string;
   /** Gets retries, client replacements and notices; never query parameters. */
@@ -68,7 +81,7 @@ export class DatabaseUnavailableError extends Error {
 export class StoreTimeoutError extends Error {
   /** Stable code for logs. */
   readonly code = "store_timeout";
-  /** What timed out: `saveBatch`, `history`, `ping`, `connect` or `migrate`. */
+  /** What timed out: `saveBatch`, `history`, `prune`, `ping`, `connect` or `migrate`. */
   readonly operation: string;
   /** The timeout that passed. */
   readonly timeoutMs: number;
@@ -112,6 +125,15 @@ const MIGRATIONS: readonly Migration[] = [{
     // "Newest N of a room" walks this index backwards from the room's end; cursors seek into it.
     await tx`create index messages_room_id on messages (room, id)`;
   },
+}, {
+  version: 2,
+  async apply(tx) {
+    // Retention deletes `created_at < cutoff` in batches; without this index every batch would
+    // scan the table. Building it blocks writes for as long as it takes: on a large table an
+    // operator can first run `create index concurrently messages_created_at on messages
+    // (created_at)`, which `if not exists` then keeps.
+    await tx`create index if not exists messages_created_at on messages (created_at)`;
+  },
 }];
 
 const COLUMNS = ["id", "room", "sender", "content", "created_at"] as const;
@@ -120,6 +142,7 @@ const MAX_ROWS_PER_INSERT = Math.floor(65_535 / COLUMNS.length);
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 1_000;
 const CLOSE_TIMEOUT_S = 5;
+const PRUNE_BATCH_SIZE = 5_000;
 
 /**
  * Stores messages in PostgreSQL through postgres.js, one multi-row insert per batch. Every query
@@ -217,6 +240,29 @@ export class PostgresStore implements MessageRepository {
   async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     const rows = await this.#run("history", (sql) => selectPage(sql, room, query));
     return rows.map(toMessage);
+  }
+
+  /**
+   * Removes what `policy` says with many short statements, never one long one: each delete
+   * removes at most `pruneBatchSize` rows (`delete ... where id = any(array(select ... limit
+   * N))`) and has the query timeout; rooms over `maxPerRoom` are found a page of rooms at a time
+   * along the `(room, id)` index. Servers pruning together skip each other's locked rows.
+   *
+   * @example
+   * ```ts
+   * const removed = await store.prune({ olderThan: new Date(Date.now() - 30 * 86_400_000) });
+   * ```
+   * @throws {RetentionPolicyError} if the policy is out of range; no query is sent.
+   * @throws {PruneIncompleteError} if a statement fails after earlier ones removed rows.
+   * @throws {StoreTimeoutError} if a statement takes longer than `batchTimeoutMs` before any row
+   * was removed (after that, as the cause of a `PruneIncompleteError`).
+   */
+  async prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number> {
+    checkRetentionPolicy(policy);
+    return await pruneInBatches((statement) => this.#run("prune", statement), policy, {
+      batchSize: this.#options.pruneBatchSize ?? PRUNE_BATCH_SIZE,
+      signal,
+    });
   }
 
   /**
@@ -384,14 +430,6 @@ function toRow(message: ChatMessage) {
 function toMessage(row: MessageRow): ChatMessage {
   const { id, room, sender, content } = row;
   return { id, room, sender, content, timestamp: row.created_at.toISOString() };
-}
-
-/** Only the code: messages of PostgreSQL errors may quote query parameters. */
-function errorCode(error: unknown): string {
-  if (error instanceof Error) {
-    return "code" in error && typeof error.code === "string" ? error.code : error.name;
-  }
-  return typeof error;
 }
 
 function quoteIdentifier(name: string): string {

@@ -29,6 +29,96 @@ export interface HistoryQuery {
 }
 
 /**
+ * Which messages {@linkcode MessageRepository.prune} removes. The age rule applies first; the
+ * count rule then keeps the newest `maxPerRoom` of what is left in each room. Without either
+ * field nothing is removed.
+ */
+export interface RetentionPolicy {
+  /** Removes every message whose `timestamp` is before this instant (one at it is kept). */
+  readonly olderThan?: Date;
+  /** Keeps only the newest (highest id) this many messages of each room; an integer, at least 1. */
+  readonly maxPerRoom?: number;
+}
+
+/**
+ * A retention setting is out of range (`maxPerRoom` not a positive integer, an invalid date, a
+ * non-positive interval); nothing was removed. `setting` names it.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await store.prune({ maxPerRoom: 0 });
+ * } catch (error) {
+ *   if (error instanceof RetentionPolicyError) console.error(error.setting);
+ * }
+ * ```
+ */
+export class RetentionPolicyError extends RangeError {
+  /** Stable code for logs. */
+  readonly code = "invalid_retention_policy";
+  /** The setting at fault, e.g. `maxPerRoom`. */
+  readonly setting: string;
+
+  /** `message` says what the setting must be. */
+  constructor(setting: string, message: string) {
+    super(`${setting} ${message}`);
+    this.name = "RetentionPolicyError";
+    this.setting = setting;
+  }
+}
+
+/**
+ * A prune failed after it had already removed rows (one batch of several timed out, say). The
+ * removed rows stay removed; `removed` tells how many, so that a counter stays true. `cause` is
+ * the failure.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   removedTotal += await store.prune(policy);
+ * } catch (error) {
+ *   if (error instanceof PruneIncompleteError) removedTotal += error.removed;
+ *   else throw error;
+ * }
+ * ```
+ */
+export class PruneIncompleteError extends Error {
+  /** Stable code for logs. */
+  readonly code = "prune_incomplete";
+  /** Rows removed before the failure. */
+  readonly removed: number;
+
+  /** `cause` is the error that stopped the prune. */
+  constructor(removed: number, options: { cause: unknown }) {
+    super(`prune failed after removing ${removed} messages`, options);
+    this.name = "PruneIncompleteError";
+    this.removed = removed;
+  }
+}
+
+/**
+ * Throws unless `policy` is one every store applies the same way; stores call it first.
+ *
+ * @example
+ * ```ts
+ * checkRetentionPolicy({ maxPerRoom: 1000 }); // fine
+ * ```
+ * @throws {RetentionPolicyError} naming the bad field.
+ */
+export function checkRetentionPolicy(policy: RetentionPolicy): void {
+  const { olderThan, maxPerRoom } = policy;
+  if (olderThan !== undefined && !Number.isFinite(olderThan.getTime())) {
+    throw new RetentionPolicyError("olderThan", "must be a valid date");
+  }
+  if (maxPerRoom !== undefined && !(Number.isSafeInteger(maxPerRoom) && maxPerRoom >= 1)) {
+    throw new RetentionPolicyError(
+      "maxPerRoom",
+      `must be an integer of at least 1, got ${maxPerRoom}`,
+    );
+  }
+}
+
+/**
  * Stores messages and reads them back by room.
  *
  * @example
@@ -37,6 +127,7 @@ export interface HistoryQuery {
  * const store: MessageRepository = new MemoryStore({ maxPerRoom: 100, maxRooms: 10 });
  * await store.saveBatch([{ id: "0190...", room: "a", sender: "ann", content: "hi", timestamp: "..." }]);
  * const page = await store.history("a", { limit: 50 });
+ * const removed = await store.prune({ olderThan: new Date(Date.now() - 30 * 86_400_000) });
  * ```
  */
 export interface MessageRepository {
@@ -52,6 +143,16 @@ export interface MessageRepository {
   saveBatch(messages: readonly ChatMessage[]): Promise<void>;
   /** Reads one page of a room's messages in ascending id order; an unknown room gives `[]`. */
   history(room: string, query: HistoryQuery): Promise<ChatMessage[]>;
+  /**
+   * Removes the messages `policy` says to and returns how many it removed. Large removals go in
+   * bounded steps, so writers and readers are never held up for long. When `signal` aborts, the
+   * prune stops at its next step and returns what it removed so far.
+   *
+   * @throws {RetentionPolicyError} if the policy is out of range; nothing is removed.
+   * @throws {PruneIncompleteError} if it fails after removing some rows (they stay removed).
+   * @throws if it fails before removing any, with the store's own error.
+   */
+  prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number>;
   /** Whether the store answers right now; never throws. Serves `/readyz`. */
   ping(): Promise<boolean>;
   /** Releases the store's resources. */

@@ -54,3 +54,23 @@ Deno.test(
     await store.close();
   },
 );
+
+Deno.test(
+  "MemoryStore.prune() of a large store lets writes in between rooms",
+  SANITIZERS,
+  async () => {
+    const store = new MemoryStore({ maxPerRoom: 100_000, maxRooms: 10 });
+    const rooms = ["a", "b", "c", "d"].map((room) => messages(room, 20_000));
+    await store.saveBatch(rooms.flat());
+    // It yields once it has examined 50,000 messages: after rooms a, b and c, before d.
+    const pruning = store.prune({ maxPerRoom: 10 });
+    const late = messages("d", 50);
+    await store.saveBatch(late); // runs during that pause, so d is trimmed with it
+    assert.equal(await pruning, 3 * 19_990 + 20_040);
+    for (const [i, room] of ["a", "b", "c"].entries()) {
+      assert.deepEqual(await store.history(room, { limit: 100 }), rooms[i]?.slice(-10));
+    }
+    assert.deepEqual(await store.history("d", { limit: 100 }), late.slice(-10));
+    await store.close();
+  },
+);

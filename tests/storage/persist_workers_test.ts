@@ -34,6 +34,9 @@ class FlakyStore implements MessageRepository {
   history(_room: string, _query: HistoryQuery): Promise<ChatMessage[]> {
     return Promise.resolve([]);
   }
+  prune(): Promise<number> {
+    return Promise.resolve(0);
+  }
   ping(): Promise<boolean> {
     return Promise.resolve(this.failures === 0);
   }

@@ -5,28 +5,12 @@ import { silentLogger } from "../../log/logger.ts";
 import {
   DatabaseUnavailableError,
   PostgresStore,
-  type PostgresStoreOptions,
   StoreTimeoutError,
 } from "../../storage/postgres_store.ts";
 import type { ChatMessage } from "../../storage/repository.ts";
 import { dropSchema, freshSchemaName, query } from "../support/postgres_schema.ts";
-import { serviceGate } from "../support/services.ts";
+import { databaseUrl, ignore, openStore, storeTest } from "./_postgres_fixture.ts";
 import { repositoryContract, SANITIZERS } from "./repository_contract.ts";
-
-const database = serviceGate("TEST_DATABASE_URL", "PostgreSQL");
-const databaseUrl = database.url ?? "";
-const ignore = database.ignore;
-
-async function openStore(schema: string, options: Partial<PostgresStoreOptions> = {}) {
-  const store = await PostgresStore.connect(databaseUrl, {
-    connectTimeoutMs: 5_000,
-    batchTimeoutMs: 5_000,
-    schema,
-    logger: silentLogger,
-    ...options,
-  });
-  return { store, dispose: async () => await store.close() };
-}
 
 repositoryContract("PostgresStore", async () => {
   const schema = freshSchemaName("test_store");
@@ -50,32 +34,6 @@ function messages(room: string, count: number): ChatMessage[] {
     content: `message ${i}`,
     timestamp: new Date(Date.UTC(2025, 0, 1, 0, 0, 0, i)).toISOString(),
   }));
-}
-
-/** Runs `fn` on a store in a fresh schema, then closes the store and drops the schema. */
-function storeTest(
-  name: string,
-  fn: (store: PostgresStore, schema: string) => Promise<void>,
-  options: Partial<PostgresStoreOptions> = {},
-): void {
-  Deno.test({
-    name,
-    ignore,
-    ...SANITIZERS,
-    async fn() {
-      const schema = freshSchemaName("test_store");
-      try {
-        const { store, dispose } = await openStore(schema, options);
-        try {
-          await fn(store, schema);
-        } finally {
-          await dispose();
-        }
-      } finally {
-        await dropSchema(databaseUrl, schema);
-      }
-    },
-  });
 }
 
 // Needs no database: runs whether or not TEST_DATABASE_URL is set.
@@ -130,11 +88,60 @@ Deno.test({
         schema,
         (sql) => sql<{ version: number }[]>`select version from schema_migrations`,
       );
-      assert.deepEqual(versions.map((row) => row.version), [1]);
+      assert.deepEqual(versions.map((row) => row.version), [1, 2]);
       const indexes = await query(databaseUrl, schema, (sql) =>
         sql<{ indexdef: string }[]>`
           select indexdef from pg_indexes where schemaname = ${schema} and tablename = 'messages'`);
       assert.ok(indexes.some((row) => row.indexdef.endsWith("(room, id)")), "index on (room, id)");
+      assert.ok(indexes.some((row) => row.indexdef.endsWith("(created_at)")), "on created_at");
+    } finally {
+      await dropSchema(databaseUrl, schema);
+    }
+  },
+});
+
+Deno.test({
+  name: "PostgresStore.connect() migrates a schema left at version 1 to version 2, keeping rows",
+  ignore,
+  ...SANITIZERS,
+  async fn() {
+    const schema = freshSchemaName("test_store");
+    const [kept] = messages("a", 1);
+    assert.ok(kept !== undefined);
+    try {
+      // The schema exactly as a release with only migration 1 left it, holding one message.
+      await query(databaseUrl, schema, async (sql) => {
+        await sql`create schema ${sql(schema)}`;
+        await sql`create table schema_migrations (
+          version integer primary key, applied_at timestamptz not null default now())`;
+        await sql`insert into schema_migrations (version) values (1)`;
+        await sql`create table messages (id uuid primary key, room text not null,
+          sender text not null, content text not null, created_at timestamptz not null)`;
+        await sql`create index messages_room_id on messages (room, id)`;
+        const { timestamp: created_at, ...rest } = kept;
+        return await sql`insert into messages ${sql({ ...rest, created_at })}`;
+      });
+      const { store, dispose } = await openStore(schema);
+      try {
+        assert.deepEqual(await store.history("a", { limit: 10 }), [kept]);
+      } finally {
+        await dispose();
+      }
+      const versions = await query(
+        databaseUrl,
+        schema,
+        (sql) => sql<{ version: number }[]>`select version from schema_migrations order by version`,
+      );
+      assert.deepEqual(versions.map((row) => row.version), [1, 2]);
+      const indexes = await query(databaseUrl, schema, (sql) =>
+        sql<{ indexname: string }[]>`
+          select indexname from pg_indexes where schemaname = ${schema} and tablename = 'messages'
+          order by indexname`);
+      assert.deepEqual(indexes.map((row) => row.indexname), [
+        "messages_created_at",
+        "messages_pkey",
+        "messages_room_id",
+      ]);
     } finally {
       await dropSchema(databaseUrl, schema);
     }

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { v7 } from "uuid";
 import type { ChatMessage, MessageRepository } from "../../storage/repository.ts";
+import { at, BASE_TIME, ids, messages } from "./_contract_fixtures.ts";
+import { pruneContract } from "./prune_contract.ts";
 
 /** A fresh, empty repository and how to release everything opened for it. */
 export interface OpenedRepository {
@@ -25,31 +27,13 @@ export interface ContractOptions {
  */
 export const SANITIZERS = { sanitizeOps: true, sanitizeResources: true } as const;
 
+/** Registers one contract case on a fresh repository. */
+export type ContractCase = (
+  title: string,
+  fn: (repository: MessageRepository) => Promise<void>,
+) => void;
+
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-const BASE_TIME = Date.parse("2025-03-01T12:00:00.000Z");
-
-/** Sorted lower-case UUIDv7 ids, so that index order is id order. */
-function ids(count: number): string[] {
-  return Array.from({ length: count }, () => v7()).sort();
-}
-
-/** `count` messages of `room` in ascending id order, one millisecond apart. */
-function messages(room: string, count: number): ChatMessage[] {
-  return ids(count).map((id, i) => ({
-    id,
-    room,
-    sender: `user${i % 3}`,
-    content: `message ${i}`,
-    timestamp: new Date(BASE_TIME + i).toISOString(),
-  }));
-}
-
-function at<T>(items: readonly T[], index: number): T {
-  const item = items[index];
-  assert.ok(item !== undefined, `no item at ${index}`);
-  return item;
-}
-
 const UNUSUAL_TEXT = [
   "'); DROP TABLE messages; --",
   "Robert'); DELETE FROM messages WHERE ('1'='1",
@@ -83,7 +67,7 @@ export function repositoryContract(
   open: () => Promise<OpenedRepository>,
   options: ContractOptions = {},
 ): void {
-  const test = (title: string, fn: (repository: MessageRepository) => Promise<void>) => {
+  const test: ContractCase = (title, fn) => {
     Deno.test({
       name: `${name}: ${title}`,
       ignore: options.ignore ?? false,
@@ -287,4 +271,6 @@ export function repositoryContract(
     }
     assert.deepEqual(read.map((message) => message.id), saved.map((message) => message.id));
   });
+
+  pruneContract(test);
 }

@@ -1,5 +1,10 @@
 /** A test double: a memory store whose saves and reads can be held back and released. */
-import type { ChatMessage, HistoryQuery, MessageRepository } from "../../storage/repository.ts";
+import type {
+  ChatMessage,
+  HistoryQuery,
+  MessageRepository,
+  RetentionPolicy,
+} from "../../storage/repository.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 
 /** A latch: callers wait while it is closed. */
@@ -46,6 +51,10 @@ export class GatedStore implements MessageRepository {
   async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     await this.reads.pass();
     return await this.inner.history(room, query);
+  }
+
+  prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number> {
+    return this.inner.prune(policy, signal);
   }
 
   ping(): Promise<boolean> {

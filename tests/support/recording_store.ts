@@ -1,5 +1,10 @@
 /** A test double: a memory store that records every saved batch and can be awaited. */
-import type { ChatMessage, HistoryQuery, MessageRepository } from "../../storage/repository.ts";
+import type {
+  ChatMessage,
+  HistoryQuery,
+  MessageRepository,
+  RetentionPolicy,
+} from "../../storage/repository.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 
 export class RecordingStore implements MessageRepository {
@@ -19,6 +24,10 @@ export class RecordingStore implements MessageRepository {
 
   history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     return this.#inner.history(room, query);
+  }
+
+  prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number> {
+    return this.#inner.prune(policy, signal);
   }
 
   ping(): Promise<boolean> {
