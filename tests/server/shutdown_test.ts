@@ -47,8 +47,10 @@ Deno.test("deno task start exits 0 on SIGTERM, closing its clients with 1001", a
   const { code, stderr } = await child.finished();
   assert.equal(code, 0, stderr);
   const events = child.logs.map((line) => line.event);
-  assert.deepEqual(events.slice(0, 3), ["store.selected", "auth.open_mode", "server.listening"]);
-  assert.equal(child.logs[1]?.level, "warn", "open mode is announced as a warning");
+  assert.equal(events[0], "store.selected");
+  assert.ok(events.indexOf("server.listening") > 0);
+  const openMode = child.logs.find((line) => line.event === "auth.open_mode");
+  assert.equal(openMode?.level, "warn", "open mode is announced as a warning");
   assert.equal(events.at(-1), "server.stopped");
   assert.deepEqual(child.logs.at(-1)?.saved, 1);
 });
