@@ -44,16 +44,17 @@ export class RedisCluster implements Cluster {
   readonly #commands: Redis;
   readonly #subscriber: Redis;
   readonly #options: RedisClusterOptions;
-  readonly #rooms = new Map<string, { sink: RemoteSink; users: readonly string[] }>();
+  readonly #rooms = new Map<string, LinkedRoom>();
   readonly #heartbeat: ReturnType<typeof setInterval>;
   #published = 0;
   #failures = 0;
 
   private constructor(url: string, options: RedisClusterOptions) {
     this.#options = options;
-    const common = { enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: false };
-    this.#commands = new Redis(url, common);
-    this.#subscriber = new Redis(url, { ...common, enableOfflineQueue: true });
+    // Commands fail fast while Redis is away (no offline queue), so nothing piles up in memory.
+    this.#commands = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+    // Subscriptions are few (one per room) and must not be lost: they wait for the connection.
+    this.#subscriber = new Redis(url, { enableOfflineQueue: true, maxRetriesPerRequest: null });
     for (
       const [role, client] of [["commands", this.#commands], [
         "subscriber",
@@ -63,7 +64,17 @@ export class RedisCluster implements Cluster {
       // ioredis emits "error" for every failed reconnect; without a listener it would throw.
       client.on("error", (error: Error) => this.#fail(`redis.${role}_error`, error));
     }
-    this.#subscriber.on("ready", () => this.#beat());
+    this.#commands.on("ready", () => this.#beat());
+    this.#subscriber.on("ready", () => {
+      // ioredis resubscribes what had succeeded; rooms linked during an outage need this.
+      const channels = [...this.#rooms.keys()].map((room) => this.#channel(room));
+      if (channels.length > 0) {
+        this.#subscriber.subscribe(...channels).catch((error) =>
+          this.#fail("redis.subscribe_failed", error)
+        );
+      }
+      this.#beat();
+    });
     this.#subscriber.on(
       "message",
       (channel: string, payload: string) => this.#receive(channel, payload),
@@ -88,22 +99,24 @@ export class RedisCluster implements Cluster {
   }
 
   link(room: string, sink: RemoteSink): RoomLink {
-    this.#rooms.set(room, { sink, users: [] });
+    const entry: LinkedRoom = { sink, users: [], present: new Set() };
+    this.#rooms.set(room, entry);
     this.#subscriber.subscribe(this.#channel(room)).catch((error) =>
       this.#fail("redis.subscribe_failed", error)
     );
     return {
-      initialMembers: this.#membersElsewhere(room),
+      initialMembers: this.#membersElsewhere(room).then((members) => members ?? new Map()),
       publish: (id, frame) => this.#publish(room, `${MESSAGE}\n${this.instance}\n${id}\n${frame}`),
       announce: (users) => this.#announce(room, users),
-      close: () => this.#unlink(room),
+      // By entry, not by name: a room that closes after a new one of the same name was linked
+      // must not unlink the new one.
+      close: () => this.#unlink(room, entry),
     };
   }
 
   async close(): Promise<void> {
     clearInterval(this.#heartbeat);
-    const rooms = [...this.#rooms.keys()];
-    for (const room of rooms) this.#unlink(room);
+    for (const [room, entry] of [...this.#rooms]) this.#unlink(room, entry);
     try {
       if (this.#commands.status === "ready") {
         await this.#commands.del(this.#instanceKey(this.instance));
@@ -123,8 +136,9 @@ export class RedisCluster implements Cluster {
     this.#publish(room, `${PRESENCE}\n${this.instance}\n${JSON.stringify(entry.users)}`);
   }
 
-  #unlink(room: string): void {
-    if (!this.#rooms.delete(room)) return;
+  #unlink(room: string, entry: LinkedRoom): void {
+    if (this.#rooms.get(room) !== entry) return;
+    this.#rooms.delete(room);
     this.#publish(room, `${PRESENCE}\n${this.instance}\n[]`);
     this.#run(this.#commands.hdel(this.#presenceKey(room), this.instance), "redis.presence_failed");
     this.#subscriber.unsubscribe(this.#channel(room)).catch((error) =>
@@ -144,7 +158,7 @@ export class RedisCluster implements Cluster {
       const idEnd = payload.indexOf("\n", instanceEnd + 1);
       entry.sink.message(payload.slice(instanceEnd + 1, idEnd), payload.slice(idEnd + 1));
     } else if (kind === PRESENCE) {
-      entry.sink.presence(instance, parseUsers(payload.slice(instanceEnd + 1)));
+      this.#report(entry, instance, parseUsers(payload.slice(instanceEnd + 1)));
     }
   }
 
@@ -158,18 +172,22 @@ export class RedisCluster implements Cluster {
     for (const [room, entry] of this.#rooms) {
       if (entry.users.length > 0) this.#writePresence(room, entry.users);
       this.#membersElsewhere(room).then((members) => {
-        const current = this.#rooms.get(room);
-        if (!current) return;
+        if (!members || this.#rooms.get(room) !== entry) return;
         // Dead instances come back with no users, so their members leave everywhere.
-        for (const [instance, users] of members) current.sink.presence(instance, users);
+        for (const [instance, users] of members) this.#report(entry, instance, users);
+        // An instance this room knows but Redis no longer lists (another survivor already
+        // removed its dead entry) is gone too.
+        for (const instance of [...entry.present]) {
+          if (!members.has(instance)) this.#report(entry, instance, []);
+        }
       });
     }
   }
 
   /** The other live instances' users of a room, from Redis; empty when Redis is away. */
-  async #membersElsewhere(room: string): Promise<Map<string, readonly string[]>> {
+  async #membersElsewhere(room: string): Promise<Map<string, readonly string[]> | undefined> {
     const members = new Map<string, readonly string[]>();
-    if (this.#commands.status !== "ready") return members;
+    if (this.#commands.status !== "ready") return undefined;
     try {
       const read = (async () => {
         const fields = await this.#commands.hgetall(this.#presenceKey(room));
@@ -192,8 +210,16 @@ export class RedisCluster implements Cluster {
       await withTimeout(read, INITIAL_MEMBERS_TIMEOUT_MS);
     } catch (error) {
       this.#fail("redis.presence_read_failed", error);
+      return undefined; // unknown, which is not the same as nobody
     }
     return members;
+  }
+
+  /** Passes another instance's users to the room, remembering who is present. */
+  #report(entry: LinkedRoom, instance: string, users: readonly string[]): void {
+    if (users.length > 0) entry.present.add(instance);
+    else entry.present.delete(instance);
+    entry.sink.presence(instance, users);
   }
 
   #writePresence(room: string, users: readonly string[]): void {
@@ -237,6 +263,15 @@ export class RedisCluster implements Cluster {
   #instanceKey(instance: string): string {
     return `${this.#options.prefix}instance:${instance}`;
   }
+}
+
+/** A room with local members, as this instance tracks it. */
+interface LinkedRoom {
+  readonly sink: RemoteSink;
+  /** This instance's users in the room, re-announced with every heartbeat. */
+  users: readonly string[];
+  /** Other instances that have users in the room, as last reported to it. */
+  readonly present: Set<string>;
 }
 
 function parseUsers(json: string): readonly string[] {

@@ -71,7 +71,7 @@ Deno.test({
     await b.app.close();
     await Promise.all([a.cluster.close(), b.cluster.close()]);
     const leftover = await probe.keys(`${prefix}*`);
-    probe.disconnect();
+    await probe.quit();
     assert.deepEqual(leftover, [], "a clean shutdown leaves no keys");
   },
 });
