@@ -1,0 +1,209 @@
+/**
+ * The readable end of `bench:compare`: per-run tables, server / baseline ratios and the targets
+ * of the performance issue, from the JSON lines the runs printed.
+ *
+ * @module
+ */
+import { formatTable, median, round2 } from "./_stats.ts";
+
+/** Which server a run was against. */
+export type TargetName = "baseline" | "server" | "server+pg";
+/** One JSON line of bench/load.ts, tagged with `round` and `target`. */
+export type Line = Record<string, unknown>;
+
+/** What the report needs to know of the run. */
+export interface ReportOptions {
+  readonly rounds: number;
+  readonly scenarios: readonly string[];
+  readonly database: boolean;
+  readonly seconds: number;
+}
+
+const cell = (value: unknown) =>
+  value === undefined || (typeof value === "number" && Number.isNaN(value)) ? "-" : String(value);
+const mib = (kib: unknown) => round2(Number(kib) / 1024);
+const ratio = (a: number, b: number) => (b > 0 ? round2(a / b) : NaN);
+
+/**
+ * Prints the tables, the ratios and the targets.
+ *
+ * @example
+ * ```ts
+ * printReport(lines, { rounds: 2, scenarios: ["fanout"], database: false, seconds: 100 });
+ * ```
+ */
+export function printReport(lines: readonly Line[], options: ReportOptions): void {
+  const results = (scenario: string, target: TargetName) =>
+    lines.filter((line) =>
+      line.scenario === scenario && line.target === target &&
+      (line.summary === true || scenario === "connections")
+    );
+  // Only real numbers: a figure a run could not measure is absent (or null, from NaN).
+  const values = (scenario: string, target: TargetName, key: string) =>
+    results(scenario, target).map((line) => line[key]).filter((value): value is number =>
+      typeof value === "number" && Number.isFinite(value)
+    );
+  const targets: TargetName[] = options.database
+    ? ["baseline", "server", "server+pg"]
+    : ["baseline", "server"];
+  const table = (
+    scenario: string,
+    title: string,
+    columns: [string, (line: Line) => unknown][],
+  ) => {
+    if (!options.scenarios.includes(scenario)) return;
+    console.log(`\n${title}`);
+    const rows = targets.flatMap((target) =>
+      results(scenario, target).map((line) =>
+        [target, line.round, ...columns.map(([, get]) => get(line))].map(cell)
+      )
+    );
+    console.log(formatTable(["target", "round", ...columns.map(([name]) => name)], rows));
+  };
+
+  console.log(`\nbench:compare: ${options.rounds} rounds, ${round2(options.seconds)} s`);
+  table("fanout", "fanout: 10 rooms x 100 members (sustained = highest offered load passing)", [
+    ["sustained msg/s", (l) => l.sustainedOfferedPerSecond],
+    ["deliveries/s", (l) => l.sustainedDeliveriesPerSecond],
+    ["p99 ms", (l) => l.sustainedP99Ms],
+    ["srv CPU%", (l) => l.sustainedServerCpuPercent],
+    ["gen CPU%", (l) => l.sustainedClientCpuPercent],
+    ["db CPU%", (l) => l.sustainedSutCpuPercent],
+    ["srv CPU%/10k", (l) => l.serverCpuPercentPer10kDeliveries],
+    ["gen ceiling/s", (l) => l.clientCeilingDeliveriesPerSecond],
+    ["half p99", (l) => l.halfLoadP99Ms],
+    ["half clean", (l) => l.halfLoadClean],
+    ["noisy/steps", (l) => `${l.noisySteps}/${l.steps}`],
+    ["stopped by", (l) => l.stoppedBy],
+    ["client-bound", (l) => l.clientBound],
+  ]);
+  table("chatty", "chatty: 200 rooms x 5 members, 1 msg/s each", [
+    ["deliveries/s", (l) => l.deliveriesPerSecond],
+    ["p50 ms", (l) => l.p50Ms],
+    ["p99 ms", (l) => l.p99Ms],
+    ["srv CPU%", (l) => l.serverCpuPercent],
+    ["gen CPU%", (l) => l.clientCpuPercent],
+    ["other CPU%", (l) => l.otherCpuPercent],
+    ["pass", (l) => l.pass],
+  ]);
+  table("connections", "connections: idle, rooms of 10", [
+    ["opened", (l) => l.opened],
+    ["conn/s", (l) => l.connectsPerSecond],
+    ["srv idle MiB", (l) => mib(l.serverIdleRssKiB)],
+    ["srv loaded MiB", (l) => mib(l.serverLoadedRssKiB)],
+    ["KiB/conn", (l) => l.serverKiBPerConnection],
+    ["other CPU%", (l) => l.otherCpuPercent],
+  ]);
+
+  const figure = (label: string, scenario: string, key: string, best: "max" | "min") => {
+    const server = values(scenario, "server", key);
+    const baseline = values(scenario, "baseline", key);
+    const pick = best === "max" ? Math.max : Math.min;
+    return [
+      label,
+      round2(median(server)),
+      round2(median(baseline)),
+      ratio(median(server), median(baseline)),
+      ratio(pick(...server), pick(...baseline)),
+    ];
+  };
+  const rows = [
+    figure("fanout sustained deliveries/s", "fanout", "sustainedDeliveriesPerSecond", "max"),
+    figure(
+      "fanout server CPU% per 10k deliveries/s",
+      "fanout",
+      "serverCpuPercentPer10kDeliveries",
+      "min",
+    ),
+    figure("chatty p99 ms", "chatty", "p99Ms", "min"),
+    figure("chatty server CPU%", "chatty", "serverCpuPercent", "min"),
+    figure("connections conn/s", "connections", "connectsPerSecond", "max"),
+    figure("connections KiB/conn", "connections", "serverKiBPerConnection", "min"),
+  ].filter((row) => !Number.isNaN(row[1]));
+  console.log("\nratios, server / baseline (median over rounds; best = best round of each)");
+  console.log(
+    formatTable(
+      ["figure", "server", "baseline", "ratio", "best ratio"],
+      rows.map((row) => row.map(cell)),
+    ),
+  );
+
+  if (options.database) {
+    const pg = values("fanout", "server+pg", "sustainedDeliveriesPerSecond");
+    const memory = values("fanout", "server", "sustainedDeliveriesPerSecond");
+    const pgCost = median(values("fanout", "server+pg", "serverCpuPercentPer10kDeliveries"));
+    const memoryCost = median(values("fanout", "server", "serverCpuPercentPer10kDeliveries"));
+    console.log(
+      `\nfanout, PostgreSQL / in memory: sustained ${median(pg)} / ${median(memory)} = ` +
+        `${ratio(median(pg), median(memory))} (best ${
+          ratio(Math.max(...pg), Math.max(...memory))
+        }); ` +
+        `server CPU% per 10k deliveries/s ${round2(pgCost)} / ${round2(memoryCost)}`,
+    );
+  }
+  printTargets(lines, { ...options, values });
+}
+
+function printTargets(
+  lines: readonly Line[],
+  options: ReportOptions & {
+    values: (scenario: string, target: TargetName, key: string) => number[];
+  },
+): void {
+  const { values } = options;
+  const verdict = (ok: boolean) => (ok ? "PASS" : "FAIL");
+  const rows: string[][] = [];
+  if (options.scenarios.includes("fanout")) {
+    const server = values("fanout", "server", "sustainedDeliveriesPerSecond");
+    const baseline = values("fanout", "baseline", "sustainedDeliveriesPerSecond");
+    const share = ratio(median(server), median(baseline));
+    const bestShare = ratio(Math.max(...server), Math.max(...baseline));
+    rows.push([
+      "(1) fanout sustained >= 85% of baseline",
+      `median ${share}, best ${bestShare}`,
+      `${verdict(share >= 0.85)} (best: ${verdict(bestShare >= 0.85)})`,
+    ]);
+    const halves = lines.filter((line) =>
+      line.scenario === "fanout" && line.target === "server" && line.summary === true
+    );
+    const p99s = halves.map((line) =>
+      `${line.halfLoadP99Ms}${line.halfLoadNoisy ? " (noisy)" : ""}`
+    );
+    const ok = halves.every((line) =>
+      Number(line.halfLoadP99Ms) <= 25 && line.halfLoadClean === true
+    );
+    rows.push([
+      "(2) half load: p99 <= 25 ms, no loss/dup/reorder",
+      `p99 ${p99s.join(", ")} ms; clean ${halves.every((line) => line.halfLoadClean === true)}`,
+      verdict(ok),
+    ]);
+    if (lines.some((line) => line.summary === true && line.clientBound === true)) {
+      console.error(
+        "WARNING: a fanout result was bounded by the load generator (>= 90% of a core): " +
+          "the sustained ratio then flatters the slower server; see the CPU-per-delivery ratio",
+      );
+    }
+  }
+  if (options.scenarios.includes("connections")) {
+    const kib = median(values("connections", "server", "serverKiBPerConnection"));
+    const rate = median(values("connections", "server", "connectsPerSecond"));
+    const count = Math.max(...values("connections", "server", "requested"));
+    rows.push([
+      `(3) ${count.toLocaleString("en")} idle: <= 24 KiB each, >= 2,000 conn/s`,
+      `${round2(kib)} KiB, ${Math.round(rate)} conn/s`,
+      verdict(kib <= 24 && rate >= 2000),
+    ]);
+  }
+  if (options.database && options.scenarios.includes("fanout")) {
+    const pg = values("fanout", "server+pg", "sustainedDeliveriesPerSecond");
+    const memory = values("fanout", "server", "sustainedDeliveriesPerSecond");
+    const share = ratio(median(pg), median(memory));
+    rows.push([
+      "(4) PostgreSQL fanout >= 80% of in memory",
+      `median ${share}, best ${ratio(Math.max(...pg), Math.max(...memory))}`,
+      verdict(share >= 0.8),
+    ]);
+  }
+  console.log("\ntargets");
+  console.log(formatTable(["target", "measured", "verdict"], rows));
+}

@@ -1,0 +1,161 @@
+/**
+ * `deno task bench:compare [-- options]`: the chat server against bench/baseline.ts, the
+ * smallest correct broadcast server, on the same machine with the same load generator
+ * (bench/load.ts, a separate process). Each scenario runs against each server in turn, A B A B,
+ * every run on a freshly started server, and the report gives server / baseline ratios.
+ *
+ *     --rounds N        runs of each scenario against each server (default 2)
+ *     --scenarios LIST  comma list of fanout, chatty, connections (default all three)
+ *     --database        also run fanout on the server with PostgreSQL (a scratch database;
+ *                       BENCH_DATABASE_URL, else TEST_DATABASE_URL, else
+ *                       postgres://postgres@127.0.0.1:5432/test)
+ *     --step-ms N --rates LIST --budget-s N --chatty-ms N --connections N
+ *                       passed to bench/load.ts (defaults: 3000, a ladder from 500 to 2000,
+ *                       45, 6000, 10000)
+ *     --time-limit-s N  the whole run stops by itself after this long (default 480, 600 with
+ *                       --database)
+ *
+ * The real server runs with `main.ts` defaults (in-memory store, persistence on) except for the
+ * client-facing limits, lifted so that they do not distort a benchmark.
+ *
+ * Prints one JSON line per step (with `round` and `target`), then tables, ratios and targets.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type Line, printReport, type TargetName } from "./_compare_report.ts";
+import { createScratchDatabase, type RunningServer, startServer } from "./_server.ts";
+
+const { values } = parseArgs({
+  // `deno task bench -- ...` passes the `--` on; it would end option parsing here.
+  args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
+  options: {
+    rounds: { type: "string", default: "2" },
+    scenarios: { type: "string", default: "fanout,chatty,connections" },
+    database: { type: "boolean", default: false },
+    "step-ms": { type: "string", default: "3000" },
+    rates: { type: "string", default: "500,700,900,1000,1100,1200,1300,1400,1500,1600,1800,2000" },
+    "budget-s": { type: "string", default: "45" },
+    "chatty-ms": { type: "string", default: "6000" },
+    connections: { type: "string", default: "10000" },
+    "time-limit-s": { type: "string" },
+  },
+});
+
+const root = new URL("..", import.meta.url);
+/**
+ * The client-facing limits lifted. The rate limits are at the largest value server/config.ts
+ * accepts: 100,000 (1,000,000 makes the server exit with code 2).
+ */
+const SERVER_ENV = {
+  RATE_LIMIT_PER_SECOND: "100000",
+  RATE_LIMIT_BURST: "100000",
+  MAX_CONNECTIONS: "100000",
+  MAX_CONNECTIONS_PER_IP: "100000",
+  LOG_LEVEL: "warn",
+  // One node, open mode: unset whatever this shell may have set.
+  AUTH_SECRET: "",
+  REDIS_URL: "",
+};
+const adminUrl = Deno.env.get("BENCH_DATABASE_URL") || Deno.env.get("TEST_DATABASE_URL") ||
+  "postgres://postgres@127.0.0.1:5432/test";
+const rounds = Math.max(1, Number(values.rounds) || 2);
+const scenarios = (values.scenarios ?? "").split(",").filter((name) => name.length > 0);
+const children = new Set<number>();
+
+const timeLimitMs = (Number(values["time-limit-s"]) || (values.database ? 600 : 480)) * 1000;
+const watchdog = setTimeout(() => {
+  console.error(`bench:compare: not done after ${timeLimitMs / 1000} s, stopping`);
+  for (const pid of children) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error; // exited meanwhile
+    }
+  }
+  Deno.exit(1);
+}, timeLimitMs);
+
+const lines: Line[] = [];
+const started = performance.now();
+for (let round = 1; round <= rounds; round++) {
+  for (const scenario of scenarios) {
+    const targets: TargetName[] = scenario === "fanout" && values.database
+      ? ["baseline", "server", "server+pg"]
+      : ["baseline", "server"];
+    for (const target of targets) lines.push(...await runOnce(round, scenario, target));
+  }
+}
+clearTimeout(watchdog);
+printReport(lines, {
+  rounds,
+  scenarios,
+  database: values.database ?? false,
+  seconds: (performance.now() - started) / 1000,
+});
+
+/** One scenario against one freshly started server. */
+async function runOnce(round: number, scenario: string, target: TargetName): Promise<Line[]> {
+  const database = target === "server+pg" ? await createScratchDatabase(adminUrl) : undefined;
+  let server: RunningServer | undefined;
+  try {
+    server = await startServer(
+      target === "baseline" ? { entry: new URL("bench/baseline.ts", root).pathname, env: {} } : {
+        entry: new URL("main.ts", root).pathname,
+        env: { ...SERVER_ENV, DATABASE_URL: database?.url ?? "" },
+      },
+    );
+    children.add(server.pid);
+    return await generate(server, { round, scenario, target });
+  } finally {
+    if (server) {
+      await server.stop();
+      children.delete(server.pid);
+    }
+    await database?.drop();
+  }
+}
+
+/** Runs bench/load.ts against `server`; prints its JSON lines, tagged, as they come. */
+async function generate(
+  server: RunningServer,
+  tags: { round: number; scenario: string; target: TargetName },
+): Promise<Line[]> {
+  const args = [
+    "run",
+    "--allow-net",
+    "--allow-run=cat,sh",
+    new URL("bench/load.ts", root).pathname,
+    server.url,
+    "--json",
+    `--scenario=${tags.scenario}`,
+    `--pid=${server.pid}`,
+    `--label=${tags.target}`,
+    `--step-ms=${values["step-ms"]}`,
+    `--rates=${values.rates}`,
+    `--budget-s=${values["budget-s"]}`,
+    `--chatty-ms=${values["chatty-ms"]}`,
+    `--connections=${values.connections}`,
+    ...(tags.target === "server+pg" ? ["--sut-command=postgres"] : []),
+  ];
+  const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" })
+    .spawn();
+  children.add(child.pid);
+  const out: Line[] = [];
+  let pending = "";
+  for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+    pending += chunk;
+    for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n")) {
+      const text = pending.slice(0, end).trim();
+      pending = pending.slice(end + 1);
+      if (!text.startsWith("{")) continue;
+      const line: Line = { round: tags.round, target: tags.target, ...JSON.parse(text) };
+      console.log(JSON.stringify(line));
+      out.push(line);
+    }
+  }
+  const status = await child.status;
+  children.delete(child.pid);
+  if (!status.success) throw new Error(`bench/load.ts failed (${status.code}) on ${tags.target}`);
+  return out;
+}
