@@ -1,23 +1,12 @@
 import assert from "node:assert/strict";
-import { v7 } from "uuid";
 import { MemoryStore } from "../../storage/memory_store.ts";
-import type { ChatMessage } from "../../storage/repository.ts";
 import { repositoryContract, SANITIZERS } from "./repository_contract.ts";
+import { messages } from "./_contract_fixtures.ts";
 
 repositoryContract("MemoryStore", () => {
   const repository = new MemoryStore({ maxPerRoom: 10_000, maxRooms: 100 });
   return Promise.resolve({ repository, dispose: () => repository.close() });
 });
-
-function messages(room: string, count: number): ChatMessage[] {
-  return Array.from({ length: count }, () => v7()).sort().map((id, i) => ({
-    id,
-    room,
-    sender: "ann",
-    content: `message ${i}`,
-    timestamp: new Date(Date.UTC(2025, 0, 1, 0, 0, 0, i)).toISOString(),
-  }));
-}
 
 Deno.test(
   "MemoryStore.saveBatch() keeps only the newest maxPerRoom messages of a room",

@@ -1,21 +1,9 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { v7 } from "uuid";
-import { type ChatMessage, PruneIncompleteError } from "../../storage/repository.ts";
+import { PruneIncompleteError } from "../../storage/repository.ts";
 import { query } from "../support/postgres_schema.ts";
 import { databaseUrl, storeTest } from "./_postgres_fixture.ts";
-
-const BASE_TIME = Date.UTC(2025, 0, 1);
-
-function messages(room: string, count: number): ChatMessage[] {
-  return Array.from({ length: count }, () => v7()).sort().map((id, i) => ({
-    id,
-    room,
-    sender: "ann",
-    content: `message ${i}`,
-    timestamp: new Date(BASE_TIME + i).toISOString(),
-  }));
-}
+import { BASE_TIME, messages } from "./_contract_fixtures.ts";
 
 /**
  * Makes PostgreSQL itself count the store's deletes: a statement-level trigger appends one row

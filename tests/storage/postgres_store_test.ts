@@ -1,16 +1,15 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { v7 } from "uuid";
 import { silentLogger } from "../../log/logger.ts";
 import {
   DatabaseUnavailableError,
   PostgresStore,
   StoreTimeoutError,
 } from "../../storage/postgres_store.ts";
-import type { ChatMessage } from "../../storage/repository.ts";
 import { dropSchema, freshSchemaName, query } from "../support/postgres_schema.ts";
 import { databaseUrl, ignore, openStore, storeTest } from "./_postgres_fixture.ts";
 import { repositoryContract, SANITIZERS } from "./repository_contract.ts";
+import { messages } from "./_contract_fixtures.ts";
 
 repositoryContract("PostgresStore", async () => {
   const schema = freshSchemaName("test_store");
@@ -25,16 +24,6 @@ repositoryContract("PostgresStore", async () => {
     throw error;
   }
 }, { ignore });
-
-function messages(room: string, count: number): ChatMessage[] {
-  return Array.from({ length: count }, () => v7()).sort().map((id, i) => ({
-    id,
-    room,
-    sender: "ann",
-    content: `message ${i}`,
-    timestamp: new Date(Date.UTC(2025, 0, 1, 0, 0, 0, i)).toISOString(),
-  }));
-}
 
 // Needs no database: runs whether or not TEST_DATABASE_URL is set.
 Deno.test(
