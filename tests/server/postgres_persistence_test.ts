@@ -27,14 +27,31 @@ async function storedIds(url: string, schema: string): Promise<string[]> {
   return rows.map((row) => row.id);
 }
 
-/** A store on a fresh schema whose connections all go through `proxy`, so a test can cut them. */
-function storeBehind(proxy: TcpProxy, url: string, schema: string): Promise<PostgresStore> {
-  return PostgresStore.connect(viaPort(url, proxy.port), {
-    connectTimeoutMs: 5_000,
-    batchTimeoutMs: 1_000,
-    schema,
-    logger: silentLogger,
-  });
+interface OutageFixture {
+  readonly url: string;
+  readonly schema: string;
+  /** Cut it to simulate the outage; every store connection goes through it. */
+  readonly proxy: TcpProxy;
+  readonly store: PostgresStore;
+}
+
+/** Runs `test` with a store on a fresh schema behind a proxy, then drops both. */
+async function withStoreBehindProxy(test: (fixture: OutageFixture) => Promise<void>) {
+  const url = database.url ?? "";
+  const schema = freshSchemaName();
+  const proxy = TcpProxy.start(targetOf(url));
+  try {
+    const store = await PostgresStore.connect(viaPort(url, proxy.port), {
+      connectTimeoutMs: 5_000,
+      batchTimeoutMs: 1_000,
+      schema,
+      logger: silentLogger,
+    });
+    await test({ url, schema, proxy, store });
+  } finally {
+    await proxy.close();
+    await dropSchema(url, schema);
+  }
 }
 
 async function readyStatus(url: string): Promise<number> {
@@ -81,11 +98,7 @@ Deno.test({
     "Postgres outage: broadcasts go on, /readyz says 503, and afterwards every message is stored once",
   ignore: database.ignore,
   fn: async () => {
-    const url = database.url ?? "";
-    const schema = freshSchemaName();
-    const proxy = TcpProxy.start(targetOf(url));
-    try {
-      const store = await storeBehind(proxy, url, schema);
+    await withStoreBehindProxy(async ({ url, schema, proxy, store }) => {
       const app = startTestServer({ PERSIST_BATCH_WAIT_MS: "5" }, store);
       const ann = await TestSocket.open(app.chatUrl("outage", "ann"));
       const bob = await TestSocket.open(app.chatUrl("outage", "bob"));
@@ -137,10 +150,7 @@ Deno.test({
 
       await Promise.all([ann.close(), bob.close()]);
       await app.close();
-    } finally {
-      await proxy.close();
-      await dropSchema(url, schema);
-    }
+    });
   },
 });
 
@@ -149,11 +159,7 @@ Deno.test({
     "Postgres outage with a full persistence queue: the overflow message gets backlog and appears nowhere",
   ignore: database.ignore,
   fn: async () => {
-    const url = database.url ?? "";
-    const schema = freshSchemaName();
-    const proxy = TcpProxy.start(targetOf(url));
-    try {
-      const store = await storeBehind(proxy, url, schema);
+    await withStoreBehindProxy(async ({ url, schema, proxy, store }) => {
       const app = startTestServer({
         PERSIST_QUEUE_LIMIT: "5",
         PERSIST_WORKERS: "1",
@@ -203,10 +209,7 @@ Deno.test({
 
       await Promise.all([ann.close(), bob.close()]);
       await app.close();
-    } finally {
-      await proxy.close();
-      await dropSchema(url, schema);
-    }
+    });
   },
 });
 
