@@ -138,10 +138,11 @@ export async function connections(target: Target, options: ConnectionsOptions): 
   await quietMachine(target);
   const idle = pid === undefined ? undefined : await sampleProc(pid);
   const [clientBefore, machineBefore] = await Promise.all([sampleProc(Deno.pid), sampleMachine()]);
+  const run = tag(); // one per run: every `roomSize` consecutive peers share a room
   const peers = new PeerSet(
     chatEndpoint(target.url),
     Array.from({ length: options.count }, (_, i) => ({
-      room: `conn-${tag()}-${Math.floor(i / options.roomSize)}`,
+      room: `conn-${run}-${Math.floor(i / options.roomSize)}`,
       user: `m${i % options.roomSize}`,
     })),
   );
