@@ -1,9 +1,10 @@
 /**
- * One connected member: an outbox drained by a writer onto its transport.
+ * One connected member: an outbox that the hub's writer drains onto its transport.
  *
  * @module
  */
-import { Channel, ChannelClosedError } from "./channel.ts";
+import { Channel } from "./channel.ts";
+import type { Flushable, OutboxWriter } from "./outbox_writer.ts";
 import { CLOSE_CODES, type CloseCode, ERROR_FRAMES, type ErrorCode } from "./protocol.ts";
 
 /**
@@ -35,57 +36,70 @@ export interface ClientOwner {
   submit(client: Client, content: string): ErrorCode | undefined;
   /** A frame of `client` was refused with `code`. */
   refused(code: ErrorCode): void;
-  /** The client is gone: called exactly once per client, with the close the server chose. */
-  release(client: Client, close: CloseCode | undefined): void;
+  /**
+   * The client is gone: called exactly once per client, with the close the server chose and a
+   * promise that resolves once that close has been started.
+   */
+  release(client: Client, close: CloseCode | undefined, closing: Promise<void>): void;
 }
+
+const CLOSED = Promise.resolve();
+
+// The frames of one flush, moved out of an outbox and written. Flushes are synchronous and never
+// nest, so every client can share this one array instead of keeping its own.
+const batch: string[] = [];
 
 /**
  * A member of one room. Frames reach it through {@linkcode Client.offer}, which never waits:
- * a client that falls behind is cut off with 1013 instead of slowing its room.
+ * they wait in its outbox until the end of the turn, when the hub's {@linkcode OutboxWriter}
+ * writes every outbox that got frames. A client that falls behind is cut off with 1013 instead
+ * of slowing its room.
  *
  * @example
  * ```ts
- * const client = new Client({ id: 1, room: "a", user: "ann" }, transport, { owner, limits });
- * client.offer('{"type":"message",...}');
+ * const client = new Client({ id: 1, room: "a", user: "ann" }, transport, { owner, limits, writer });
+ * client.offer('{"type":"message",...}'); // written once the current task ends
  * client.disconnect(CLOSE_CODES.goingAway);
- * await client.done;
  * ```
  */
-export class Client {
+export class Client implements Flushable {
   /** Connection id, unique in this process; for logs. */
   readonly id: number;
   /** Room name. */
   readonly room: string;
   /** User name. */
   readonly user: string;
-  /** Resolves when the writer has flushed the outbox and the close (if any) was started. */
-  readonly done: Promise<void>;
   readonly #transport: Transport;
   readonly #owner: ClientOwner;
-  readonly #maxBufferedBytes: number;
-  readonly #maxLiveFrames: number;
+  readonly #limits: OutboxLimits;
+  readonly #writer: OutboxWriter;
   readonly #outbox: Channel<string>;
+  /** Frames in the outbox that came from a replay: they do not count against the live bound. */
+  #replayed = 0;
   /** Live frames held back while a replay is being prepared; `undefined` when not replaying. */
   #held: string[] | undefined;
-  #closeWith: CloseCode | undefined;
+  #flushDue = false;
   #gone = false;
 
   constructor(
     identity: { readonly id: number; readonly room: string; readonly user: string },
     transport: Transport,
-    options: { readonly owner: ClientOwner; readonly limits: OutboxLimits },
+    options: {
+      readonly owner: ClientOwner;
+      readonly limits: OutboxLimits;
+      readonly writer: OutboxWriter;
+    },
   ) {
     this.id = identity.id;
     this.room = identity.room;
     this.user = identity.user;
     this.#transport = transport;
     this.#owner = options.owner;
-    this.#maxBufferedBytes = options.limits.bytes;
-    this.#maxLiveFrames = options.limits.frames;
+    this.#limits = options.limits;
+    this.#writer = options.writer;
     // Room for a replay, the live frames held during it, and the resume frame; live frames alone
     // are still bounded by `frames` (see offer). The ring grows only as far as it is used.
     this.#outbox = new Channel(2 * options.limits.frames + options.limits.replayFrames + 1);
-    this.done = this.#write();
   }
 
   /** Whether the client still takes frames. */
@@ -102,11 +116,14 @@ export class Client {
   offer(frame: string): boolean {
     if (this.#gone) return true;
     if (this.#held) {
-      if (this.#held.length >= this.#maxLiveFrames) return false;
+      if (this.#held.length >= this.#limits.frames) return false;
       this.#held.push(frame);
       return true;
     }
-    return this.#outbox.size < this.#maxLiveFrames && this.#outbox.trySend(frame);
+    if (this.#outbox.size - this.#replayed >= this.#limits.frames) return false;
+    if (!this.#outbox.trySend(frame)) return false;
+    this.#flushSoon();
+    return true;
   }
 
   /**
@@ -124,7 +141,9 @@ export class Client {
     if (this.#gone) return;
     // Capacity was reserved for this in the constructor, so these sends cannot be refused.
     for (const frame of replay) this.#outbox.trySend(frame);
+    this.#replayed += replay.length;
     for (const frame of held) this.#outbox.trySend(frame);
+    if (this.#outbox.size > 0) this.#flushSoon();
   }
 
   /** Handles a validated frame from the peer. */
@@ -140,46 +159,55 @@ export class Client {
     if (!this.offer(ERROR_FRAMES[code])) this.disconnect(CLOSE_CODES.slowConsumer);
   }
 
-  /** Closes the connection from the server side after flushing what is queued. */
+  /** Closes the connection from the server side after writing what is queued. */
   disconnect(close: CloseCode): void {
-    if (this.#gone) return;
-    this.#closeWith = close;
-    this.#leave();
+    this.#leave(close);
   }
 
   /** The transport reported that the peer is gone. */
   transportClosed(): void {
-    this.#leave();
+    this.#leave(undefined);
   }
 
-  #leave(): void {
-    if (this.#gone) return;
-    this.#gone = true;
-    this.#outbox.close();
-    this.#owner.release(this, this.#closeWith);
+  /** @internal Called by the {@linkcode OutboxWriter}: writes the outbox or cuts the client off. */
+  flush(): void {
+    this.#flushDue = false;
+    if (!this.#gone && !this.#writeQueued()) this.#leave(CLOSE_CODES.slowConsumer);
   }
 
-  async #write(): Promise<void> {
-    const batch: string[] = [];
-    for (;;) {
-      try {
-        batch.push(await this.#outbox.receive());
-      } catch (error) {
-        if (error instanceof ChannelClosedError) break; // closed and drained
-        throw error;
-      }
-      this.#outbox.drainInto(batch, Infinity);
-      // Measured before this batch is written: what is still buffered then is what the peer has
-      // not taken since the last turn, whereas right after a write every batch looks like a backlog.
-      if (this.#transport.bufferedAmount > this.#maxBufferedBytes && !this.#gone) {
-        this.#closeWith = CLOSE_CODES.slowConsumer;
-        this.#leave();
-      }
-      if (this.#closeWith !== CLOSE_CODES.slowConsumer) {
-        for (const frame of batch) this.#transport.send(frame);
-      }
+  #flushSoon(): void {
+    if (this.#flushDue) return;
+    this.#flushDue = true;
+    this.#writer.schedule(this);
+  }
+
+  /** Writes every queued frame. @returns `false`, writing nothing, if the peer is too far behind. */
+  #writeQueued(): boolean {
+    if (this.#outbox.size === 0) return true;
+    // Measured before this batch is written: what is still buffered then is what the peer has
+    // not taken since the last turn, whereas right after a write every batch looks like a backlog.
+    if (this.#transport.bufferedAmount > this.#limits.bytes) return false;
+    this.#outbox.drainInto(batch, Infinity);
+    this.#replayed = 0;
+    try {
+      for (const frame of batch) this.#transport.send(frame);
+    } finally {
       batch.length = 0;
     }
-    if (this.#closeWith) await this.#transport.close(this.#closeWith.code, this.#closeWith.reason);
+    return true;
+  }
+
+  #leave(close: CloseCode | undefined): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    this.#held = undefined;
+    // A close the server chose goes out after what was queued, unless the peer is too far behind
+    // to take it; a peer that is gone is written nothing more.
+    if (close !== undefined && close !== CLOSE_CODES.slowConsumer && !this.#writeQueued()) {
+      close = CLOSE_CODES.slowConsumer;
+    }
+    this.#outbox.close();
+    const closing = close ? this.#transport.close(close.code, close.reason) : CLOSED;
+    this.#owner.release(this, close, closing);
   }
 }

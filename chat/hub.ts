@@ -10,6 +10,7 @@ import type { Logger } from "../log/logger.ts";
 import { CLOSE_CODES, type CloseCode, type ErrorCode } from "./protocol.ts";
 import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster } from "./cluster.ts";
+import { OutboxWriter } from "./outbox_writer.ts";
 import type { ReplaySource } from "./replay.ts";
 import { Room } from "./room.ts";
 
@@ -45,6 +46,8 @@ export interface HubOptions {
  */
 export class Hub implements ClientOwner {
   readonly #options: HubOptions;
+  readonly #outboxLimits: OutboxLimits;
+  readonly #writer = new OutboxWriter();
   readonly #rooms = new Map<string, Room>();
   readonly #clients = new Set<Client>();
   readonly #retired = new Set<Promise<void>>();
@@ -53,6 +56,7 @@ export class Hub implements ClientOwner {
 
   constructor(options: HubOptions) {
     this.#options = options;
+    this.#outboxLimits = { ...options.outbox, replayFrames: options.resumeLimit };
   }
 
   /** Rooms that have at least one member. */
@@ -93,7 +97,7 @@ export class Hub implements ClientOwner {
     const client = new Client(
       { id: this.#nextClientId++, room: identity.room, user: identity.user },
       transport,
-      { owner: this, limits: { ...this.#options.outbox, replayFrames: this.#options.resumeLimit } },
+      { owner: this, limits: this.#outboxLimits, writer: this.#writer },
     );
     if (this.#closing) {
       client.disconnect(CLOSE_CODES.goingAway);
@@ -127,7 +131,7 @@ export class Hub implements ClientOwner {
   }
 
   /** @internal Called by a client exactly once, when it is gone. */
-  release(client: Client, close: CloseCode | undefined): void {
+  release(client: Client, close: CloseCode | undefined, closing: Promise<void>): void {
     if (!this.#clients.delete(client)) return;
     this.#options.metrics.clientLeft(close?.code);
     const fields = { client: client.id, room: client.room, code: close?.code };
@@ -143,7 +147,7 @@ export class Hub implements ClientOwner {
       room.close();
       this.#retire(room.done);
     }
-    this.#retire(client.done);
+    this.#retire(closing);
   }
 
   /**

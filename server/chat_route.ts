@@ -77,12 +77,12 @@ export async function openChatSocket(
     throw error;
   }
   const { socket, response } = upgraded;
-  socket.addEventListener("close", () => route.limits.release(ip));
-  route.sockets.add(socket);
+  route.sockets.add(socket, ip);
   attachChatSocket(socket, { room: params.room, user, since: params.since }, {
     hub: route.hub,
     policy: route.policy,
     expiresAtMs: identity?.expiresAtMs,
+    closed: route.sockets,
   });
   return response;
 }

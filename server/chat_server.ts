@@ -99,7 +99,11 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     onRemoved: (count) => metrics.messagesPruned(count),
   });
   retention.start();
-  const sockets = new OpenSockets();
+  const limits = new ConnectionLimits({
+    total: config.maxConnections,
+    perIp: config.maxConnectionsPerIp,
+  });
+  const sockets = new OpenSockets(limits);
   let draining = false;
   const isDraining = () => draining;
   const http = Deno.serve(
@@ -108,6 +112,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
       routeDeps(config, {
         hub,
         sockets,
+        limits,
         repository,
         logger,
         workers,
@@ -144,6 +149,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
 interface ServerParts extends ChatServerDeps {
   readonly hub: Hub;
   readonly sockets: OpenSockets;
+  readonly limits: ConnectionLimits;
   readonly workers: PersistWorkers;
   readonly persistQueue: Channel<ChatMessage>;
   readonly isDraining: () => boolean;
@@ -163,10 +169,7 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
     chat: {
       hub: parts.hub,
       sockets: parts.sockets,
-      limits: new ConnectionLimits({
-        total: config.maxConnections,
-        perIp: config.maxConnectionsPerIp,
-      }),
+      limits: parts.limits,
       origins: new OriginPolicy(config.allowedOrigins),
       verifier,
       policy: {

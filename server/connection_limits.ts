@@ -14,7 +14,7 @@ export type Admission = "ok" | "too_many_connections" | "too_many_from_ip";
  * @example
  * ```ts
  * const limits = new ConnectionLimits({ total: 20_000, perIp: 100 });
- * if (limits.admit(ip) === "ok") socket.onclose = () => limits.release(ip);
+ * if (limits.admit(ip) === "ok") sockets.add(socket, ip); // OpenSockets releases it on close
  * ```
  */
 export class ConnectionLimits {

@@ -4,6 +4,9 @@
  * @module
  */
 
+// Shared rather than bound per bucket: every connection has a bucket.
+const monotonicNow = () => performance.now();
+
 /**
  * Holds up to `burst` tokens and gains `perSecond` per second; each admitted event takes one.
  * Refilling is computed on demand from the clock, so an idle bucket costs no timer.
@@ -24,7 +27,7 @@ export class TokenBucket {
   constructor(options: { perSecond: number; burst: number; now?: () => number }) {
     this.#perMs = options.perSecond / 1000;
     this.#burst = options.burst;
-    this.#now = options.now ?? performance.now.bind(performance);
+    this.#now = options.now ?? monotonicNow;
     this.#tokens = options.burst;
     this.#updatedAt = this.#now();
   }

@@ -10,12 +10,86 @@ import { CLOSE_CODES } from "../chat/protocol.ts";
 import { parseClientFrame } from "./client_frame.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
-/** Adapts a server-side WebSocket to the core's transport interface. */
-class WebSocketTransport implements Transport {
-  readonly #socket: WebSocket;
+/** Limits on what one connection may send. */
+export interface SocketPolicy {
+  readonly maxContentChars: number;
+  /** Larger frames close the connection with 1009. */
+  readonly maxFrameBytes: number;
+  /** Sustained frames per second. */
+  readonly ratePerSecond: number;
+  /** Frames allowed at once above the sustained rate. */
+  readonly rateBurst: number;
+  /** Refused frames tolerated (recovering 1 per second) before closing with 1008. */
+  readonly rateStrikes: number;
+}
 
-  constructor(socket: WebSocket) {
+/** Who joins where, already validated and authorized. */
+export interface ChatJoin {
+  readonly room: string;
+  readonly user: string;
+  readonly since?: string;
+}
+
+// setTimeout takes at most a 32-bit delay; longer expiries are reached in steps.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Told when a socket this module handles has closed. */
+export interface SocketCloseListener {
+  socketClosed(socket: WebSocket): void;
+}
+
+/** Options of {@linkcode attachChatSocket}. */
+export interface ChatSocketOptions {
+  readonly hub: Hub;
+  readonly policy: SocketPolicy;
+  /** When the connection's token expires (ms since the epoch): closed with 4001 then. */
+  readonly expiresAtMs?: number;
+  /** Told once the socket has closed, after the hub. */
+  readonly closed?: SocketCloseListener;
+}
+
+/**
+ * Joins the socket's room once it opens and feeds it the socket's frames after enforcing the
+ * connection's limits: frame size, rate, and token expiry.
+ *
+ * @example
+ * ```ts
+ * const { socket, response } = Deno.upgradeWebSocket(request);
+ * attachChatSocket(socket, { room, user }, { hub, policy });
+ * return response;
+ * ```
+ */
+export function attachChatSocket(
+  socket: WebSocket,
+  join: ChatJoin,
+  options: ChatSocketOptions,
+): void {
+  new ChatSocket(socket, join, options);
+}
+
+/**
+ * One connection, as the socket's event listener and the core's transport at once. A single
+ * object holds everything a connection needs (its handlers are methods, not closures), because
+ * idle connections are most of what a chat server keeps in memory.
+ */
+class ChatSocket implements Transport, EventListenerObject {
+  readonly #socket: WebSocket;
+  readonly #join: ChatJoin;
+  readonly #options: ChatSocketOptions;
+  readonly #rate: TokenBucket;
+  /** Refused frames tolerated before 1008; made on the first refusal. */
+  #strikes: TokenBucket | undefined;
+  #client: Client | undefined;
+  #expiry: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(socket: WebSocket, join: ChatJoin, options: ChatSocketOptions) {
     this.#socket = socket;
+    this.#join = join;
+    this.#options = options;
+    const { policy } = options;
+    this.#rate = new TokenBucket({ perSecond: policy.ratePerSecond, burst: policy.rateBurst });
+    socket.binaryType = "arraybuffer";
+    for (const type of EVENTS) socket.addEventListener(type, this);
   }
 
   get bufferedAmount(): number {
@@ -40,91 +114,58 @@ class WebSocketTransport implements Transport {
       }, 0);
     });
   }
-}
 
-/** Limits on what one connection may send. */
-export interface SocketPolicy {
-  readonly maxContentChars: number;
-  /** Larger frames close the connection with 1009. */
-  readonly maxFrameBytes: number;
-  /** Sustained frames per second. */
-  readonly ratePerSecond: number;
-  /** Frames allowed at once above the sustained rate. */
-  readonly rateBurst: number;
-  /** Refused frames tolerated (recovering 1 per second) before closing with 1008. */
-  readonly rateStrikes: number;
-}
+  handleEvent(event: Event): void {
+    switch (event.type) {
+      case "message":
+        return this.#message((event as MessageEvent).data);
+      case "open":
+        return this.#open();
+      case "close":
+        return this.#closed();
+      case "error":
+        // An error event is always followed by a close event, which does the cleanup.
+        return event.preventDefault();
+    }
+  }
 
-/** Options of {@linkcode attachChatSocket}. */
-export interface ChatSocketOptions {
-  readonly hub: Hub;
-  readonly policy: SocketPolicy;
-  /** When the connection's token expires (ms since the epoch): closed with 4001 then. */
-  readonly expiresAtMs?: number;
-}
+  #open(): void {
+    this.#client = this.#options.hub.join(this.#join, this);
+    if (this.#options.expiresAtMs !== undefined) this.#expireAt(this.#options.expiresAtMs);
+  }
 
-/** Who joins where, already validated and authorized. */
-export interface ChatJoin {
-  readonly room: string;
-  readonly user: string;
-  readonly since?: string;
-}
-
-// setTimeout takes at most a 32-bit delay; longer expiries are reached in steps.
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/**
- * Joins the socket's room once it opens and feeds it the socket's frames after enforcing the
- * connection's limits: frame size, rate, and token expiry.
- *
- * @example
- * ```ts
- * const { socket, response } = Deno.upgradeWebSocket(request);
- * attachChatSocket(socket, { room, user }, { hub, policy });
- * return response;
- * ```
- */
-export function attachChatSocket(
-  socket: WebSocket,
-  join: ChatJoin,
-  options: ChatSocketOptions,
-): void {
-  const { policy } = options;
-  const rate = new TokenBucket({ perSecond: policy.ratePerSecond, burst: policy.rateBurst });
-  const strikes = new TokenBucket({ perSecond: 1, burst: policy.rateStrikes });
-  let client: Client | undefined;
-  let expiry: ReturnType<typeof setTimeout> | undefined;
-  const expireAt = (atMs: number) => {
-    const remainingMs = atMs - Date.now();
-    if (remainingMs <= 0) return client?.disconnect(CLOSE_CODES.tokenExpired);
-    expiry = setTimeout(() => expireAt(atMs), Math.min(remainingMs, MAX_TIMER_MS));
-  };
-  socket.binaryType = "arraybuffer";
-  socket.onopen = () => {
-    client = options.hub.join(join, new WebSocketTransport(socket));
-    if (options.expiresAtMs !== undefined) expireAt(options.expiresAtMs);
-  };
-  socket.onmessage = (event) => {
+  #message(data: unknown): void {
+    const client = this.#client;
     // Once the client is gone nothing it sends is read: its close frame needs the way clear.
     if (!client?.connected) return;
-    if (frameBytes(event.data, policy.maxFrameBytes) > policy.maxFrameBytes) {
+    const { policy } = this.#options;
+    if (frameBytes(data, policy.maxFrameBytes) > policy.maxFrameBytes) {
       return client.disconnect(CLOSE_CODES.frameTooLarge);
     }
-    if (!rate.take()) {
-      if (!strikes.take()) return client.disconnect(CLOSE_CODES.rateLimited);
+    if (!this.#rate.take()) {
+      this.#strikes ??= new TokenBucket({ perSecond: 1, burst: policy.rateStrikes });
+      if (!this.#strikes.take()) return client.disconnect(CLOSE_CODES.rateLimited);
       return client.reject("rate_limited");
     }
-    const frame = parseClientFrame(event.data, policy.maxContentChars);
+    const frame = parseClientFrame(data, policy.maxContentChars);
     if (frame.ok) client.receive(frame.content);
     else client.reject(frame.code);
-  };
-  socket.onclose = () => {
-    clearTimeout(expiry);
-    client?.transportClosed();
-  };
-  // An error event is always followed by a close event, which does the cleanup.
-  socket.onerror = (event) => event.preventDefault();
+  }
+
+  #closed(): void {
+    clearTimeout(this.#expiry);
+    this.#client?.transportClosed();
+    this.#options.closed?.socketClosed(this.#socket);
+  }
+
+  #expireAt(atMs: number): void {
+    const remainingMs = atMs - Date.now();
+    if (remainingMs <= 0) return this.#client?.disconnect(CLOSE_CODES.tokenExpired);
+    this.#expiry = setTimeout(() => this.#expireAt(atMs), Math.min(remainingMs, MAX_TIMER_MS));
+  }
 }
+
+const EVENTS = ["open", "message", "close", "error"] as const;
 
 /** The size of a frame in bytes, counted only as far as needed to compare with `limit`. */
 function frameBytes(data: unknown, limit: number): number {
