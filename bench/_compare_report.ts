@@ -86,7 +86,8 @@ export function printReport(lines: readonly Line[], options: ReportOptions): voi
     ["other CPU%", (l) => l.otherCpuPercent],
     ["pass", (l) => l.pass],
   ]);
-  table("connections", "connections: idle, rooms of 10", [
+  table("connections", "connections: idle", [
+    ["room size", (l) => l.roomSize],
     ["opened", (l) => l.opened],
     ["conn/s", (l) => l.connectsPerSecond],
     ["srv idle MiB", (l) => mib(l.serverIdleRssKiB)],

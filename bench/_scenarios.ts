@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { chatEndpoint, PeerSet } from "./_peers.ts";
+import { chatEndpoint, PeerSet, type PeerSpec } from "./_peers.ts";
 import {
   commandCpuSeconds,
   openFileLimit,
@@ -138,13 +138,9 @@ export async function connections(target: Target, options: ConnectionsOptions): 
   await quietMachine(target);
   const idle = pid === undefined ? undefined : await sampleProc(pid);
   const [clientBefore, machineBefore] = await Promise.all([sampleProc(Deno.pid), sampleMachine()]);
-  const run = tag(); // one per run: every `roomSize` consecutive peers share a room
   const peers = new PeerSet(
     chatEndpoint(target.url),
-    Array.from({ length: options.count }, (_, i) => ({
-      room: `conn-${run}-${Math.floor(i / options.roomSize)}`,
-      user: `m${i % options.roomSize}`,
-    })),
+    connectionSpecs(`conn-${tag()}`, options.count, options.roomSize),
   );
   const opened = await peers.open({ concurrency: target.concurrency, timeoutMs: OPEN_TIMEOUT_MS });
   const [rampUsage, clientUsage, machineAfter] = await Promise.all([
@@ -163,6 +159,7 @@ export async function connections(target: Target, options: ConnectionsOptions): 
   const line = {
     scenario: "connections",
     requested: options.count,
+    roomSize: options.roomSize,
     opened: opened.opened,
     failed: opened.failed,
     firstError: opened.firstError,
@@ -182,6 +179,14 @@ export async function connections(target: Target, options: ConnectionsOptions): 
     clientRssKiB: (await sampleProc(Deno.pid)).rssKiB,
   };
   target.report.step({ ...line, phase: "ramp", step: 1, pass: opened.failed === 0 });
+}
+
+/** `count` peers in rooms of `roomSize` (the last one may be smaller), named `<prefix>-<n>`. */
+export function connectionSpecs(prefix: string, count: number, roomSize: number): PeerSpec[] {
+  return Array.from({ length: count }, (_, i) => ({
+    room: `${prefix}-${Math.floor(i / roomSize)}`,
+    user: `m${i % roomSize}`,
+  }));
 }
 
 /** Opens every member not open yet. @throws {Error} if any connection fails. */

@@ -9,9 +9,9 @@
  *     --database        also run fanout on the server with PostgreSQL (a scratch database;
  *                       BENCH_DATABASE_URL, else TEST_DATABASE_URL, else
  *                       postgres://postgres@127.0.0.1:5432/test)
- *     --step-ms N --rates LIST --budget-s N --chatty-ms N --connections N
+ *     --step-ms N --rates LIST --budget-s N --chatty-ms N --connections N --room-size N
  *                       passed to bench/load.ts (defaults: 3000, a ladder from 500 to 2000,
- *                       45, 6000, 10000)
+ *                       45, 6000, 10000, 10)
  *     --time-limit-s N  the whole run stops by itself after this long (default 480, 600 with
  *                       --database)
  *
@@ -38,6 +38,7 @@ const { values } = parseArgs({
     "budget-s": { type: "string", default: "45" },
     "chatty-ms": { type: "string", default: "6000" },
     connections: { type: "string", default: "10000" },
+    "room-size": { type: "string", default: "10" },
     "time-limit-s": { type: "string" },
   },
 });
@@ -136,6 +137,7 @@ async function generate(
     `--budget-s=${values["budget-s"]}`,
     `--chatty-ms=${values["chatty-ms"]}`,
     `--connections=${values.connections}`,
+    `--room-size=${values["room-size"]}`,
     ...(tags.target === "server+pg" ? ["--sut-command=postgres"] : []),
   ];
   const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" })

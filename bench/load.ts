@@ -222,9 +222,19 @@ function printTables(): void {
   if (ramps.length > 0) {
     console.log(`\n${values.label ?? url}: connections`);
     console.log(formatTable(
-      ["opened", "failed", "connect s", "conn/s", "srv idle MiB", "srv loaded MiB", "KiB/conn"],
+      [
+        "room size",
+        "opened",
+        "failed",
+        "connect s",
+        "conn/s",
+        "srv idle MiB",
+        "srv loaded MiB",
+        "KiB/conn",
+      ],
       ramps.map((line) =>
         [
+          line.roomSize,
           line.opened,
           line.failed,
           line.connectSeconds,
