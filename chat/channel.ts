@@ -115,9 +115,9 @@ export class Channel<T> implements AsyncIterable<T> {
    */
   trySend(value: T): boolean {
     if (this.#closed) return false;
-    const receiver = this.#receivers.shift();
-    if (receiver) {
-      receiver.resolve(value);
+    // Length checks first: this runs once per member per message, and shift() is not free.
+    if (this.#receivers.length > 0) {
+      (this.#receivers.shift() as WaitingReceiver<T>).resolve(value);
       return true;
     }
     if (this.#size >= this.capacity || this.#senders.length > 0) return false;
@@ -213,8 +213,8 @@ export class Channel<T> implements AsyncIterable<T> {
     this.#head = (this.#head + 1) % this.#ring.length;
     this.#size--;
     if (this.#size === 0) this.#head = 0;
-    const sender = this.#senders.shift();
-    if (sender) {
+    if (this.#senders.length > 0) {
+      const sender = this.#senders.shift() as WaitingSender<T>;
       this.#push(sender.value);
       sender.resolve();
     }

@@ -24,7 +24,11 @@ export interface Transport {
 export interface OutboxLimits {
   /** Live frames waiting in the outbox. */
   readonly frames: number;
-  /** Bytes the transport may have buffered. */
+  /**
+   * Bytes the transport may have buffered. Checked each time an eighth of this has been written,
+   * counted in UTF-16 units (an eighth to three eighths of it in bytes), so it may be passed by
+   * that much plus one batch before the client is cut off.
+   */
   readonly bytes: number;
   /** Frames one replay may add on top of the live ones (a resume sends at most this many). */
   readonly replayFrames: number;
@@ -44,6 +48,9 @@ export interface ClientOwner {
 }
 
 const CLOSED = Promise.resolve();
+
+/** The transport's buffered bytes are read each time 1/BYTES_CHECK_DIVISOR of the bound is written. */
+const BYTES_CHECK_DIVISOR = 8;
 
 // The frames of one flush, moved out of an outbox and written. Flushes are synchronous and never
 // nest, so every client can share this one array instead of keeping its own.
@@ -76,6 +83,8 @@ export class Client implements Flushable {
   readonly #outbox: Channel<string>;
   /** Frames in the outbox that came from a replay: they do not count against the live bound. */
   #replayed = 0;
+  /** Characters written since the transport's buffered bytes were last read. */
+  #unchecked = 0;
   /** Live frames held back while a replay is being prepared; `undefined` when not replaying. */
   #held: string[] | undefined;
   #flushDue = false;
@@ -181,20 +190,36 @@ export class Client implements Flushable {
     this.#writer.schedule(this);
   }
 
-  /** Writes every queued frame. @returns `false`, writing nothing, if the peer is too far behind. */
+  /**
+   * Writes every queued frame.
+   *
+   * @returns `false`, writing nothing, if the peer is too far behind.
+   */
   #writeQueued(): boolean {
     if (this.#outbox.size === 0) return true;
-    // Measured before this batch is written: what is still buffered then is what the peer has
-    // not taken since the last turn, whereas right after a write every batch looks like a backlog.
-    if (this.#transport.bufferedAmount > this.#limits.bytes) return false;
+    // Reading the buffered bytes costs a call into the runtime, as much as a write, so it is read
+    // once per eighth of the bound written (and when leaving), not per batch (see OutboxLimits).
+    // Read before the batch is written: what is buffered then is what the peer has not taken
+    // since earlier turns, whereas right after a write every batch looks like a backlog.
+    if (this.#unchecked * BYTES_CHECK_DIVISOR >= this.#limits.bytes && this.#overBytes()) {
+      return false;
+    }
     this.#outbox.drainInto(batch, Infinity);
     this.#replayed = 0;
     try {
-      for (const frame of batch) this.#transport.send(frame);
+      for (const frame of batch) {
+        this.#transport.send(frame);
+        this.#unchecked += frame.length;
+      }
     } finally {
       batch.length = 0;
     }
     return true;
+  }
+
+  #overBytes(): boolean {
+    this.#unchecked = 0;
+    return this.#transport.bufferedAmount > this.#limits.bytes;
   }
 
   #leave(close: CloseCode | undefined): void {
@@ -203,8 +228,8 @@ export class Client implements Flushable {
     this.#held = undefined;
     // A close the server chose goes out after what was queued, unless the peer is too far behind
     // to take it; a peer that is gone is written nothing more.
-    if (close !== undefined && close !== CLOSE_CODES.slowConsumer && !this.#writeQueued()) {
-      close = CLOSE_CODES.slowConsumer;
+    if (close !== undefined && close !== CLOSE_CODES.slowConsumer) {
+      if (this.#overBytes() || !this.#writeQueued()) close = CLOSE_CODES.slowConsumer;
     }
     this.#outbox.close();
     const closing = close ? this.#transport.close(close.code, close.reason) : CLOSED;

@@ -225,7 +225,8 @@ export const CONFIG_VARIABLES = {
   outboxLimitBytes: {
     name: "OUTBOX_LIMIT_BYTES",
     fallback: "1048576",
-    doc: "bytes that may wait in one client's socket before it is cut off with 1013",
+    doc:
+      "bytes that may wait in one client's socket before it is cut off with 1013 (checked every eighth of it written)",
     parse: integer(1024, 1 << 30),
   },
   maxContentChars: {

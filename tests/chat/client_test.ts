@@ -86,17 +86,31 @@ Deno.test("Client.endReplay() frames do not count against the live bound", async
   assert.deepEqual(transport.sent, [...replay, "live1", "live2", "live3", "live4"]);
 });
 
-Deno.test("Client.flush() cuts off a peer whose transport buffers too much, writing nothing more", async () => {
-  const { client, transport, owner } = newClient();
+Deno.test("Client.flush() reads the buffered bytes once per eighth of the bound written, and cuts off a peer over it", async () => {
+  const { client, transport, owner } = newClient(); // 1,000 bytes: read every 125 written
   client.offer("a");
   await nextTurn();
-  transport.bufferedAmount = 1_001;
-  client.offer("b");
+  transport.bufferedAmount = 1_001; // the peer stopped reading
+  client.offer("b".repeat(124));
   await nextTurn();
-  assert.deepEqual(transport.sent, ["a"]);
+  assert.equal(transport.sent.length, 2, "125 characters written since the last read: not yet");
+  client.offer("c");
+  await nextTurn();
+  assert.equal(transport.sent.length, 2, "read before this batch: over the bound, not written");
   assert.equal(transport.closedWith, 1013);
   assert.deepEqual(owner.released, [CLOSE_CODES.slowConsumer]);
   assert.equal(client.connected, false);
+});
+
+Deno.test("Client.flush() keeps writing to a peer that is under the bound when read", async () => {
+  const { client, transport } = newClient();
+  transport.bufferedAmount = 1_000; // at the bound, not over it
+  for (let i = 0; i < 20; i++) {
+    client.offer("x".repeat(100));
+    await nextTurn();
+  }
+  assert.equal(transport.sent.length, 20);
+  assert.equal(transport.closedWith, undefined);
 });
 
 Deno.test("Client.disconnect() writes what is queued, then closes, and releases once", async () => {
