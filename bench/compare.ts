@@ -10,9 +10,9 @@
  *                       BENCH_DATABASE_URL, else TEST_DATABASE_URL, else
  *                       postgres://postgres@127.0.0.1:5432/test)
  *     --step-ms N --rates LIST --budget-s N --chatty-ms N --connections N --room-size N
- *                       passed to bench/load.ts (defaults: 3000, a ladder from 500 to 2000,
- *                       45, 6000, 10000, 10)
- *     --time-limit-s N  the whole run stops by itself after this long (default 480, 600 with
+ *                       passed to bench/load.ts (defaults: 3000, a ladder from 500 to 2500,
+ *                       60, 6000, 10000, 10)
+ *     --time-limit-s N  the whole run stops by itself after this long (default 600, 780 with
  *                       --database)
  *
  * The real server runs with `main.ts` defaults (in-memory store, persistence on) except for the
@@ -34,8 +34,11 @@ const { values } = parseArgs({
     scenarios: { type: "string", default: "fanout,chatty,connections" },
     database: { type: "boolean", default: false },
     "step-ms": { type: "string", default: "3000" },
-    rates: { type: "string", default: "500,700,900,1000,1100,1200,1300,1400,1500,1600,1800,2000" },
-    "budget-s": { type: "string", default: "45" },
+    rates: {
+      type: "string",
+      default: "500,700,900,1000,1100,1200,1300,1400,1500,1600,1800,2000,2200,2500",
+    },
+    "budget-s": { type: "string", default: "60" },
     "chatty-ms": { type: "string", default: "6000" },
     connections: { type: "string", default: "10000" },
     "room-size": { type: "string", default: "10" },
@@ -64,7 +67,7 @@ const rounds = Math.max(1, Number(values.rounds) || 2);
 const scenarios = (values.scenarios ?? "").split(",").filter((name) => name.length > 0);
 const children = new Set<number>();
 
-const timeLimitMs = (Number(values["time-limit-s"]) || (values.database ? 600 : 480)) * 1000;
+const timeLimitMs = (Number(values["time-limit-s"]) || (values.database ? 780 : 600)) * 1000;
 const watchdog = setTimeout(() => {
   console.error(`bench:compare: not done after ${timeLimitMs / 1000} s, stopping`);
   for (const pid of children) {
