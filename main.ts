@@ -81,7 +81,13 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const onSignal = async () => {
-    if (stopping) Deno.exit(1); // a second signal: the operator wants out now
+    if (stopping) {
+      // A second signal: the operator wants out now. Say what that costs.
+      console.error(
+        `error: second signal: exiting before shutdown finished; ${server.unstored} messages were not stored`,
+      );
+      Deno.exit(1);
+    }
     stopping = true;
     logger.info("server.stopping", {});
     const report = await server.shutdown();

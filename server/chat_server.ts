@@ -29,6 +29,11 @@ export interface ChatServer {
    * same report.
    */
   shutdown(): Promise<PersistReport>;
+  /**
+   * Messages broadcast and not yet stored nor given up on: queued, being batched, or being
+   * written. What is lost if the process exits now.
+   */
+  readonly unstored: number;
 }
 
 /** What the server is given rather than builds. */
@@ -143,6 +148,10 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   return {
     addr: http.addr,
     shutdown: () => stopped ??= shutdown(),
+    // Every message taken from the queue is saved, given up on, or still in a batch or a worker.
+    get unstored() {
+      return persistQueue.size + persistQueue.received - workers.saved - workers.unsaved;
+    },
   };
 }
 

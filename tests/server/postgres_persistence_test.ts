@@ -243,3 +243,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "A second signal during a stalled shutdown exits 1 at once, saying how many messages were not stored",
+  ignore: database.ignore,
+  fn: async () => {
+    const scratch = await createDatabase(database.url ?? "");
+    const proxy = TcpProxy.start(targetOf(scratch.url));
+    try {
+      const child = await startChildServer({
+        DATABASE_URL: viaPort(scratch.url, proxy.port),
+        SHUTDOWN_TIMEOUT: "120s", // far longer than this test may take: only the signal ends it
+        DB_QUERY_TIMEOUT: "500ms",
+      });
+      const ann = await TestSocket.open(`ws://127.0.0.1:${child.port}/chat?r=forced&u=ann`);
+      await ann.nextOfType("welcome");
+      proxy.cut();
+      for (let i = 0; i < 4; i++) ann.send(`unstorable ${i}`);
+      await ann.collect("message", 4);
+      child.process.kill("SIGTERM");
+      assert.equal((await ann.untilClosed(10_000)).close.code, 1001);
+      await waitFor(
+        "the shutdown to be waiting for the store",
+        () => child.logs.some((line) => line.event === "server.stopping") || undefined,
+      );
+      child.process.kill("SIGTERM");
+      const { code, stderr } = await child.finished();
+      assert.equal(code, 1);
+      assert.match(
+        stderr,
+        /^error: second signal: exiting before shutdown finished; 4 messages were not stored$/m,
+      );
+      assert.ok(!child.logs.some((line) => line.event === "server.stopped"));
+    } finally {
+      await proxy.close();
+      await scratch.drop();
+    }
+  },
+});
