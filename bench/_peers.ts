@@ -116,11 +116,9 @@ export class PeerSet {
   async closeAll(timeoutMs: number): Promise<void> {
     this.#closing = true;
     const ended = this.#sockets.map((socket) => socket?.close());
-    const timeout = AbortSignal.timeout(timeoutMs);
-    await Promise.race([
-      Promise.all(ended),
-      new Promise((resolve) => timeout.addEventListener("abort", resolve)),
-    ]);
+    const timeout = timer(timeoutMs, undefined);
+    await Promise.race([Promise.all(ended), timeout.done]);
+    timeout.cancel();
     for (const socket of this.#sockets) socket?.abort();
   }
 
@@ -134,14 +132,13 @@ export class PeerSet {
     const socket = await BenchSocket.open(url, (payload) => {
       if (startsWith(payload, WELCOME)) welcomed();
     }, timeoutMs);
-    const timeout = AbortSignal.timeout(timeoutMs);
+    const timeout = timer(timeoutMs, `no welcome within ${timeoutMs} ms`);
     const outcome = await Promise.race([
       welcome.then(() => undefined),
       socket.ended.then((code) => `closed before welcome: ${code}`),
-      new Promise<string>((resolve) =>
-        timeout.addEventListener("abort", () => resolve(`no welcome within ${timeoutMs} ms`))
-      ),
+      timeout.done,
     ]);
+    timeout.cancel();
     if (outcome !== undefined) {
       await socket.abort();
       throw new Error(`${spec.room}/${spec.user}: ${outcome}`);
@@ -166,4 +163,14 @@ export function chatEndpoint(serverUrl: string): string {
   if (url.pathname === "/" || url.pathname === "") url.pathname = "/chat";
   url.search = "";
   return url.toString();
+}
+
+/**
+ * Resolves with `value` after `ms` unless cancelled. Unlike `AbortSignal.timeout` with a listener,
+ * which keeps the process alive until it fires, this one is cleared once the race it is in ends.
+ */
+function timer<T>(ms: number, value: T): { done: Promise<T>; cancel(): void } {
+  let id: ReturnType<typeof setTimeout> | undefined;
+  const done = new Promise<T>((resolve) => id = setTimeout(() => resolve(value), ms));
+  return { done, cancel: () => clearTimeout(id) };
 }

@@ -22,7 +22,25 @@ export interface ServerSpec {
   readonly entry: string;
   /** Added to this process's environment (PORT and HOST are set here). */
   readonly env: Readonly<Record<string, string>>;
+  /** Extra `deno run` flags, e.g. `--inspect=127.0.0.1:9229`. */
+  readonly denoFlags?: readonly string[];
 }
+
+/**
+ * The real server's environment in benchmarks: `main.ts` defaults with the client-facing limits
+ * lifted. The rate limits are at the largest value server/config.ts accepts: 100,000 (1,000,000
+ * makes the server exit with code 2).
+ */
+export const BENCH_SERVER_ENV = {
+  RATE_LIMIT_PER_SECOND: "100000",
+  RATE_LIMIT_BURST: "100000",
+  MAX_CONNECTIONS: "100000",
+  MAX_CONNECTIONS_PER_IP: "100000",
+  LOG_LEVEL: "warn",
+  // One node, open mode: unset whatever this shell may have set.
+  AUTH_SECRET: "",
+  REDIS_URL: "",
+};
 
 const READY_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 15_000;
@@ -43,7 +61,7 @@ const POLL_MS = 50;
 export async function startServer(spec: ServerSpec): Promise<RunningServer> {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", spec.entry],
+    args: ["run", "--allow-net", "--allow-env", ...(spec.denoFlags ?? []), spec.entry],
     env: { ...spec.env, PORT: String(port), HOST: "127.0.0.1" },
     stdin: "null",
     stdout: "piped",
@@ -77,7 +95,8 @@ export async function startServer(spec: ServerSpec): Promise<RunningServer> {
   return { pid: child.pid, url: `ws://127.0.0.1:${port}`, stop };
 }
 
-function freePort(): number {
+/** A TCP port of 127.0.0.1 that was free a moment ago. */
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr;
   listener.close();

@@ -24,7 +24,12 @@
  */
 import { parseArgs } from "node:util";
 import { type Line, printReport, type TargetName } from "./_compare_report.ts";
-import { createScratchDatabase, type RunningServer, startServer } from "./_server.ts";
+import {
+  BENCH_SERVER_ENV,
+  createScratchDatabase,
+  type RunningServer,
+  startServer,
+} from "./_server.ts";
 
 const { values } = parseArgs({
   // `deno task bench -- ...` passes the `--` on; it would end option parsing here.
@@ -47,20 +52,6 @@ const { values } = parseArgs({
 });
 
 const root = new URL("..", import.meta.url);
-/**
- * The client-facing limits lifted. The rate limits are at the largest value server/config.ts
- * accepts: 100,000 (1,000,000 makes the server exit with code 2).
- */
-const SERVER_ENV = {
-  RATE_LIMIT_PER_SECOND: "100000",
-  RATE_LIMIT_BURST: "100000",
-  MAX_CONNECTIONS: "100000",
-  MAX_CONNECTIONS_PER_IP: "100000",
-  LOG_LEVEL: "warn",
-  // One node, open mode: unset whatever this shell may have set.
-  AUTH_SECRET: "",
-  REDIS_URL: "",
-};
 const adminUrl = Deno.env.get("BENCH_DATABASE_URL") || Deno.env.get("TEST_DATABASE_URL") ||
   "postgres://postgres@127.0.0.1:5432/test";
 const rounds = Math.max(1, Number(values.rounds) || 2);
@@ -106,7 +97,7 @@ async function runOnce(round: number, scenario: string, target: TargetName): Pro
     server = await startServer(
       target === "baseline" ? { entry: new URL("bench/baseline.ts", root).pathname, env: {} } : {
         entry: new URL("main.ts", root).pathname,
-        env: { ...SERVER_ENV, DATABASE_URL: database?.url ?? "" },
+        env: { ...BENCH_SERVER_ENV, DATABASE_URL: database?.url ?? "" },
       },
     );
     children.add(server.pid);

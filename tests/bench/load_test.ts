@@ -3,6 +3,7 @@ import { connectionSpecs } from "../../bench/_scenarios.ts";
 import { startTestServer } from "../support/test_server.ts";
 
 const LOAD = new URL("../../bench/load.ts", import.meta.url).pathname;
+const HEAP = new URL("../../bench/heap.ts", import.meta.url).pathname;
 
 /** Runs the load generator against `url` and returns its JSON lines. */
 async function runLoad(url: string, args: string[]): Promise<Record<string, unknown>[]> {
@@ -109,4 +110,30 @@ Deno.test("bench connections scenario puts roomSize peers in each room", () => {
   assert.deepEqual([...rooms.keys()], ["conn-run-0", "conn-run-1", "conn-run-2"]);
   assert.deepEqual([...rooms.values()].map((members) => members.length), [10, 10, 5]);
   assert.equal(new Set(rooms.get("conn-run-0")?.map((spec) => spec.user)).size, 10);
+});
+
+Deno.test("bench/heap.ts reports the heap an idle connection costs, by constructor", async () => {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-run",
+      "--allow-read",
+      HEAP,
+      "--connections=100",
+      "--rows=500",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  const stdout = new TextDecoder().decode(output.stdout);
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  const summary = JSON.parse(stdout.split("\n")[0] ?? "");
+  assert.equal(summary.connections, 100);
+  // Deno's own WebSocket, request and listeners alone are several KB; nothing is near 100 KB.
+  assert.ok(summary.heapBytesPerConnection > 2_000, stdout);
+  assert.ok(summary.heapBytesPerConnection < 100_000, stdout);
+  assert.match(stdout, /object:WebSocket$/m, "one WebSocket per connection is in the table");
 });
