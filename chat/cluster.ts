@@ -37,6 +37,14 @@ export interface Cluster {
 
 const NO_MEMBERS: ReadonlyMap<string, readonly string[]> = new Map();
 
+// Stateless, so every room of a single instance shares it.
+const SOLO_LINK: RoomLink = Object.freeze({
+  initialMembers: Promise.resolve(NO_MEMBERS),
+  publish() {},
+  announce() {},
+  close() {},
+});
+
 /**
  * The cluster of one: nothing to publish to, nobody else present.
  *
@@ -49,12 +57,7 @@ export class SoloCluster implements Cluster {
   readonly state = "off";
 
   link(_room: string, _sink: RemoteSink): RoomLink {
-    return {
-      initialMembers: Promise.resolve(NO_MEMBERS),
-      publish() {},
-      announce() {},
-      close() {},
-    };
+    return SOLO_LINK;
   }
 
   close(): Promise<void> {

@@ -84,7 +84,8 @@ export class Room {
   readonly #recent: RecentMessages;
   readonly #resumeLimit: number;
   readonly #replaySource: ReplaySource;
-  readonly #replays = new Set<Promise<void>>();
+  /** Replays read from the store and not yet queued; made on the first one. */
+  #replays: Set<Promise<void>> | undefined;
   #pendingMembers = 0;
 
   constructor(name: string, options: RoomOptions) {
@@ -143,29 +144,27 @@ export class Room {
 
   async #run(): Promise<void> {
     // Know who is on other instances before the first welcome goes out.
-    for (const [instance, users] of await this.#link.initialMembers) {
-      this.#presence.setRemote(instance, users);
-    }
+    this.#setRemoteMembers(await this.#link.initialMembers);
+    const events: RoomEvent[] = [];
     try {
-      await this.#loop();
+      for (;;) {
+        try {
+          events.push(await this.#inbox.receive());
+        } catch (error) {
+          if (error instanceof ChannelClosedError) return;
+          throw error;
+        }
+        this.#inbox.drainInto(events, EVENTS_PER_TURN - 1);
+        for (const event of events) this.#handle(event);
+        events.length = 0;
+      }
     } finally {
       this.#link.close();
     }
   }
 
-  async #loop(): Promise<void> {
-    const events: RoomEvent[] = [];
-    for (;;) {
-      try {
-        events.push(await this.#inbox.receive());
-      } catch (error) {
-        if (error instanceof ChannelClosedError) return;
-        throw error;
-      }
-      this.#inbox.drainInto(events, EVENTS_PER_TURN - 1);
-      for (const event of events) this.#handle(event);
-      events.length = 0;
-    }
+  #setRemoteMembers(members: ReadonlyMap<string, readonly string[]>): void {
+    for (const [instance, users] of members) this.#presence.setRemote(instance, users);
   }
 
   #handle(event: RoomEvent): void {
@@ -242,13 +241,14 @@ export class Room {
       limit: this.#resumeLimit,
       buffered: this.#recent.after(since),
     }).then((frames) => client.endReplay(frames));
-    this.#replays.add(replay);
-    const forget = () => this.#replays.delete(replay);
+    const replays = this.#replays ??= new Set();
+    replays.add(replay);
+    const forget = () => replays.delete(replay);
     replay.then(forget, forget);
   }
 
   async #settleReplays(): Promise<void> {
-    while (this.#replays.size > 0) await Promise.all([...this.#replays]);
+    while (this.#replays && this.#replays.size > 0) await Promise.all([...this.#replays]);
   }
 
   #remove(client: Client): void {

@@ -18,7 +18,8 @@
  */
 export class RoomPresence {
   readonly #local = new Map<string, number>();
-  readonly #remote = new Map<string, readonly string[]>();
+  /** Made when another instance first announces someone: most rooms never need it. */
+  #remote: Map<string, readonly string[]> | undefined;
 
   /** Counts a local connection of `user`. */
   addLocal(user: string): void {
@@ -40,7 +41,7 @@ export class RoomPresence {
   /** Distinct user names on every instance, sorted. */
   names(): string[] {
     const names = new Set(this.#local.keys());
-    for (const users of this.#remote.values()) for (const user of users) names.add(user);
+    for (const users of this.#remote?.values() ?? []) for (const user of users) names.add(user);
     return [...names].sort();
   }
 
@@ -51,8 +52,8 @@ export class RoomPresence {
    */
   setRemote(instance: string, users: readonly string[]): { joined: string[]; left: string[] } {
     const before = new Set(this.names());
-    if (users.length === 0) this.#remote.delete(instance);
-    else this.#remote.set(instance, [...users]);
+    if (users.length === 0) this.#remote?.delete(instance);
+    else (this.#remote ??= new Map()).set(instance, [...users]);
     const after = new Set(this.names());
     return {
       joined: [...after].filter((user) => !before.has(user)),
