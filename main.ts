@@ -23,6 +23,7 @@ async function openStore(config: Config, logger: Logger): Promise<MessageReposit
     return new MemoryStore({
       maxPerRoom: config.memoryMaxPerRoom,
       maxRooms: config.memoryMaxRooms,
+      maxBytes: config.memoryMaxBytes,
     });
   }
   try {

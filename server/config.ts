@@ -259,6 +259,13 @@ export const CONFIG_VARIABLES = {
     doc: "rooms the in-memory store keeps (least recently written forgotten first)",
     parse: integer(1, MAX_COUNT),
   },
+  memoryMaxBytes: {
+    name: "MEMORY_MAX_BYTES",
+    fallback: "268435456",
+    doc:
+      "estimated bytes of messages the in-memory store keeps (256 MiB; beyond it the oldest messages of the least recently written rooms go first)",
+    parse: integer(1 << 20, Number.MAX_SAFE_INTEGER),
+  },
   persistWorkers: {
     name: "PERSIST_WORKERS",
     fallback: "4",

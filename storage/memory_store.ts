@@ -17,6 +17,28 @@ export interface MemoryStoreOptions {
   readonly maxPerRoom: number;
   /** Rooms kept; the room written least recently is forgotten first. */
   readonly maxRooms: number;
+  /**
+   * Estimated bytes of all messages kept (see {@linkcode estimatedBytes}); beyond it the oldest
+   * messages of the room written least recently are forgotten first. Unbounded when absent.
+   */
+  readonly maxBytes?: number;
+}
+
+/**
+ * What a message costs the store, estimated from above: two bytes per character of its content
+ * and sender (V8 keeps text with any non-Latin-1 character at two bytes per character) plus the
+ * object, its id and timestamp (about 330 bytes measured for one-byte text).
+ */
+export function estimatedBytes(message: ChatMessage): number {
+  return MESSAGE_OVERHEAD_BYTES + 2 * (message.content.length + message.sender.length);
+}
+
+const MESSAGE_OVERHEAD_BYTES = 360;
+
+/** One room's messages, sorted by id, and their estimated bytes. */
+interface RoomHistory {
+  readonly messages: ChatMessage[];
+  bytes: number;
 }
 
 /**
@@ -33,21 +55,30 @@ export interface MemoryStoreOptions {
 export class MemoryStore implements MessageRepository {
   readonly kind = "memory";
   readonly #options: MemoryStoreOptions;
+  readonly #maxBytes: number;
   // Map order is recency of writes: re-inserting a room on every write makes the first key the
   // least recently written, which is the one evicted when there are too many rooms.
-  readonly #rooms = new Map<string, ChatMessage[]>();
+  readonly #rooms = new Map<string, RoomHistory>();
+  #bytes = 0;
 
   constructor(options: MemoryStoreOptions) {
     this.#options = options;
+    this.#maxBytes = options.maxBytes ?? Infinity;
+  }
+
+  /** Estimated bytes of the messages kept (see {@linkcode estimatedBytes}). */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   saveBatch(messages: readonly ChatMessage[]): Promise<void> {
     for (const message of messages) this.#insert(message);
+    if (this.#bytes > this.#maxBytes) this.#shrink();
     return Promise.resolve();
   }
 
   history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
-    const messages = this.#rooms.get(room);
+    const messages = this.#rooms.get(room)?.messages;
     if (!messages) return Promise.resolve([]);
     const end = query.before === undefined ? messages.length : lowerBound(messages, query.before);
     if (query.after !== undefined) {
@@ -76,11 +107,13 @@ export class MemoryStore implements MessageRepository {
     // A snapshot of the names: rooms written while this yields are pruned next time.
     for (const room of [...this.#rooms.keys()]) {
       if (signal?.aborted) break;
-      const messages = this.#rooms.get(room);
-      if (messages === undefined) continue; // evicted while this yielded
-      sinceYield += messages.length;
-      removed += pruneRoom(messages, cutoffMs, policy.maxPerRoom);
-      if (messages.length === 0) this.#rooms.delete(room);
+      const history = this.#rooms.get(room);
+      if (history === undefined) continue; // evicted while this yielded
+      sinceYield += history.messages.length;
+      const gone = pruneRoom(history.messages, cutoffMs, policy.maxPerRoom);
+      removed += gone.length;
+      this.#forget(history, gone);
+      if (history.messages.length === 0) this.#rooms.delete(room);
       if (sinceYield >= PRUNE_YIELD_EVERY) {
         sinceYield = 0;
         await new Promise((resolve) => setTimeout(resolve, 0));
@@ -95,18 +128,20 @@ export class MemoryStore implements MessageRepository {
 
   close(): Promise<void> {
     this.#rooms.clear();
+    this.#bytes = 0;
     return Promise.resolve();
   }
 
   #insert(message: ChatMessage): void {
-    let messages = this.#rooms.get(message.room);
-    if (messages) {
+    let history = this.#rooms.get(message.room);
+    if (history) {
       this.#rooms.delete(message.room);
     } else {
-      messages = [];
+      history = { messages: [], bytes: 0 };
       if (this.#rooms.size >= this.#options.maxRooms) this.#evictOldestRoom();
     }
-    this.#rooms.set(message.room, messages);
+    this.#rooms.set(message.room, history);
+    const { messages } = history;
     const last = messages[messages.length - 1];
     if (last === undefined || last.id < message.id) {
       messages.push(message); // the common case: ids arrive in order
@@ -115,14 +150,42 @@ export class MemoryStore implements MessageRepository {
       if (messages[at]?.id === message.id) return; // already stored: saving is idempotent
       messages.splice(at, 0, message);
     }
+    const bytes = estimatedBytes(message);
+    history.bytes += bytes;
+    this.#bytes += bytes;
     if (messages.length > this.#options.maxPerRoom) {
-      messages.splice(0, messages.length - this.#options.maxPerRoom);
+      this.#forget(history, messages.splice(0, messages.length - this.#options.maxPerRoom));
     }
   }
 
+  /** Forgets the oldest messages of the least recently written rooms until under `maxBytes`. */
+  #shrink(): void {
+    for (const [room, history] of this.#rooms) {
+      if (this.#bytes <= this.#maxBytes) return;
+      let count = 0;
+      let freed = 0;
+      while (count < history.messages.length && this.#bytes - freed > this.#maxBytes) {
+        freed += estimatedBytes(history.messages[count] as ChatMessage);
+        count++;
+      }
+      this.#forget(history, history.messages.splice(0, count));
+      if (history.messages.length === 0) this.#rooms.delete(room);
+    }
+  }
+
+  #forget(history: RoomHistory, gone: readonly ChatMessage[]): void {
+    let bytes = 0;
+    for (const message of gone) bytes += estimatedBytes(message);
+    history.bytes -= bytes;
+    this.#bytes -= bytes;
+  }
+
   #evictOldestRoom(): void {
-    const oldest = this.#rooms.keys().next();
-    if (!oldest.done) this.#rooms.delete(oldest.value);
+    const oldest = this.#rooms.entries().next();
+    if (oldest.done) return;
+    const [room, history] = oldest.value;
+    this.#rooms.delete(room);
+    this.#bytes -= history.bytes;
   }
 }
 
@@ -130,27 +193,29 @@ export class MemoryStore implements MessageRepository {
 const PRUNE_YIELD_EVERY = 50_000;
 
 /**
- * Applies a policy to one room's id-sorted messages in place and returns how many it removed:
- * first those older than `cutoffMs`, then the oldest ids beyond `maxPerRoom`.
+ * Applies a policy to one room's id-sorted messages in place and returns those it removed: first
+ * those older than `cutoffMs`, then the oldest ids beyond `maxPerRoom`.
  */
 function pruneRoom(
   messages: ChatMessage[],
   cutoffMs: number | undefined,
   maxPerRoom: number | undefined,
-): number {
-  const before = messages.length;
+): ChatMessage[] {
+  const gone: ChatMessage[] = [];
   if (cutoffMs !== undefined) {
     // Timestamps are parsed, not compared as text: "+010000-01-01T..." sorts before "2025-...".
     let kept = 0;
     for (const message of messages) {
       if (Date.parse(message.timestamp) >= cutoffMs) messages[kept++] = message;
+      else gone.push(message);
     }
     messages.length = kept;
   }
   if (maxPerRoom !== undefined && messages.length > maxPerRoom) {
-    messages.splice(0, messages.length - maxPerRoom);
+    // A loop, not push(...): a spread of this many arguments can overflow the stack.
+    for (const message of messages.splice(0, messages.length - maxPerRoom)) gone.push(message);
   }
-  return before - messages.length;
+  return gone;
 }
 
 /** Index of the first message whose id is >= `id`. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { MemoryStore } from "../../storage/memory_store.ts";
+import { estimatedBytes, MemoryStore } from "../../storage/memory_store.ts";
+import type { ChatMessage } from "../../storage/repository.ts";
 import { repositoryContract, SANITIZERS } from "./repository_contract.ts";
 import { messages } from "./_contract_fixtures.ts";
 
@@ -61,5 +62,50 @@ Deno.test(
     }
     assert.deepEqual(await store.history("d", { limit: 100 }), late.slice(-10));
     await store.close();
+  },
+);
+
+const bytesOf = (kept: readonly ChatMessage[]) =>
+  kept.reduce((sum, message) => sum + estimatedBytes(message), 0);
+
+Deno.test(
+  "MemoryStore.saveBatch() beyond maxBytes forgets the oldest messages of the least recently written rooms",
+  SANITIZERS,
+  async () => {
+    const [a, b] = [messages("a", 6), messages("b", 11)];
+    // Room for 10 messages: a's 6 and b's first 4, then b's 11 alone do not fit.
+    const maxBytes = bytesOf(a) + bytesOf(b.slice(0, 4));
+    const store = new MemoryStore({ maxPerRoom: 100, maxRooms: 10, maxBytes });
+    await store.saveBatch(a);
+    await store.saveBatch(b.slice(0, 6));
+    // Over by two of b's messages: a, written least recently, loses its two oldest.
+    assert.deepEqual(await store.history("a", { limit: 100 }), a.slice(2));
+    assert.deepEqual(await store.history("b", { limit: 100 }), b.slice(0, 6));
+    assert.ok(store.bytes <= maxBytes);
+    await store.saveBatch(b.slice(6));
+    assert.deepEqual(await store.history("a", { limit: 100 }), [], "a is forgotten entirely");
+    const kept = await store.history("b", { limit: 100 });
+    assert.deepEqual(kept, b.slice(b.length - kept.length), "b keeps its newest");
+    assert.equal(store.bytes, bytesOf(kept));
+    assert.ok(store.bytes <= maxBytes && bytesOf(b.slice(b.length - kept.length - 1)) > maxBytes);
+    await store.close();
+  },
+);
+
+Deno.test(
+  "MemoryStore.bytes follows every way a message goes: per-room bound, room eviction, prune, duplicates",
+  SANITIZERS,
+  async () => {
+    const store = new MemoryStore({ maxPerRoom: 5, maxRooms: 2 });
+    const [a, b, c] = [messages("a", 8), messages("b", 3), messages("c", 4)];
+    await store.saveBatch([...a, ...a.slice(0, 2)]); // 5 kept; the repeats are ignored
+    assert.equal(store.bytes, bytesOf(a.slice(3)));
+    await store.saveBatch(b);
+    await store.saveBatch(c); // a, written least recently, is evicted
+    assert.equal(store.bytes, bytesOf([...b, ...c]));
+    assert.equal(await store.prune({ maxPerRoom: 2 }), 3);
+    assert.equal(store.bytes, bytesOf([...b.slice(1), ...c.slice(2)]));
+    await store.close();
+    assert.equal(store.bytes, 0);
   },
 );
