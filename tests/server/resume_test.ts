@@ -89,6 +89,35 @@ Deno.test("Resume across the buffer and the store, with unstored messages and li
   await app.close();
 });
 
+// Enable this test when a replay from the store waits for (or flags) messages that left the
+// room's buffer before they were stored.
+Deno.test({
+  name:
+    "KNOWN BUG: resume from an old cursor during a store outage replays messages that left the buffer unstored",
+  ignore: true,
+  fn: async () => {
+    const store = new GatedStore();
+    const old = seed("outage", 4);
+    await store.inner.saveBatch(old);
+    const app = startTestServer({ RESUME_LIMIT: "5" }, store);
+    const ann = await TestSocket.open(app.chatUrl("outage", "ann"));
+    await ann.nextOfType("welcome");
+    store.saves.close(); // an outage: nothing new is stored
+    for (let i = 0; i < 10; i++) ann.send(`unstored ${i}`);
+    const unstored = await ann.collect("message", 10); // the buffer keeps the newest 5
+    // The cursor is the newest stored message: what follows it is only in the buffer, or lost.
+    const bob = await TestSocket.open(app.chatUrl("outage", "bob") + `&since=${old[3]?.id}`);
+    const { messages, resume } = await replayOf(bob);
+    // Either the first 5 messages after the cursor, or complete:false so the client catches up.
+    if (resume.complete) {
+      assert.deepEqual(messages.map((m) => m.id), unstored.slice(0, 5).map((m) => m.id));
+    } else assert.ok(messages.length <= 5);
+    store.saves.open();
+    await Promise.all([ann.close(), bob.close()]);
+    await app.close();
+  },
+});
+
 Deno.test("Resume is capped at RESUME_LIMIT; the rest comes from /history with no gap", async () => {
   const store = new GatedStore();
   const old = seed("capped", 30);
