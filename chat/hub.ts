@@ -13,6 +13,7 @@ import type { Cluster } from "./cluster.ts";
 import { OutboxWriter } from "./outbox_writer.ts";
 import type { ReplaySource } from "./replay.ts";
 import { Room } from "./room.ts";
+import type { UnstoredMessages } from "./unstored_messages.ts";
 
 /** Options of {@linkcode Hub}. */
 export interface HubOptions {
@@ -22,6 +23,8 @@ export interface HubOptions {
   readonly roomInboxLimit: number;
   /** Every broadcast message is also offered here, to be stored. */
   readonly persistQueue: Channel<ChatMessage>;
+  /** Queued messages until they are stored; whoever drains the queue settles them. */
+  readonly unstored: UnstoredMessages;
   /** Messages one resume replays at most (and recent messages each room keeps for it). */
   readonly resumeLimit: number;
   /** Where a resume reaching past a room's recent messages reads from. */
@@ -109,6 +112,7 @@ export class Hub implements ClientOwner {
       room = new Room(identity.room, {
         inboxLimit: this.#options.roomInboxLimit,
         persistQueue: this.#options.persistQueue,
+        unstored: this.#options.unstored,
         resumeLimit: this.#options.resumeLimit,
         replaySource: this.#options.replaySource,
         cluster: this.#options.cluster,

@@ -11,6 +11,7 @@ import { RecentMessages } from "./recent_messages.ts";
 import { RoomPresence } from "./room_presence.ts";
 import { replayFrames, replayFromStore, type ReplaySource } from "./replay.ts";
 import { Channel, ChannelClosedError } from "./channel.ts";
+import type { UnstoredMessages } from "./unstored_messages.ts";
 import type { Client } from "./client.ts";
 import {
   CLOSE_CODES,
@@ -44,6 +45,8 @@ export interface RoomOptions {
   readonly inboxLimit: number;
   /** Where every broadcast message also goes, to be stored. Never awaited. */
   readonly persistQueue: Channel<ChatMessage>;
+  /** Told of every message queued for storage, until the store has it; read by replays. */
+  readonly unstored: UnstoredMessages;
   /** Messages one resume replays at most; also how many recent messages the room keeps. */
   readonly resumeLimit: number;
   /** Where a resume reaching past the recent messages reads from. */
@@ -63,7 +66,7 @@ const EVENTS_PER_TURN = 256;
  *
  * @example
  * ```ts
- * const room = new Room("general", { inboxLimit: 4096, persistQueue });
+ * const room = new Room("general", { inboxLimit: 4096, persistQueue, unstored, ... });
  * room.join(client);
  * room.submit(client, "hello");
  * room.close();
@@ -77,6 +80,7 @@ export class Room {
   readonly done: Promise<void>;
   readonly #inbox: Channel<RoomEvent>;
   readonly #persistQueue: Channel<ChatMessage>;
+  readonly #unstored: UnstoredMessages;
   readonly #members = new Set<Client>();
   readonly #presence = new RoomPresence();
   readonly #link: RoomLink;
@@ -92,6 +96,7 @@ export class Room {
     this.name = name;
     this.#inbox = new Channel(options.inboxLimit);
     this.#persistQueue = options.persistQueue;
+    this.#unstored = options.unstored;
     this.#resumeLimit = options.resumeLimit;
     this.#replaySource = options.replaySource;
     this.#recent = new RecentMessages(options.resumeLimit);
@@ -205,6 +210,7 @@ export class Room {
     if (!this.#persistQueue.trySend(message)) return sender.reject("backlog");
     const frame = encodeMessage(message);
     this.#recent.add({ id, frame });
+    this.#unstored.add(this.name, { id, frame });
     this.#fanOut(frame);
     this.#metrics.messageBroadcast(this.#members.size, performance.now() - receivedAt);
     this.#link.publish(id, frame);
@@ -239,7 +245,9 @@ export class Room {
       since,
       boundary: uuidv7(), // every message broadcast from now on has a greater id
       limit: this.#resumeLimit,
-      buffered: this.#recent.after(since),
+      // Recent messages and those not stored yet (some may have left the recent buffer, or
+      // been broadcast by an earlier instance of this room): the store may not have them.
+      buffered: [...this.#recent.after(since), ...this.#unstored.after(this.name, since)],
     }).then((frames) => client.endReplay(frames));
     const replays = this.#replays ??= new Set();
     replays.add(replay);

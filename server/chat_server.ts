@@ -7,6 +7,7 @@ import { batches } from "../chat/batches.ts";
 import { Channel } from "../chat/channel.ts";
 import { type Cluster, SoloCluster } from "../chat/cluster.ts";
 import { Hub } from "../chat/hub.ts";
+import { UnstoredMessages } from "../chat/unstored_messages.ts";
 import type { Logger } from "../log/logger.ts";
 import { type PersistReport, PersistWorkers } from "../storage/persist_workers.ts";
 import { RetentionJob } from "../storage/retention_job.ts";
@@ -63,6 +64,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   const { repository, logger } = deps;
   const cluster = deps.cluster ?? new SoloCluster();
   const persistQueue = new Channel<ChatMessage>(config.persistQueueLimit);
+  const unstored = new UnstoredMessages();
   const metrics: ServerMetrics = new ServerMetrics({
     connections: () => hub.clientCount,
     rooms: () => hub.roomCount,
@@ -77,6 +79,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     outbox: { frames: config.outboxLimit, bytes: config.outboxLimitBytes },
     roomInboxLimit: config.roomQueueLimit,
     persistQueue,
+    unstored,
     resumeLimit: config.resumeLimit,
     replaySource: repository,
     cluster,
@@ -94,6 +97,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
       retryMaxMs: RETRY_MAX_MS,
       logger,
       onBatch: (seconds, ok) => metrics.batchWritten(seconds, ok ? "ok" : "failed"),
+      onSettled: (batch) => unstored.settled(batch),
     },
   );
   const retention = new RetentionJob(repository, {

@@ -18,6 +18,8 @@ export interface PersistWorkersOptions {
   readonly logger: Logger;
   /** Told how long each attempt at writing a batch took, and whether it succeeded. */
   readonly onBatch?: (seconds: number, ok: boolean) => void;
+  /** Told of each batch once it is stored or given up on: its messages will not be written now. */
+  readonly onSettled?: (batch: readonly ChatMessage[]) => void;
 }
 
 /** What the workers did by the time they stopped. */
@@ -95,9 +97,10 @@ export class PersistWorkers {
     for await (const batch of batches) {
       if (this.#giveUp.signal.aborted) {
         this.#unsaved += batch.length;
-        continue;
+      } else {
+        await this.#saveWithRetry(batch);
       }
-      await this.#saveWithRetry(batch);
+      this.#options.onSettled?.(batch);
     }
   }
 

@@ -4,6 +4,7 @@ import { SoloCluster } from "../../chat/cluster.ts";
 import { NO_METRICS } from "../../chat/chat_metrics.ts";
 import type { Transport } from "../../chat/client.ts";
 import { Hub } from "../../chat/hub.ts";
+import { UnstoredMessages } from "../../chat/unstored_messages.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 import type { ChatMessage } from "../../storage/repository.ts";
@@ -41,6 +42,7 @@ function newHub(
     outbox: { frames: options.outboxFrames ?? 1_000, bytes: options.outboxBytes ?? 1 << 20 },
     roomInboxLimit: options.inboxLimit ?? 10_000,
     persistQueue,
+    unstored: new UnstoredMessages(),
     resumeLimit: 100,
     replaySource: new MemoryStore({ maxPerRoom: 100, maxRooms: 10 }),
     cluster: new SoloCluster(),

@@ -4,6 +4,7 @@ import type { ChatMessage } from "../../storage/repository.ts";
 import { GatedStore } from "../support/gated_store.ts";
 import { startTestServer } from "../support/test_server.ts";
 import { type Frame, TestSocket, UPGRADE_HEADERS } from "../support/test_socket.ts";
+import { waitFor } from "../support/wait_for.ts";
 
 /** Messages stored before this server started (as after a restart): older than any new id. */
 function seed(room: string, count: number): ChatMessage[] {
@@ -89,12 +90,9 @@ Deno.test("Resume across the buffer and the store, with unstored messages and li
   await app.close();
 });
 
-// Enable this test when a replay from the store waits for (or flags) messages that left the
-// room's buffer before they were stored.
 Deno.test({
   name:
-    "KNOWN BUG: resume from an old cursor during a store outage replays messages that left the buffer unstored",
-  ignore: true,
+    "Resume from an old cursor during a store outage replays the unstored messages that left the room's buffer",
   fn: async () => {
     const store = new GatedStore();
     const old = seed("outage", 4);
@@ -108,14 +106,36 @@ Deno.test({
     // The cursor is the newest stored message: what follows it is only in the buffer, or lost.
     const bob = await TestSocket.open(app.chatUrl("outage", "bob") + `&since=${old[3]?.id}`);
     const { messages, resume } = await replayOf(bob);
-    // Either the first 5 messages after the cursor, or complete:false so the client catches up.
-    if (resume.complete) {
-      assert.deepEqual(messages.map((m) => m.id), unstored.slice(0, 5).map((m) => m.id));
-    } else assert.ok(messages.length <= 5);
+    assert.deepEqual(messages.map((m) => m.id), unstored.slice(0, 5).map((m) => m.id));
+    assert.deepEqual(resume, { type: "resume", complete: false, replayed: 5 });
     store.saves.open();
     await Promise.all([ann.close(), bob.close()]);
     await app.close();
   },
+});
+
+Deno.test("Resume into a room that emptied meanwhile replays its messages not yet stored", async () => {
+  const store = new GatedStore();
+  const old = seed("emptied", 2);
+  await store.inner.saveBatch(old);
+  const app = startTestServer({}, store);
+  const ann = await TestSocket.open(app.chatUrl("emptied", "ann"));
+  await ann.nextOfType("welcome");
+  store.saves.close();
+  for (let i = 0; i < 3; i++) ann.send(`before leaving ${i}`);
+  const unstored = await ann.collect("message", 3);
+  await ann.close(); // the room closes with its buffer; the messages are still not stored
+  await waitFor("the room to close", async () => {
+    const rooms = await (await fetch(app.url("/rooms"))).json();
+    return rooms.length === 0 || undefined;
+  });
+  const bob = await TestSocket.open(app.chatUrl("emptied", "bob") + `&since=${old[1]?.id}`);
+  const { messages, resume } = await replayOf(bob);
+  assert.deepEqual(messages.map((m) => m.content), unstored.map((m) => m.content));
+  assert.deepEqual(resume, { type: "resume", complete: true, replayed: 3 });
+  store.saves.open();
+  await bob.close();
+  await app.close();
 });
 
 Deno.test("Resume is capped at RESUME_LIMIT; the rest comes from /history with no gap", async () => {

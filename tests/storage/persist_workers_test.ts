@@ -104,3 +104,37 @@ Deno.test("PersistWorkers.stop() counts what it could not save once the deadline
   deadline.abort();
   assert.deepEqual(await stopping, { saved: 0, unsaved: 10 });
 });
+
+Deno.test("PersistWorkers tells onSettled of each batch once stored, or once given up on", async () => {
+  const settled: string[] = [];
+  const onSettled = (batch: readonly ChatMessage[]) => {
+    for (const m of batch) settled.push(m.content);
+  };
+  const flaky = new FlakyStore(1);
+  const queue = new Channel<ChatMessage>(100);
+  const workers = new PersistWorkers(flaky, batches(queue, { maxSize: 2, maxWaitMs: 0 }), {
+    workers: 1,
+    ...fastRetry,
+    onSettled,
+  });
+  for (let i = 0; i < 4; i++) queue.trySend(message(i));
+  queue.close();
+  await workers.stop(AbortSignal.timeout(5_000));
+  assert.deepEqual(settled, ["m0", "m1", "m2", "m3"], "a failed attempt does not settle");
+
+  settled.length = 0;
+  const down = new FlakyStore(Infinity);
+  const stuck = new Channel<ChatMessage>(100);
+  const givingUp = new PersistWorkers(down, batches(stuck, { maxSize: 3, maxWaitMs: 0 }), {
+    workers: 1,
+    ...fastRetry,
+    onSettled,
+  });
+  for (let i = 0; i < 5; i++) stuck.trySend(message(i));
+  stuck.close();
+  const deadline = new AbortController();
+  const stopping = givingUp.stop(deadline.signal);
+  deadline.abort();
+  assert.deepEqual(await stopping, { saved: 0, unsaved: 5 });
+  assert.deepEqual(settled.sort(), ["m0", "m1", "m2", "m3", "m4"]);
+});
