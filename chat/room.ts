@@ -210,7 +210,7 @@ export class Room {
     if (!this.#persistQueue.trySend(message)) return sender.reject("backlog");
     const frame = encodeMessage(message);
     this.#recent.add({ id, frame });
-    this.#unstored.add(this.name, { id, frame });
+    this.#unstored.add(message, frame);
     this.#fanOut(frame);
     this.#metrics.messageBroadcast(this.#members.size, performance.now() - receivedAt);
     this.#link.publish(id, frame);

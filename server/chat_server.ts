@@ -122,6 +122,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
         hub,
         sockets,
         limits,
+        unstored,
         repository,
         logger,
         workers,
@@ -163,6 +164,7 @@ interface ServerParts extends ChatServerDeps {
   readonly hub: Hub;
   readonly sockets: OpenSockets;
   readonly limits: ConnectionLimits;
+  readonly unstored: UnstoredMessages;
   readonly workers: PersistWorkers;
   readonly persistQueue: Channel<ChatMessage>;
   readonly isDraining: () => boolean;
@@ -177,6 +179,7 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
     : new TokenVerifier(config.authSecret);
   return {
     repository,
+    unstored: parts.unstored,
     logger: parts.logger,
     verifier,
     chat: {

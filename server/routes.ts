@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { UnstoredMessages } from "../chat/unstored_messages.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MessageRepository } from "../storage/repository.ts";
 import clientHtml from "../static/client.html" with { type: "text" };
@@ -17,6 +18,8 @@ import { contentSecurityPolicy, withSecurityHeaders } from "./security_headers.t
 export interface RouteDeps {
   readonly chat: ChatRoute;
   readonly repository: MessageRepository;
+  /** Broadcast messages not stored yet, merged into `/history` pages. */
+  readonly unstored: UnstoredMessages;
   readonly logger: Logger;
   /** Verifies tokens when `AUTH_SECRET` is set; `undefined` in open mode. */
   readonly verifier: TokenVerifier | undefined;
@@ -125,7 +128,10 @@ async function route(
 async function history(request: Request, url: URL, deps: RouteDeps): Promise<Response> {
   const { room, ...query } = parseHistoryParams(url.searchParams);
   await authorize(deps.verifier, { request, url, room });
-  return jsonResponse(await deps.repository.history(room, query));
+  // Messages broadcast and not stored yet belong in the page too: a client catching up after a
+  // resume must not find a hole where the store is behind.
+  const stored = await deps.repository.history(room, query);
+  return jsonResponse(deps.unstored.complete(room, query, stored));
 }
 
 async function rooms(request: Request, url: URL, deps: RouteDeps): Promise<Response> {

@@ -108,6 +108,10 @@ Deno.test({
     const { messages, resume } = await replayOf(bob);
     assert.deepEqual(messages.map((m) => m.id), unstored.slice(0, 5).map((m) => m.id));
     assert.deepEqual(resume, { type: "resume", complete: false, replayed: 5 });
+    // The catch-up the resume frame asks for finds the rest, although none of it is stored yet.
+    const response = await fetch(app.url(`/history?r=outage&after=${messages.at(-1)?.id}`));
+    const rest: ChatMessage[] = await response.json();
+    assert.deepEqual(rest.map((m) => m.id), unstored.slice(5).map((m) => m.id));
     store.saves.open();
     await Promise.all([ann.close(), bob.close()]);
     await app.close();
