@@ -5,16 +5,21 @@ import { startTestServer } from "../support/test_server.ts";
 const LOAD = new URL("../../bench/load.ts", import.meta.url).pathname;
 const HEAP = new URL("../../bench/heap.ts", import.meta.url).pathname;
 
-/** Runs the load generator against `url` and returns its JSON lines. */
-async function runLoad(url: string, args: string[]): Promise<Record<string, unknown>[]> {
+/** Runs `deno run <args>` to its end (at most a minute) and returns its stdout; it must exit 0. */
+async function runDeno(args: string[]): Promise<string> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-run=cat,sh", LOAD, url, "--json", ...args],
+    args: ["run", ...args],
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(60_000),
   }).output();
-  const stdout = new TextDecoder().decode(output.stdout);
   assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  return new TextDecoder().decode(output.stdout);
+}
+
+/** Runs the load generator against `url` and returns its JSON lines. */
+async function runLoad(url: string, args: string[]): Promise<Record<string, unknown>[]> {
+  const stdout = await runDeno(["--allow-net", "--allow-run=cat,sh", LOAD, url, "--json", ...args]);
   return stdout.split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line));
 }
 
@@ -113,23 +118,15 @@ Deno.test("bench connections scenario puts roomSize peers in each room", () => {
 });
 
 Deno.test("bench/heap.ts reports the heap an idle connection costs, by constructor", async () => {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-run",
-      "--allow-read",
-      HEAP,
-      "--connections=100",
-      "--rows=500",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  const stdout = new TextDecoder().decode(output.stdout);
-  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  const stdout = await runDeno([
+    "--allow-net",
+    "--allow-env",
+    "--allow-run",
+    "--allow-read",
+    HEAP,
+    "--connections=100",
+    "--rows=500",
+  ]);
   const summary = JSON.parse(stdout.split("\n")[0] ?? "");
   assert.equal(summary.connections, 100);
   // Deno's own WebSocket, request and listeners alone are several KB; nothing is near 100 KB.

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { PostgresStore } from "../../storage/postgres_store.ts";
 import { silentLogger } from "../../log/logger.ts";
-import { startChildServer } from "../support/child_server.ts";
+import { type ChildServer, startChildServer } from "../support/child_server.ts";
 import {
   createDatabase,
   dropSchema,
@@ -213,57 +213,57 @@ Deno.test({
   },
 });
 
+/**
+ * Runs `deno task start` on a scratch database behind a proxy, has `unstorable` messages broadcast
+ * after the proxy was cut, then sends SIGTERM and waits for the clients' 1001: the server is then
+ * shutting down with those messages unstored, and `test` sees how it ends.
+ */
+async function withShutdownDuringOutage(
+  options: { shutdownTimeout: string; unstorable: number },
+  test: (child: ChildServer) => Promise<void>,
+): Promise<void> {
+  const scratch = await createDatabase(database.url ?? "");
+  const proxy = TcpProxy.start(targetOf(scratch.url));
+  try {
+    const child = await startChildServer({
+      DATABASE_URL: viaPort(scratch.url, proxy.port),
+      SHUTDOWN_TIMEOUT: options.shutdownTimeout,
+      DB_QUERY_TIMEOUT: "500ms",
+    });
+    const ann = await TestSocket.open(`ws://127.0.0.1:${child.port}/chat?r=lost&u=ann`);
+    await ann.nextOfType("welcome");
+    proxy.cut();
+    for (let i = 0; i < options.unstorable; i++) ann.send(`unstorable ${i}`);
+    await ann.collect("message", options.unstorable);
+    child.process.kill("SIGTERM");
+    assert.equal((await ann.untilClosed(10_000)).close.code, 1001);
+    await test(child);
+  } finally {
+    await proxy.close();
+    await scratch.drop();
+  }
+}
+
 Deno.test({
   name: "Shutdown during an outage reports the messages it could not store on stderr and exits 1",
   ignore: database.ignore,
-  fn: async () => {
-    const scratch = await createDatabase(database.url ?? "");
-    const proxy = TcpProxy.start(targetOf(scratch.url));
-    try {
-      const child = await startChildServer({
-        DATABASE_URL: viaPort(scratch.url, proxy.port),
-        SHUTDOWN_TIMEOUT: "1s",
-        DB_QUERY_TIMEOUT: "500ms",
-      });
-      const ann = await TestSocket.open(`ws://127.0.0.1:${child.port}/chat?r=lost&u=ann`);
-      await ann.nextOfType("welcome");
-      proxy.cut();
-      for (let i = 0; i < 7; i++) ann.send(`unstorable ${i}`);
-      await ann.collect("message", 7);
-      child.process.kill("SIGTERM");
-      assert.equal((await ann.untilClosed(10_000)).close.code, 1001);
+  fn: () =>
+    withShutdownDuringOutage({ shutdownTimeout: "1s", unstorable: 7 }, async (child) => {
       const { code, stderr } = await child.finished();
       assert.equal(code, 1);
       assert.match(stderr, /^error: 7 messages could not be stored before shutdown$/m);
       assert.equal(child.logs.at(-1)?.event, "server.stopped");
       assert.equal(child.logs.at(-1)?.unsaved, 7);
-    } finally {
-      await proxy.close();
-      await scratch.drop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name:
     "A second signal during a stalled shutdown exits 1 at once, saying how many messages were not stored",
   ignore: database.ignore,
-  fn: async () => {
-    const scratch = await createDatabase(database.url ?? "");
-    const proxy = TcpProxy.start(targetOf(scratch.url));
-    try {
-      const child = await startChildServer({
-        DATABASE_URL: viaPort(scratch.url, proxy.port),
-        SHUTDOWN_TIMEOUT: "120s", // far longer than this test may take: only the signal ends it
-        DB_QUERY_TIMEOUT: "500ms",
-      });
-      const ann = await TestSocket.open(`ws://127.0.0.1:${child.port}/chat?r=forced&u=ann`);
-      await ann.nextOfType("welcome");
-      proxy.cut();
-      for (let i = 0; i < 4; i++) ann.send(`unstorable ${i}`);
-      await ann.collect("message", 4);
-      child.process.kill("SIGTERM");
-      assert.equal((await ann.untilClosed(10_000)).close.code, 1001);
+  // A shutdown timeout far longer than this test may take: only the second signal ends it.
+  fn: () =>
+    withShutdownDuringOutage({ shutdownTimeout: "120s", unstorable: 4 }, async (child) => {
       await waitFor(
         "the shutdown to be waiting for the store",
         () => child.logs.some((line) => line.event === "server.stopping") || undefined,
@@ -276,9 +276,5 @@ Deno.test({
         /^error: second signal: exiting before shutdown finished; 4 messages were not stored$/m,
       );
       assert.ok(!child.logs.some((line) => line.event === "server.stopped"));
-    } finally {
-      await proxy.close();
-      await scratch.drop();
-    }
-  },
+    }),
 });
