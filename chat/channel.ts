@@ -71,7 +71,6 @@ export class Channel<T> implements AsyncIterable<T> {
   #head = 0;
   #size = 0;
   #closed = false;
-  #received = 0;
   #senders: WaitingSender<T>[] = [];
   #receivers: WaitingReceiver<T>[] = [];
 
@@ -90,11 +89,6 @@ export class Channel<T> implements AsyncIterable<T> {
   /** Values buffered and not yet received. */
   get size(): number {
     return this.#size;
-  }
-
-  /** Values that have left the channel (received or drained) since it was made. */
-  get received(): number {
-    return this.#received;
   }
 
   /** Whether {@linkcode Channel.close} has been called. */
@@ -123,7 +117,6 @@ export class Channel<T> implements AsyncIterable<T> {
     if (this.#closed) return false;
     // Length checks first: this runs once per member per message, and shift() is not free.
     if (this.#receivers.length > 0) {
-      this.#received++;
       (this.#receivers.shift() as WaitingReceiver<T>).resolve(value);
       return true;
     }
@@ -209,7 +202,6 @@ export class Channel<T> implements AsyncIterable<T> {
   }
 
   #take(): T {
-    this.#received++;
     if (this.#size === 0) {
       // Unbuffered hand-off: the oldest waiting sender gives its value directly.
       const sender = this.#senders.shift() as WaitingSender<T>;

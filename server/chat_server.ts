@@ -153,9 +153,8 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   return {
     addr: http.addr,
     shutdown: () => stopped ??= shutdown(),
-    // Every message taken from the queue is saved, given up on, or still in a batch or a worker.
     get unstored() {
-      return persistQueue.size + persistQueue.received - workers.saved - workers.unsaved;
+      return unstored.size;
     },
   };
 }

@@ -67,11 +67,6 @@ export class PersistWorkers {
     return this.#saved;
   }
 
-  /** Messages given up on so far (only once the deadline of {@linkcode PersistWorkers.stop} passed). */
-  get unsaved(): number {
-    return this.#unsaved;
-  }
-
   /** Batches whose last attempt failed and that are waiting to be retried. */
   get failingBatches(): number {
     return this.#failing;
