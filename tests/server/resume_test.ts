@@ -17,6 +17,17 @@ function seed(room: string, count: number): ChatMessage[] {
   }));
 }
 
+/** A gated store already holding `count` seeded messages of `room`. */
+async function seededStore(
+  room: string,
+  count: number,
+): Promise<{ store: GatedStore; old: ChatMessage[] }> {
+  const store = new GatedStore();
+  const old = seed(room, count);
+  await store.inner.saveBatch(old);
+  return { store, old };
+}
+
 /** Frames after welcome up to and including `resume`. */
 async function replayOf(socket: TestSocket): Promise<{ messages: Frame[]; resume: Frame }> {
   assert.equal((await socket.next()).type, "welcome");
@@ -52,9 +63,7 @@ Deno.test("Resume from the room's buffer replays what came after since, then liv
 });
 
 Deno.test("Resume across the buffer and the store, with unstored messages and live traffic during the replay", async () => {
-  const store = new GatedStore();
-  const old = seed("mixed", 8);
-  await store.inner.saveBatch(old);
+  const { store, old } = await seededStore("mixed", 8);
   const app = startTestServer({ RESUME_LIMIT: "50" }, store);
   const ann = await TestSocket.open(app.chatUrl("mixed", "ann"));
   await ann.nextOfType("welcome");
@@ -94,9 +103,7 @@ Deno.test({
   name:
     "Resume from an old cursor during a store outage replays the unstored messages that left the room's buffer",
   fn: async () => {
-    const store = new GatedStore();
-    const old = seed("outage", 4);
-    await store.inner.saveBatch(old);
+    const { store, old } = await seededStore("outage", 4);
     const app = startTestServer({ RESUME_LIMIT: "5" }, store);
     const ann = await TestSocket.open(app.chatUrl("outage", "ann"));
     await ann.nextOfType("welcome");
@@ -119,9 +126,7 @@ Deno.test({
 });
 
 Deno.test("Resume into a room that emptied meanwhile replays its messages not yet stored", async () => {
-  const store = new GatedStore();
-  const old = seed("emptied", 2);
-  await store.inner.saveBatch(old);
+  const { store, old } = await seededStore("emptied", 2);
   const app = startTestServer({}, store);
   const ann = await TestSocket.open(app.chatUrl("emptied", "ann"));
   await ann.nextOfType("welcome");
@@ -143,9 +148,7 @@ Deno.test("Resume into a room that emptied meanwhile replays its messages not ye
 });
 
 Deno.test("Resume is capped at RESUME_LIMIT; the rest comes from /history with no gap", async () => {
-  const store = new GatedStore();
-  const old = seed("capped", 30);
-  await store.inner.saveBatch(old);
+  const { store, old } = await seededStore("capped", 30);
   const app = startTestServer({ RESUME_LIMIT: "10" }, store);
   const bob = await TestSocket.open(app.chatUrl("capped", "bob") + `&since=${old[0]?.id}`);
   const { messages, resume } = await replayOf(bob);
@@ -170,9 +173,7 @@ Deno.test("Resume is capped at RESUME_LIMIT; the rest comes from /history with n
 });
 
 Deno.test("Resume with a store that fails replays the buffer and says it is incomplete", async () => {
-  const store = new GatedStore();
-  const old = seed("broken", 3);
-  await store.inner.saveBatch(old);
+  const { store, old } = await seededStore("broken", 3);
   store.history = () => Promise.reject(new Error("database down"));
   const app = startTestServer({}, store);
   const bob = await TestSocket.open(app.chatUrl("broken", "bob") + `&since=${old[0]?.id}`);

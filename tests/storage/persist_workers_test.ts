@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { batches } from "../../chat/batches.ts";
 import { Channel } from "../../chat/channel.ts";
 import { silentLogger } from "../../log/logger.ts";
-import { PersistWorkers } from "../../storage/persist_workers.ts";
+import { PersistWorkers, type PersistWorkersOptions } from "../../storage/persist_workers.ts";
 import type { ChatMessage, HistoryQuery, MessageRepository } from "../../storage/repository.ts";
 
 function message(i: number): ChatMessage {
@@ -47,6 +47,23 @@ class FlakyStore implements MessageRepository {
 
 const fastRetry = { retryBaseMs: 1, retryMaxMs: 4, logger: silentLogger };
 
+/** Workers with fast retries over batches of `queue` (sent as soon as taken unless `maxWaitMs`). */
+function startWorkers(
+  store: MessageRepository,
+  queue: Channel<ChatMessage>,
+  options:
+    & { workers: number; maxSize: number; maxWaitMs?: number }
+    & Partial<
+      PersistWorkersOptions
+    >,
+): PersistWorkers {
+  const { maxSize, maxWaitMs = 0, ...rest } = options;
+  return new PersistWorkers(store, batches(queue, { maxSize, maxWaitMs }), {
+    ...fastRetry,
+    ...rest,
+  });
+}
+
 Deno.test("batches() groups queued values up to maxSize and ends on close", async () => {
   const channel = new Channel<number>(100);
   for (let i = 0; i < 12; i++) channel.trySend(i);
@@ -59,10 +76,7 @@ Deno.test("batches() groups queued values up to maxSize and ends on close", asyn
 Deno.test("PersistWorkers saves every message in batches and reports the count", async () => {
   const store = new FlakyStore(0);
   const queue = new Channel<ChatMessage>(10_000);
-  const workers = new PersistWorkers(store, batches(queue, { maxSize: 500, maxWaitMs: 1 }), {
-    workers: 4,
-    ...fastRetry,
-  });
+  const workers = startWorkers(store, queue, { workers: 4, maxSize: 500, maxWaitMs: 1 });
   for (let i = 0; i < 2_000; i++) queue.trySend(message(i));
   queue.close();
   const report = await workers.stop(AbortSignal.timeout(5_000));
@@ -75,10 +89,7 @@ Deno.test("PersistWorkers saves every message in batches and reports the count",
 Deno.test("PersistWorkers retries a failed batch until it is saved", async () => {
   const store = new FlakyStore(3);
   const queue = new Channel<ChatMessage>(100);
-  const workers = new PersistWorkers(store, batches(queue, { maxSize: 500, maxWaitMs: 0 }), {
-    workers: 1,
-    ...fastRetry,
-  });
+  const workers = startWorkers(store, queue, { workers: 1, maxSize: 500 });
   for (let i = 0; i < 10; i++) queue.trySend(message(i));
   queue.close();
   const report = await workers.stop(AbortSignal.timeout(5_000));
@@ -93,10 +104,7 @@ Deno.test("PersistWorkers retries a failed batch until it is saved", async () =>
 Deno.test("PersistWorkers.stop() counts what it could not save once the deadline passes", async () => {
   const store = new FlakyStore(Infinity);
   const queue = new Channel<ChatMessage>(100);
-  const workers = new PersistWorkers(store, batches(queue, { maxSize: 3, maxWaitMs: 0 }), {
-    workers: 1,
-    ...fastRetry,
-  });
+  const workers = startWorkers(store, queue, { workers: 1, maxSize: 3 });
   for (let i = 0; i < 10; i++) queue.trySend(message(i));
   queue.close();
   const deadline = new AbortController();
@@ -112,11 +120,7 @@ Deno.test("PersistWorkers tells onSettled of each batch once stored, or once giv
   };
   const flaky = new FlakyStore(1);
   const queue = new Channel<ChatMessage>(100);
-  const workers = new PersistWorkers(flaky, batches(queue, { maxSize: 2, maxWaitMs: 0 }), {
-    workers: 1,
-    ...fastRetry,
-    onSettled,
-  });
+  const workers = startWorkers(flaky, queue, { workers: 1, maxSize: 2, onSettled });
   for (let i = 0; i < 4; i++) queue.trySend(message(i));
   queue.close();
   await workers.stop(AbortSignal.timeout(5_000));
@@ -125,11 +129,7 @@ Deno.test("PersistWorkers tells onSettled of each batch once stored, or once giv
   settled.length = 0;
   const down = new FlakyStore(Infinity);
   const stuck = new Channel<ChatMessage>(100);
-  const givingUp = new PersistWorkers(down, batches(stuck, { maxSize: 3, maxWaitMs: 0 }), {
-    workers: 1,
-    ...fastRetry,
-    onSettled,
-  });
+  const givingUp = startWorkers(down, stuck, { workers: 1, maxSize: 3, onSettled });
   for (let i = 0; i < 5; i++) stuck.trySend(message(i));
   stuck.close();
   const deadline = new AbortController();
