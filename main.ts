@@ -93,6 +93,12 @@ async function main(): Promise<void> {
     logger.info("server.stopping", {});
     const report = await server.shutdown();
     await cluster?.close();
+    // Every seq handed out is stored: the next run may keep the rooms' epochs.
+    if (report.unsaved === 0) {
+      await repository.releaseRooms().catch((error) =>
+        logger.warn("store.release_failed", { error: error instanceof Error ? error.name : "" })
+      );
+    }
     await repository.close();
     if (report.unsaved > 0) {
       console.error(`error: ${report.unsaved} messages could not be stored before shutdown`);

@@ -16,6 +16,8 @@ export interface ChatMetrics {
   messageBroadcast(deliveries: number, latencyMs: number): void;
   /** A client left; `code` is the close the server chose, if it chose one. */
   clientLeft(code: number | undefined): void;
+  /** `count` seqs of a room's shared sequence were lost on the way and could not be recovered. */
+  sequenceGap(count: number): void;
 }
 
 /** Counts nothing. */
@@ -24,4 +26,5 @@ export const NO_METRICS: ChatMetrics = {
   messageRefused() {},
   messageBroadcast() {},
   clientLeft() {},
+  sequenceGap() {},
 };

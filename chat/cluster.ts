@@ -5,20 +5,60 @@
  * @module
  */
 
-/** Events from other instances, delivered to one room. */
+import type { ChatMessage, RoomSequence } from "./message.ts";
+
+/** A message with its encoded `message` frame. */
+export interface SequencedMessage {
+  readonly message: ChatMessage;
+  readonly frame: string;
+}
+
+/** A message the room accepted, before it has a seq. */
+export type MessageDraft = Omit<ChatMessage, "seq">;
+
+/** What the cluster tells one room. */
 export interface RemoteSink {
-  /** A message another instance broadcast, with its frame already encoded. */
-  message(id: string, frame: string): void;
+  /**
+   * Messages of the room from the shared sequence, this instance's own included: each call's
+   * seqs follow the previous call's without a hole, unless {@linkcode RemoteSink.gap} said
+   * which seqs will not come.
+   */
+  messages(messages: readonly SequencedMessage[]): void;
+  /** Seqs `fromSeq`..`toSeq` were lost on the way and could not be recovered. */
+  gap(fromSeq: number, toSeq: number): void;
+  /**
+   * The shared sequence was reset (Redis lost it) and now stands at `sequence`; the next
+   * messages follow it.
+   */
+  reset(sequence: RoomSequence): void;
   /** The users `instance` has in the room now; an empty list means none (or it is gone). */
   presence(instance: string, users: readonly string[]): void;
+  /** The room's last seq as the store knows it, for a shared sequencer that has none. */
+  seed(): Promise<number>;
+}
+
+/** What a room learns when it is linked. */
+export interface LinkReady {
+  /** The other instances' members of the room, by instance. */
+  readonly members: ReadonlyMap<string, readonly string[]>;
+  /**
+   * The shared sequence's position, from which messages arrive through the sink; `undefined`
+   * when the room is its own sequencer (a single instance).
+   */
+  readonly sequence: RoomSequence | undefined;
 }
 
 /** One room's connection to the cluster. */
 export interface RoomLink {
-  /** The other instances' members of the room when it was linked, by instance. */
-  readonly initialMembers: Promise<ReadonlyMap<string, readonly string[]>>;
-  /** Sends a message this instance broadcast to the room's members elsewhere. Never waits. */
-  publish(id: string, frame: string): void;
+  /** Resolves once the link is ready. */
+  readonly ready: Promise<LinkReady>;
+  /**
+   * Hands messages to the shared sequencer; they come back, with seqs, through
+   * {@linkcode RemoteSink.messages}. Resolves `false` if the sequencer could not be reached in
+   * time: the messages were most likely not sent (see docs/protocol.md). Never rejects.
+   * Only called when {@linkcode LinkReady.sequence} is defined.
+   */
+  publish(drafts: readonly MessageDraft[]): Promise<boolean>;
   /** Tells the others which users this instance has in the room now. Never waits. */
   announce(users: readonly string[]): void;
   /** Leaves the room's cluster traffic. */
@@ -31,6 +71,11 @@ export interface Cluster {
   link(room: string, sink: RemoteSink): RoomLink;
   /** `off` for a single instance, `ok` when connected, `degraded` when the others are out of reach. */
   readonly state: "off" | "ok" | "degraded";
+  /**
+   * The epoch of a room's shared sequence; `undefined` when the room has none yet, or when
+   * the rooms are not shared (a single instance).
+   */
+  epochOf(room: string): Promise<string | undefined>;
   /** Withdraws this instance's presence and disconnects. */
   close(): Promise<void>;
 }
@@ -39,8 +84,8 @@ const NO_MEMBERS: ReadonlyMap<string, readonly string[]> = new Map();
 
 // Stateless, so every room of a single instance shares it.
 const SOLO_LINK: RoomLink = Object.freeze({
-  initialMembers: Promise.resolve(NO_MEMBERS),
-  publish() {},
+  ready: Promise.resolve({ members: NO_MEMBERS, sequence: undefined }),
+  publish: () => Promise.resolve(false),
   announce() {},
   close() {},
 });
@@ -58,6 +103,10 @@ export class SoloCluster implements Cluster {
 
   link(_room: string, _sink: RemoteSink): RoomLink {
     return SOLO_LINK;
+  }
+
+  epochOf(_room: string): Promise<string | undefined> {
+    return Promise.resolve(undefined);
   }
 
   close(): Promise<void> {

@@ -3,17 +3,14 @@
  *
  * @module
  */
-import type { ChatMessage } from "../storage/repository.ts";
-import type { Channel } from "./channel.ts";
 import { Client, type ClientOwner, type OutboxLimits, type Transport } from "./client.ts";
 import type { Logger } from "../log/logger.ts";
 import { CLOSE_CODES, type CloseCode, type ErrorCode } from "./protocol.ts";
 import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster } from "./cluster.ts";
 import { OutboxWriter } from "./outbox_writer.ts";
-import type { ReplaySource } from "./replay.ts";
-import { Room } from "./room.ts";
-import type { UnstoredMessages } from "./unstored_messages.ts";
+import type { MessageLog, RoomSequence } from "./message.ts";
+import { type ResumeCursor, Room } from "./room.ts";
 
 /** Options of {@linkcode Hub}. */
 export interface HubOptions {
@@ -21,14 +18,10 @@ export interface HubOptions {
   readonly outbox: Omit<OutboxLimits, "replayFrames">;
   /** Events that may wait in each room's inbox. */
   readonly roomInboxLimit: number;
-  /** Every broadcast message is also offered here, to be stored. */
-  readonly persistQueue: Channel<ChatMessage>;
-  /** Queued messages until they are stored; whoever drains the queue settles them. */
-  readonly unstored: UnstoredMessages;
+  /** Where every delivered message goes to be stored, and where replays read. */
+  readonly log: MessageLog;
   /** Messages one resume replays at most (and recent messages each room keeps for it). */
   readonly resumeLimit: number;
-  /** Where a resume reaching past a room's recent messages reads from. */
-  readonly replaySource: ReplaySource;
   /** Other instances serving the same rooms; {@linkcode SoloCluster} when there are none. */
   readonly cluster: Cluster;
   /** Where counts go; {@linkcode NO_METRICS} counts nothing. */
@@ -41,8 +34,8 @@ export interface HubOptions {
  *
  * @example
  * ```ts
- * const hub = new Hub({ outbox: { frames: 256, bytes: 1 << 20 }, roomInboxLimit: 4096, persistQueue, logger });
- * const client = hub.join({ room: "general", user: "ann" }, transport);
+ * const hub = new Hub({ outbox: { frames: 256, bytes: 1 << 20 }, roomInboxLimit: 4096, log, ... });
+ * const client = hub.join({ room: "general", user: "ann", cursor: { sinceSeq: 0, epoch: undefined } }, transport);
  * client.receive("hello");
  * await hub.close();
  * ```
@@ -84,6 +77,12 @@ export class Hub implements ClientOwner {
     );
   }
 
+  /** The sequence of a room with members here; `undefined` if it has none or has not started. */
+  sequenceOf(room: string): RoomSequence | undefined {
+    const sequence = this.#rooms.get(room)?.sequence;
+    return sequence && sequence.epoch !== "" ? sequence : undefined;
+  }
+
   /** @internal Called by a client whose frame was refused. */
   refused(code: ErrorCode): void {
     this.#options.metrics.messageRefused(code);
@@ -94,7 +93,7 @@ export class Hub implements ClientOwner {
    * the connection is closed with 1001 at once.
    */
   join(
-    identity: { readonly room: string; readonly user: string; readonly since?: string },
+    identity: { readonly room: string; readonly user: string; readonly cursor?: ResumeCursor },
     transport: Transport,
   ): Client {
     const client = new Client(
@@ -111,16 +110,15 @@ export class Hub implements ClientOwner {
     if (!room) {
       room = new Room(identity.room, {
         inboxLimit: this.#options.roomInboxLimit,
-        persistQueue: this.#options.persistQueue,
-        unstored: this.#options.unstored,
+        log: this.#options.log,
         resumeLimit: this.#options.resumeLimit,
-        replaySource: this.#options.replaySource,
         cluster: this.#options.cluster,
         metrics: this.#options.metrics,
+        logger: this.#options.logger,
       });
       this.#rooms.set(identity.room, room);
     }
-    room.join(client, identity.since);
+    room.join(client, identity.cursor);
     this.#options.logger.debug("client.joined", { client: client.id, room: room.name });
     return client;
   }

@@ -1,13 +1,13 @@
 /**
- * Protocol v1: the frames the server sends, and the one table of error and close codes.
+ * Protocol 2: the frames the server sends, and the one table of error and close codes.
  * See docs/protocol.md for the wire format.
  *
  * @module
  */
-import type { ChatMessage } from "../storage/repository.ts";
+import type { ChatMessage } from "./message.ts";
 
 /** Protocol version announced in `welcome`. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /**
  * Every `error` frame code with its human-readable message. A client that gets one of these
@@ -23,6 +23,8 @@ export const PROTOCOL_ERRORS = {
   room_busy: "the room is receiving more messages than it can process; try again shortly",
   backlog: "the server cannot store more messages right now; the message was not sent",
   shutting_down: "the server is shutting down; the message was not sent",
+  unavailable:
+    "the room's shared sequence (Redis) cannot be reached; the message was not sent, try again shortly",
   rate_limited: "too many frames; slow down (the frame was dropped)",
 } as const;
 
@@ -41,6 +43,8 @@ export const CLOSE_CODES = {
   frameTooLarge: { code: 1009, reason: "frame too large" },
   /** The client's token expired while it was connected. */
   tokenExpired: { code: 4001, reason: "token expired" },
+  /** The room's shared sequence was reset (Redis lost it): resume to learn the new epoch. */
+  epochChanged: { code: 4002, reason: "room sequence reset: reconnect and resume" },
 } as const;
 
 /** A close the server initiates. */
@@ -52,6 +56,9 @@ export type InboundFrame = { readonly type: "message"; readonly content: string 
 /** Presence event kinds. */
 export type PresenceEvent = "join" | "leave";
 
+/** Why a `resume` frame says `complete: false`. */
+export type IncompleteReason = "limit" | "unavailable" | "epoch_changed";
+
 /** Frames the server sends, tagged by `type`. */
 export type ServerFrame =
   | {
@@ -60,6 +67,8 @@ export type ServerFrame =
     readonly room: string;
     readonly user: string;
     readonly members: readonly string[];
+    readonly epoch: string;
+    readonly last_seq: number;
   }
   | ({ readonly type: "message" } & ChatMessage)
   | {
@@ -70,23 +79,44 @@ export type ServerFrame =
     readonly members: readonly string[];
   }
   | { readonly type: "error"; readonly code: ErrorCode; readonly message: string }
-  | { readonly type: "resume"; readonly complete: boolean; readonly replayed: number };
+  | {
+    readonly type: "resume";
+    readonly complete: boolean;
+    readonly replayed: number;
+    readonly epoch: string;
+    readonly reason?: IncompleteReason;
+  }
+  | {
+    readonly type: "gap";
+    readonly room: string;
+    readonly epoch: string;
+    readonly from_seq: number;
+    readonly to_seq: number;
+  };
 
 /** Encodes a server frame; called once per broadcast, never per recipient. */
 export function encodeFrame(frame: ServerFrame): string {
   return JSON.stringify(frame);
 }
 
-/** Encodes a stored message as a `message` frame. */
+/** Encodes a message as a `message` frame. */
 export function encodeMessage(message: ChatMessage): string {
-  return encodeFrame({
-    type: "message",
-    id: message.id,
-    room: message.room,
+  const [head, tail] = encodeMessageParts(message);
+  return head + message.seq + tail;
+}
+
+/**
+ * A `message` frame in two parts, around its seq: `head + seq + tail` is the frame. A shared
+ * sequencer that hands out the seq can finish the frame without parsing it.
+ */
+export function encodeMessageParts(message: Omit<ChatMessage, "seq">): [string, string] {
+  const head = JSON.stringify({ type: "message", id: message.id, room: message.room });
+  const tail = JSON.stringify({
     sender: message.sender,
     content: message.content,
     timestamp: message.timestamp,
   });
+  return [head.slice(0, -1) + ',"seq":', "," + tail.slice(1)];
 }
 
 /** `error` frames, encoded once at start-up since they never vary. */

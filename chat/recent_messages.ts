@@ -4,26 +4,28 @@
  * @module
  */
 
-/** One buffered message: its id (for cursors) and its encoded `message` frame. */
+/** One buffered message: its seq (the cursor), its id (protocol 1 cursors) and its frame. */
 export interface RecentMessage {
+  readonly seq: number;
   readonly id: string;
   readonly frame: string;
 }
 
 /**
- * A fixed-size ring of the newest messages in id order. Adding is O(1) and allocates nothing but
- * the entry; replay after a cursor is a binary search and a copy.
+ * A fixed-size ring of the newest messages in seq order. Adding is O(1) and allocates nothing but
+ * the entry; replay after a cursor is a binary search and a copy. Seqs are ascending but may
+ * have holes (a gap the cluster could not fill); a replay checks that.
  *
  * @example
  * ```ts
  * const recent = new RecentMessages(1000);
- * recent.add({ id, frame });
- * if (recent.covers(since)) send(recent.after(since));
+ * recent.add({ seq, id, frame });
+ * const frames = recent.after(sinceSeq);
  * ```
  */
 export class RecentMessages {
   readonly #capacity: number;
-  readonly #ring: RecentMessage[] = [];
+  #ring: RecentMessage[] = [];
   #head = 0; // index of the oldest entry once the ring is full
 
   /** @throws {RangeError} if `capacity` is not a positive integer. */
@@ -39,15 +41,21 @@ export class RecentMessages {
     return this.#ring.length;
   }
 
+  /** The oldest seq held; `undefined` when empty. */
+  get oldestSeq(): number | undefined {
+    return this.#at(0)?.seq;
+  }
+
   /**
-   * Adds a message, evicting the oldest when full. Ids usually arrive in order; one from another
-   * instance may be slightly older than the newest held and is moved back into place.
+   * Adds a message, evicting the oldest when full.
+   *
+   * @throws {RangeError} if `message.seq` is not greater than every seq held: the room
+   * delivers in seq order, so anything else is a bug upstream.
    */
   add(message: RecentMessage): void {
     const newest = this.#at(this.#ring.length - 1);
-    if (newest !== undefined && message.id < newest.id) {
-      const oldest = this.#at(0);
-      if (this.#ring.length === this.#capacity && oldest && message.id < oldest.id) return;
+    if (newest !== undefined && message.seq <= newest.seq) {
+      throw new RangeError(`seq ${message.seq} added after ${newest.seq}`);
     }
     if (this.#ring.length < this.#capacity) {
       this.#ring.push(message);
@@ -55,32 +63,21 @@ export class RecentMessages {
       this.#ring[this.#head] = message;
       this.#head = (this.#head + 1) % this.#capacity;
     }
-    // Insertion step: swap backwards while the previous entry is newer.
-    for (let i = this.#ring.length - 1; i > 0; i--) {
-      const previous = this.#at(i - 1) as RecentMessage;
-      const current = this.#at(i) as RecentMessage;
-      if (previous.id <= current.id) break;
-      this.#set(i - 1, current);
-      this.#set(i, previous);
-    }
   }
 
-  /**
-   * Whether every message after `since` is held: `since` is at or after the oldest entry. An
-   * empty buffer covers nothing, since older messages may exist elsewhere.
-   */
-  covers(since: string): boolean {
-    const oldest = this.#at(0);
-    return oldest !== undefined && oldest.id <= since;
+  /** Forgets every entry (the room's sequence was reset). */
+  clear(): void {
+    this.#ring = [];
+    this.#head = 0;
   }
 
-  /** The held messages with an id greater than `since`, oldest first. */
-  after(since: string): RecentMessage[] {
+  /** The held messages with a seq greater than `sinceSeq`, oldest first. */
+  after(sinceSeq: number): RecentMessage[] {
     let low = 0;
     let high = this.#ring.length;
     while (low < high) {
       const mid = (low + high) >>> 1;
-      if ((this.#at(mid) as RecentMessage).id <= since) low = mid + 1;
+      if ((this.#at(mid) as RecentMessage).seq <= sinceSeq) low = mid + 1;
       else high = mid;
     }
     const result: RecentMessage[] = [];
@@ -88,11 +85,13 @@ export class RecentMessages {
     return result;
   }
 
-  #at(index: number): RecentMessage | undefined {
-    return this.#ring[(this.#head + index) % this.#capacity];
+  /** The seq of the held message with this id, if one is held (protocol 1 cursors). */
+  seqOf(id: string): number | undefined {
+    for (const entry of this.#ring) if (entry.id === id) return entry.seq;
+    return undefined;
   }
 
-  #set(index: number, message: RecentMessage): void {
-    this.#ring[(this.#head + index) % this.#capacity] = message;
+  #at(index: number): RecentMessage | undefined {
+    return this.#ring[(this.#head + index) % this.#capacity];
   }
 }

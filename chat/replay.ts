@@ -1,87 +1,121 @@
 /**
  * Builds the frames a resuming client gets before live ones: every message after its cursor,
- * capped, followed by a `resume` frame that says whether the replay was complete.
+ * capped, followed by a `resume` frame that says whether the replay was complete and why not.
+ *
+ * Seqs are dense (1, 2, 3, ... per epoch), so completeness is checked, not assumed: a replay
+ * is the unbroken run of seqs after the cursor, and it is complete only if that run reaches the
+ * room's last seq at join time.
  *
  * @module
  */
-import type { ChatMessage, MessageRepository } from "../storage/repository.ts";
-import { encodeFrame, encodeMessage } from "./protocol.ts";
+import type { ChatMessage, MessageLog } from "./message.ts";
+import { encodeFrame, encodeMessage, type IncompleteReason } from "./protocol.ts";
 import type { RecentMessage } from "./recent_messages.ts";
 
-/** What a replay reads from when a room's buffer does not reach back far enough. */
-export type ReplaySource = Pick<MessageRepository, "history">;
-
-/**
- * Frames for messages that are all at hand (the room's buffer covered the cursor).
- *
- * @example
- * ```ts
- * client.endReplay(replayFrames(recent.after(since), 1000));
- * ```
- */
-export function replayFrames(messages: readonly RecentMessage[], limit: number): string[] {
-  const frames = messages.slice(0, limit).map((message) => message.frame);
-  frames.push(resumeFrame(messages.length <= limit, frames.length));
-  return frames;
-}
-
-/** Where a replay from the repository starts and stops. */
-export interface StoredReplay {
+/** What to replay. */
+export interface ReplayRange {
   readonly room: string;
+  /** The room's epoch, sent in the `resume` frame. */
+  readonly epoch: string;
   /** The client's cursor: only messages after it. */
-  readonly since: string;
-  /** An id taken at join time: messages after it are live and reach the client anyway. */
-  readonly boundary: string;
-  /** Messages at most; beyond, the replay is marked incomplete. */
+  readonly sinceSeq: number;
+  /** The room's last seq when the client joined: later ones reach it live. */
+  readonly lastSeq: number;
+  /** Messages at most; beyond, the replay is marked incomplete (`limit`). */
   readonly limit: number;
-  /** The room's buffered messages after `since`: recent, maybe not yet stored. */
-  readonly buffered: readonly RecentMessage[];
 }
 
 /**
- * Frames for a replay that reaches further back than the room's buffer: stored messages merged
- * with buffered ones (which may not be stored yet), without duplicates, in id order. A store
- * that fails gives what the buffer has, marked incomplete, so the client falls back to
- * `/history` instead of silently missing messages.
+ * Frames for a replay from `recent` alone, or `undefined` if `recent` does not hold every seq
+ * the replay needs (then use {@linkcode replayFromLog}).
  *
  * @example
  * ```ts
- * const frames = await replayFromStore(repository, { room, since, boundary, limit, buffered });
+ * const frames = replayFromRecent(range, recent.after(range.sinceSeq));
+ * if (frames) client.endReplay(frames);
  * ```
  */
-export async function replayFromStore(
-  source: ReplaySource,
-  replay: StoredReplay,
+export function replayFromRecent(
+  range: ReplayRange,
+  recent: readonly RecentMessage[],
+): string[] | undefined {
+  const run = unbrokenRun(range, recent);
+  const wanted = Math.min(range.lastSeq - range.sinceSeq, range.limit);
+  return run.length === wanted ? replayFrames(range, run) : undefined;
+}
+
+/**
+ * Frames for a replay reaching past the room's buffer: the log's messages (stored or queued)
+ * merged with the buffer's. A log that fails gives what the buffer has, marked incomplete.
+ *
+ * @example
+ * ```ts
+ * const frames = await replayFromLog(log, range, recent.after(range.sinceSeq));
+ * ```
+ */
+export async function replayFromLog(
+  log: Pick<MessageLog, "history">,
+  range: ReplayRange,
+  recent: readonly RecentMessage[],
 ): Promise<string[]> {
   let stored: ChatMessage[] = [];
-  let failed = false;
   try {
-    stored = await source.history(replay.room, {
-      after: replay.since,
-      before: replay.boundary,
-      limit: replay.limit + 1,
+    stored = await log.history(range.room, {
+      afterSeq: range.sinceSeq,
+      beforeSeq: range.lastSeq + 1,
+      limit: range.limit,
     });
   } catch {
-    failed = true; // the store is down: the resume frame tells the client to catch up later
+    // The store is down: the unbroken run stops at the first seq only it had, and the resume
+    // frame says so.
   }
-  const merged = mergeById(stored, replay.buffered);
-  const frames = replayFrames(merged, replay.limit);
-  if (failed) frames[frames.length - 1] = resumeFrame(false, frames.length - 1);
-  return frames;
-}
-
-function mergeById(
-  stored: readonly ChatMessage[],
-  buffered: readonly RecentMessage[],
-): RecentMessage[] {
-  const byId = new Map<string, RecentMessage>();
+  const bySeq = new Map<number, RecentMessage>();
   for (const message of stored) {
-    byId.set(message.id, { id: message.id, frame: encodeMessage(message) });
+    bySeq.set(message.seq, { seq: message.seq, id: message.id, frame: encodeMessage(message) });
   }
-  for (const message of buffered) byId.set(message.id, message);
-  return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  for (const message of recent) bySeq.set(message.seq, message);
+  const merged = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+  return replayFrames(range, unbrokenRun(range, merged));
 }
 
-function resumeFrame(complete: boolean, replayed: number): string {
-  return encodeFrame({ type: "resume", complete, replayed });
+/** The `resume` frame telling a client its cursor is from another epoch; nothing is replayed. */
+export function epochChangedFrame(epoch: string): string {
+  return encodeFrame({
+    type: "resume",
+    complete: false,
+    replayed: 0,
+    epoch,
+    reason: "epoch_changed",
+  });
+}
+
+/** The messages of `sorted` (ascending seqs) forming the run sinceSeq+1, +2, ..., capped. */
+function unbrokenRun(range: ReplayRange, sorted: readonly RecentMessage[]): RecentMessage[] {
+  const run: RecentMessage[] = [];
+  let next = range.sinceSeq + 1;
+  for (const message of sorted) {
+    if (message.seq < next) continue;
+    if (message.seq !== next || message.seq > range.lastSeq || run.length === range.limit) break;
+    run.push(message);
+    next++;
+  }
+  return run;
+}
+
+function replayFrames(range: ReplayRange, run: readonly RecentMessage[]): string[] {
+  const frames = run.map((message) => message.frame);
+  const reached = range.sinceSeq + run.length;
+  const reason: IncompleteReason | undefined = reached >= range.lastSeq
+    ? undefined
+    : run.length === range.limit
+    ? "limit"
+    : "unavailable";
+  frames.push(encodeFrame({
+    type: "resume",
+    complete: reason === undefined,
+    replayed: run.length,
+    epoch: range.epoch,
+    ...(reason && { reason }),
+  }));
+  return frames;
 }

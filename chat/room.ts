@@ -1,17 +1,18 @@
 /**
- * A room: one loop that owns its membership and fans every message out to every member.
+ * A room: one loop that owns its membership and its sequence, and fans every message out to
+ * every member in seq order.
  *
  * @module
  */
 import { v7 as uuidv7 } from "uuid";
-import type { ChatMessage } from "../storage/repository.ts";
+import type { Logger } from "../log/logger.ts";
 import type { ChatMetrics } from "./chat_metrics.ts";
-import type { Cluster, RoomLink } from "./cluster.ts";
+import type { Cluster, LinkReady, MessageDraft, RoomLink, SequencedMessage } from "./cluster.ts";
+import type { ChatMessage, MessageLog, RoomSequence } from "./message.ts";
 import { RecentMessages } from "./recent_messages.ts";
 import { RoomPresence } from "./room_presence.ts";
-import { replayFrames, replayFromStore, type ReplaySource } from "./replay.ts";
+import { epochChangedFrame, replayFromLog, replayFromRecent, type ReplayRange } from "./replay.ts";
 import { Channel, ChannelClosedError } from "./channel.ts";
-import type { UnstoredMessages } from "./unstored_messages.ts";
 import type { Client } from "./client.ts";
 import {
   CLOSE_CODES,
@@ -21,9 +22,17 @@ import {
   PROTOCOL_VERSION,
 } from "./protocol.ts";
 
+/**
+ * Where a resuming client stands: after a seq of an epoch (protocol 2), or after a message id
+ * (protocol 1). `sinceSeq: 0` asks for everything, whatever the epoch.
+ */
+export type ResumeCursor =
+  | { readonly sinceSeq: number; readonly epoch: string | undefined }
+  | { readonly sinceId: string };
+
 /** Events a room's loop handles, in the order they were accepted. */
 type RoomEvent =
-  | { readonly type: "join"; readonly client: Client; readonly since: string | undefined }
+  | { readonly type: "join"; readonly client: Client; readonly cursor: ResumeCursor | undefined }
   | { readonly type: "leave"; readonly client: Client }
   | {
     readonly type: "message";
@@ -32,7 +41,9 @@ type RoomEvent =
     /** `performance.now()` when the message arrived, for the broadcast latency. */
     readonly receivedAt: number;
   }
-  | { readonly type: "remote_message"; readonly id: string; readonly frame: string }
+  | { readonly type: "sequenced"; readonly messages: readonly SequencedMessage[] }
+  | { readonly type: "gap"; readonly fromSeq: number; readonly toSeq: number }
+  | { readonly type: "reset"; readonly sequence: RoomSequence }
   | {
     readonly type: "remote_presence";
     readonly instance: string;
@@ -43,31 +54,34 @@ type RoomEvent =
 export interface RoomOptions {
   /** Events (mostly messages) that may wait for the room's loop. */
   readonly inboxLimit: number;
-  /** Where every broadcast message also goes, to be stored. Never awaited. */
-  readonly persistQueue: Channel<ChatMessage>;
-  /** Told of every message queued for storage, until the store has it; read by replays. */
-  readonly unstored: UnstoredMessages;
+  /** Where every delivered message goes to be stored, and where replays read. Never awaited. */
+  readonly log: MessageLog;
   /** Messages one resume replays at most; also how many recent messages the room keeps. */
   readonly resumeLimit: number;
-  /** Where a resume reaching past the recent messages reads from. */
-  readonly replaySource: ReplaySource;
   /** The same room on other instances. */
   readonly cluster: Cluster;
   readonly metrics: ChatMetrics;
+  readonly logger: Logger;
 }
 
 /** How many queued events the loop handles per wake-up. */
 const EVENTS_PER_TURN = 256;
+const OPEN_RETRY_BASE_MS = 50;
+const OPEN_RETRY_MAX_MS = 2_000;
 
 /**
  * Serialises everything that happens in one room through its inbox, so every member sees the
  * same frames in the same order. Joins and leaves wait for room in the inbox (there are at most
  * two per connection); messages never wait: a full inbox refuses them.
  *
+ * On a single instance the loop is the room's sequencer: seq = last seq + 1, synchronously.
+ * With a cluster, the loop hands each turn's messages to the shared sequencer and delivers
+ * what comes back, its own and other instances' alike, in seq order.
+ *
  * @example
  * ```ts
- * const room = new Room("general", { inboxLimit: 4096, persistQueue, unstored, ... });
- * room.join(client);
+ * const room = new Room("general", { inboxLimit: 4096, log, resumeLimit: 1000, cluster, metrics, logger });
+ * room.join(client, { sinceSeq: 41, epoch: "9f2c..." });
  * room.submit(client, "hello");
  * room.close();
  * await room.done;
@@ -79,32 +93,39 @@ export class Room {
   /** Resolves when the loop has handled every accepted event after {@linkcode Room.close}. */
   readonly done: Promise<void>;
   readonly #inbox: Channel<RoomEvent>;
-  readonly #persistQueue: Channel<ChatMessage>;
-  readonly #unstored: UnstoredMessages;
+  readonly #log: MessageLog;
   readonly #members = new Set<Client>();
   readonly #presence = new RoomPresence();
   readonly #link: RoomLink;
   readonly #metrics: ChatMetrics;
+  readonly #logger: Logger;
   readonly #recent: RecentMessages;
   readonly #resumeLimit: number;
-  readonly #replaySource: ReplaySource;
-  /** Replays read from the store and not yet queued; made on the first one. */
+  /** Replays read from the log and not yet queued; made on the first one. */
   #replays: Set<Promise<void>> | undefined;
   #pendingMembers = 0;
+  #epoch = "";
+  #lastSeq = 0;
+  /** Whether the cluster sequences this room (else the loop does). */
+  #shared = false;
+  /** Whether the link was ready and the loop started. */
+  #started = false;
 
   constructor(name: string, options: RoomOptions) {
     this.name = name;
     this.#inbox = new Channel(options.inboxLimit);
-    this.#persistQueue = options.persistQueue;
-    this.#unstored = options.unstored;
+    this.#log = options.log;
     this.#resumeLimit = options.resumeLimit;
-    this.#replaySource = options.replaySource;
     this.#recent = new RecentMessages(options.resumeLimit);
     this.#metrics = options.metrics;
+    this.#logger = options.logger;
     this.#link = options.cluster.link(name, {
-      message: (id, frame) => this.#enqueueRemote({ type: "remote_message", id, frame }),
+      messages: (messages) => this.#enqueueRemote({ type: "sequenced", messages }),
+      gap: (fromSeq, toSeq) => this.#enqueueRemote({ type: "gap", fromSeq, toSeq }),
+      reset: (sequence) => this.#enqueueRemote({ type: "reset", sequence }),
       presence: (instance, users) =>
         this.#enqueueRemote({ type: "remote_presence", instance, users }),
+      seed: async () => (await this.#log.roomSequence(name))?.lastSeq ?? 0,
     });
     this.done = this.#run().then(() => this.#settleReplays());
   }
@@ -114,13 +135,18 @@ export class Room {
     return this.#pendingMembers;
   }
 
+  /** The room's epoch and last delivered seq; epoch `""` until the loop has started. */
+  get sequence(): RoomSequence {
+    return { epoch: this.#epoch, lastSeq: this.#lastSeq };
+  }
+
   /**
-   * Queues a client's arrival; it gets `welcome`, the others `presence` join. With `since`, it
-   * then gets every message after that id and a `resume` frame before any live frame.
+   * Queues a client's arrival; it gets `welcome`, the others `presence` join. With a cursor, it
+   * then gets every message after it and a `resume` frame before any live frame.
    */
-  join(client: Client, since?: string): void {
+  join(client: Client, cursor?: ResumeCursor): void {
     this.#pendingMembers++;
-    this.#inbox.send({ type: "join", client, since }).catch(ignoreClosed);
+    this.#inbox.send({ type: "join", client, cursor }).catch(ignoreClosed);
   }
 
   /** Queues a client's departure; the others get `presence` leave. */
@@ -134,9 +160,13 @@ export class Room {
     return this.#inbox.trySend({ type: "message", client, content, receivedAt: performance.now() });
   }
 
-  /** Accepts no more events; those already queued are still handled. */
+  /**
+   * Accepts no more events; those already queued are still handled, unless the room never
+   * started (its link was not ready): then the link is given up.
+   */
   close(): void {
     this.#inbox.close();
+    if (!this.#started) this.#link.close();
   }
 
   /**
@@ -148,23 +178,64 @@ export class Room {
   }
 
   async #run(): Promise<void> {
-    // Know who is on other instances before the first welcome goes out.
-    this.#setRemoteMembers(await this.#link.initialMembers);
-    const events: RoomEvent[] = [];
     try {
-      for (;;) {
-        try {
-          events.push(await this.#inbox.receive());
-        } catch (error) {
-          if (error instanceof ChannelClosedError) return;
-          throw error;
-        }
-        this.#inbox.drainInto(events, EVENTS_PER_TURN - 1);
-        for (const event of events) this.#handle(event);
-        events.length = 0;
+      // Know who is elsewhere and where the sequence stands before the first welcome goes out.
+      let ready: LinkReady;
+      try {
+        ready = await this.#link.ready;
+      } catch {
+        return; // closed before the link was ready (Redis away): nobody was welcomed
       }
+      this.#started = true;
+      this.#setRemoteMembers(ready.members);
+      this.#shared = ready.sequence !== undefined;
+      const sequence = ready.sequence ?? await this.#openRoom();
+      if (!sequence) return;
+      this.#epoch = sequence.epoch;
+      this.#lastSeq = sequence.lastSeq;
+      await this.#loop();
     } finally {
       this.#link.close();
+    }
+  }
+
+  /**
+   * The room's sequence from the store, retried while the store is down (joins wait for their
+   * welcome meanwhile); `undefined` if the room was closed first.
+   */
+  async #openRoom(): Promise<RoomSequence | undefined> {
+    for (let delayMs = OPEN_RETRY_BASE_MS;; delayMs = Math.min(delayMs * 2, OPEN_RETRY_MAX_MS)) {
+      try {
+        return await this.#log.openRoom(this.name);
+      } catch (error) {
+        this.#logger.warn("room.open_failed", {
+          room: this.name,
+          retryInMs: delayMs,
+          error: error instanceof Error ? error.name : typeof error,
+        });
+      }
+      if (this.#inbox.closed) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+
+  async #loop(): Promise<void> {
+    const events: RoomEvent[] = [];
+    for (;;) {
+      try {
+        events.push(await this.#inbox.receive());
+      } catch (error) {
+        if (error instanceof ChannelClosedError) return;
+        throw error;
+      }
+      this.#inbox.drainInto(events, EVENTS_PER_TURN - 1);
+      let drafts: Outgoing[] | undefined;
+      for (const event of events) {
+        if (event.type === "message" && this.#shared) (drafts ??= []).push(this.#draft(event));
+        else this.#handle(event);
+      }
+      events.length = 0;
+      if (drafts) this.#publish(drafts);
     }
   }
 
@@ -175,14 +246,17 @@ export class Room {
   #handle(event: RoomEvent): void {
     switch (event.type) {
       case "message":
-        return this.#broadcast(event.client, event.content, event.receivedAt);
+        return this.#sequenceLocally(event.client, event.content, event.receivedAt);
       case "join":
-        return this.#add(event.client, event.since);
+        return this.#add(event.client, event.cursor);
       case "leave":
         return this.#remove(event.client);
-      case "remote_message":
-        this.#recent.add({ id: event.id, frame: event.frame });
-        return this.#fanOut(event.frame);
+      case "sequenced":
+        return this.#deliverSequenced(event.messages);
+      case "reset":
+        return this.#resetEpoch(event.sequence);
+      case "gap":
+        return this.#gap(event.fromSeq, event.toSeq);
       case "remote_presence":
         return this.#remotePresence(event.instance, event.users);
     }
@@ -196,27 +270,86 @@ export class Room {
     for (const user of left) this.#announce("leave", user, members);
   }
 
-  #broadcast(sender: Client, content: string, receivedAt: number): void {
-    const id = uuidv7();
-    const message: ChatMessage = {
-      id,
-      room: this.name,
-      sender: sender.user,
-      content,
-      timestamp: new Date(timeOfUuidv7(id)).toISOString(),
-    };
-    // Queue for storage first: a message the store cannot take is not shown to anyone, so every
-    // message anyone saw is one that will be stored.
-    if (!this.#persistQueue.trySend(message)) return sender.reject("backlog");
-    const frame = encodeMessage(message);
-    this.#recent.add({ id, frame });
-    this.#unstored.add(message, frame);
-    this.#fanOut(frame);
-    this.#metrics.messageBroadcast(this.#members.size, performance.now() - receivedAt);
-    this.#link.publish(id, frame);
+  /** A single instance: this loop hands out the seq. */
+  #sequenceLocally(sender: Client, content: string, receivedAt: number): void {
+    const message: ChatMessage = { ...draftOf(this.name, sender, content), seq: this.#lastSeq + 1 };
+    // Queued for storage first: a message the store cannot take is shown to no one and takes no
+    // seq, so every seq anyone saw names a message that will be stored.
+    if (!this.#log.append(message)) return sender.reject("backlog");
+    this.#lastSeq = message.seq;
+    this.#deliver(message, encodeMessage(message), receivedAt);
   }
 
-  #add(client: Client, since: string | undefined): void {
+  #draft(event: RoomEvent & { type: "message" }): Outgoing {
+    return {
+      sender: event.client,
+      draft: draftOf(this.name, event.client, event.content),
+      receivedAt: event.receivedAt,
+    };
+  }
+
+  /** A cluster: one call to the shared sequencer per turn; the messages come back in order. */
+  #publish(outgoing: Outgoing[]): void {
+    // Every instance delivering a message also stores it, so refuse what this one cannot store.
+    if (!this.#log.hasRoomFor(outgoing.length)) {
+      for (const { sender } of outgoing) sender.reject("backlog");
+      return;
+    }
+    this.#link.publish(outgoing.map((entry) => entry.draft)).then((sent) => {
+      if (!sent) { for (const { sender } of outgoing) sender.reject("unavailable"); }
+    });
+  }
+
+  #deliverSequenced(messages: readonly SequencedMessage[]): void {
+    for (const { message, frame } of messages) {
+      if (message.seq <= this.#lastSeq) continue; // a copy of one delivered already
+      if (message.seq > this.#lastSeq + 1) this.#gap(this.#lastSeq + 1, message.seq - 1);
+      // Another instance's message the store will not take still goes out: its own instance
+      // stored it (or refused it before it had a seq).
+      if (!this.#log.append(message)) {
+        this.#logger.warn("room.store_full", { room: this.name, seq: message.seq });
+      }
+      this.#lastSeq = message.seq;
+      this.#deliver(message, frame, undefined);
+    }
+  }
+
+  /**
+   * The shared sequence was reset (Redis lost it): seqs of the old epoch mean nothing now, so
+   * the members are closed with 4002 to resume, which tells them the epoch changed.
+   */
+  #resetEpoch(sequence: RoomSequence): void {
+    this.#logger.warn("room.epoch_changed", { room: this.name });
+    this.#epoch = sequence.epoch;
+    this.#lastSeq = sequence.lastSeq;
+    this.#recent.clear();
+    for (const member of [...this.#members]) member.disconnect(CLOSE_CODES.epochChanged);
+  }
+
+  /** Seqs that will never come: members are told, so they can fill them from `/history`. */
+  #gap(fromSeq: number, toSeq: number): void {
+    if (toSeq <= this.#lastSeq) return;
+    fromSeq = Math.max(fromSeq, this.#lastSeq + 1);
+    this.#metrics.sequenceGap(toSeq - fromSeq + 1);
+    this.#logger.warn("room.sequence_gap", { room: this.name, fromSeq, toSeq });
+    this.#lastSeq = toSeq;
+    this.#fanOut(encodeFrame({
+      type: "gap",
+      room: this.name,
+      epoch: this.#epoch,
+      from_seq: fromSeq,
+      to_seq: toSeq,
+    }));
+  }
+
+  #deliver(message: ChatMessage, frame: string, receivedAt: number | undefined): void {
+    this.#recent.add({ seq: message.seq, id: message.id, frame });
+    this.#fanOut(frame);
+    const latencyMs = receivedAt === undefined ? 0 : performance.now() - receivedAt;
+    this.#metrics.messageBroadcast(this.#members.size, latencyMs);
+  }
+
+  #add(client: Client, cursor: ResumeCursor | undefined): void {
     if (!client.connected) return; // left before its join was handled
     this.#members.add(client);
     this.#presence.addLocal(client.user);
@@ -228,31 +361,64 @@ export class Room {
       room: this.name,
       user: client.user,
       members,
+      epoch: this.#epoch,
+      last_seq: this.#lastSeq,
     }));
     this.#announce("join", client.user, members, client);
-    if (since !== undefined) this.#replay(client, since);
+    if (cursor !== undefined) this.#replay(client, cursor);
   }
 
-  #replay(client: Client, since: string): void {
-    if (this.#recent.covers(since)) {
-      return client.endReplay(replayFrames(this.#recent.after(since), this.#resumeLimit));
+  #replay(client: Client, cursor: ResumeCursor): void {
+    if ("sinceSeq" in cursor) {
+      if (cursor.sinceSeq > 0 && cursor.epoch !== this.#epoch) {
+        return client.endReplay([epochChangedFrame(this.#epoch)]);
+      }
+      const range = this.#range(Math.min(cursor.sinceSeq, this.#lastSeq));
+      const frames = replayFromRecent(range, this.#recent.after(range.sinceSeq));
+      if (frames) return client.endReplay(frames);
+      return this.#replayLater(client, () => Promise.resolve(range));
     }
-    // The buffer starts after the cursor: read the rest from the store without holding up the
-    // room. Live frames wait in the client until the replay is queued ahead of them.
+    const known = this.#recent.seqOf(cursor.sinceId);
+    if (known !== undefined) return this.#replay(client, { sinceSeq: known, epoch: this.#epoch });
+    const range = this.#range(0);
+    this.#replayLater(client, () => this.#seqAfterId(cursor.sinceId, range));
+  }
+
+  /**
+   * Live frames wait in the client until the replay, read without holding up the room, is
+   * queued ahead of them.
+   */
+  #replayLater(client: Client, resolve: () => Promise<ReplayRange>): void {
     client.beginReplay();
-    const replay = replayFromStore(this.#replaySource, {
-      room: this.name,
-      since,
-      boundary: uuidv7(), // every message broadcast from now on has a greater id
-      limit: this.#resumeLimit,
-      // Recent messages and those not stored yet (some may have left the recent buffer, or
-      // been broadcast by an earlier instance of this room): the store may not have them.
-      buffered: [...this.#recent.after(since), ...this.#unstored.after(this.name, since)],
-    }).then((frames) => client.endReplay(frames));
+    const recent = this.#recent.after(0);
+    const replay = resolve()
+      .then((resolved) => replayFromLog(this.#log, resolved, recent))
+      .then((frames) => client.endReplay(frames));
     const replays = this.#replays ??= new Set();
     replays.add(replay);
     const forget = () => replays.delete(replay);
     replay.then(forget, forget);
+  }
+
+  /** Protocol 1: the cursor is the seq before the first message after the id, in id order. */
+  async #seqAfterId(sinceId: string, range: ReplayRange): Promise<ReplayRange> {
+    if (sinceId === NIL_UUID) return range;
+    try {
+      const [next] = await this.#log.history(this.name, { after: sinceId, limit: 1 });
+      return { ...range, sinceSeq: next ? Math.min(next.seq - 1, range.lastSeq) : range.lastSeq };
+    } catch {
+      return range; // the log's failure shows as an incomplete replay
+    }
+  }
+
+  #range(sinceSeq: number): ReplayRange {
+    return {
+      room: this.name,
+      epoch: this.#epoch,
+      sinceSeq,
+      lastSeq: this.#lastSeq,
+      limit: this.#resumeLimit,
+    };
   }
 
   async #settleReplays(): Promise<void> {
@@ -281,6 +447,26 @@ export class Room {
     // Cut off after the loop, so the presence leave this causes follows the frame in order.
     if (behind) { for (const member of behind) member.disconnect(CLOSE_CODES.slowConsumer); }
   }
+}
+
+/** A message of a turn waiting for the shared sequencer. */
+interface Outgoing {
+  readonly sender: Client;
+  readonly draft: MessageDraft;
+  readonly receivedAt: number;
+}
+
+const NIL_UUID = "00000000-0000-0000-0000-000000000000";
+
+function draftOf(room: string, sender: Client, content: string): MessageDraft {
+  const id = uuidv7();
+  return {
+    id,
+    room,
+    sender: sender.user,
+    content,
+    timestamp: new Date(timeOfUuidv7(id)).toISOString(),
+  };
 }
 
 /** Milliseconds since the epoch encoded in the first 48 bits of a UUIDv7. */

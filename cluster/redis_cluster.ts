@@ -1,11 +1,22 @@
 /**
- * Several server instances sharing rooms through Redis pub/sub, with presence heartbeats.
+ * Several server instances sharing rooms through Redis: one shared sequence per room, a capped
+ * stream of each room's recent messages, pub/sub, and presence heartbeats.
  *
  * @module
  */
 import { Redis } from "ioredis";
-import type { Cluster, RemoteSink, RoomLink } from "../chat/cluster.ts";
+import type {
+  Cluster,
+  LinkReady,
+  MessageDraft,
+  RemoteSink,
+  RoomLink,
+  SequencedMessage,
+} from "../chat/cluster.ts";
+import { type ChatMessage, newEpoch, type RoomSequence } from "../chat/message.ts";
+import { encodeMessageParts } from "../chat/protocol.ts";
 import type { Logger } from "../log/logger.ts";
+import { SequenceGate } from "./sequence_gate.ts";
 
 /** Options of {@linkcode RedisCluster.start}. */
 export interface RedisClusterOptions {
@@ -13,23 +24,76 @@ export interface RedisClusterOptions {
   readonly prefix: string;
   /** How long this instance's presence outlives its last heartbeat (a crash is noticed by then). */
   readonly presenceTtlMs: number;
+  /** Messages each room's Redis stream keeps (about; trimmed in whole nodes), for gap fills. */
+  readonly streamLength?: number;
   readonly logger: Logger;
 }
 
-// Wire format of a pub/sub payload, one per message or presence change:
-//   "M\n<instance>\n<id>\n<frame>"  a message frame, encoded once by the instance that accepted it
-//   "P\n<instance>\n<json users>"   the users <instance> has in the room now
-// JSON frames never contain a raw newline, so the first fields split off cheaply.
+// Wire format of a pub/sub payload, one per sequenced batch or presence change:
+//   "M\n<instance>\n<epoch>\n<frame>\n<frame>..."  message frames in seq order, as sequenced
+//   "P\n<instance>\n<json users>"                   the users <instance> has in the room now
+// JSON frames never contain a raw newline, so the fields split off cheaply.
 const MESSAGE = "M";
 const PRESENCE = "P";
 /** How long a room waits for the others' member lists before its first welcome. */
 const INITIAL_MEMBERS_TIMEOUT_MS = 1_000;
+/** How long a batch may wait for the sequencer before its senders are told `unavailable`. */
+const SEQUENCE_TIMEOUT_MS = 2_000;
+/** Between attempts at reading a room's sequence while Redis is away. */
+const LINK_RETRY_MS = 500;
+const STREAM_LENGTH = 10_000;
+/** An idle room's stream goes after a day; its sequence hash stays (see docs/scaling.md). */
+const STREAM_TTL_MS = 86_400_000;
+
+// One atomic step per batch: take the next seqs, finish each frame with its seq, append it to
+// the room's stream (id "<seq>-1", so a gap is read back by seq) and publish the batch. Redis runs
+// scripts one at a time, so publish order is seq order. A room without a sequence returns nil:
+// the caller seeds it first. KEYS: sequence hash, stream. ARGV: channel, payload prefix ("M\n
+// <instance>\n"), stream length, stream TTL, then the head and tail of each frame.
+const SEQUENCE_SCRIPT = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then return false end
+local count = (#ARGV - 4) / 2
+local last = redis.call('HINCRBY', KEYS[1], 'seq', count)
+local first = last - count + 1
+local frames = {}
+for i = 1, count do
+  local seq = string.format('%d', first + i - 1)
+  local frame = ARGV[3 + 2 * i] .. seq .. ARGV[4 + 2 * i]
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1', 'f', frame)
+  frames[i] = frame
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. epoch .. '\n' .. table.concat(frames, '\n'))
+return {epoch, string.format('%d', first)}
+`;
+
+// Gives a room a sequence if it has none: a new epoch (whatever Redis had is lost, and seqs of
+// the old epoch may have reached clients), continuing the store's last seq. KEYS: sequence hash,
+// stream. ARGV: epoch, last seq. Returns the sequence that stands, seeded or found.
+const SEED_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', ARGV[2])
+return {ARGV[1], ARGV[2]}
+`;
+
+/** The scripts, as ioredis defines them on the command client. */
+interface SequencerCommands {
+  chatSequence(...args: string[]): Promise<[string, string] | null>;
+  chatSeed(...args: string[]): Promise<[string, string]>;
+}
 
 /**
- * Publishes each room's messages and presence to Redis and delivers the other instances' to
- * local rooms. Subscribes only to rooms with local members. Redis being away never blocks a
- * room: publishing fails fast (no offline queue), ioredis reconnects and resubscribes by itself,
- * and the next heartbeat re-announces this instance's members.
+ * Sequences each room's messages in Redis (one script per batch: seq, stream, publish) and
+ * delivers every instance's messages, its own included, to local rooms in seq order through a
+ * {@linkcode SequenceGate}: a hole is filled from the room's stream, or reported as a gap.
+ * Subscribes only to rooms with local members. Redis being away never blocks a room: sequencing
+ * fails fast (no offline queue) and its senders are told `unavailable`; ioredis reconnects and
+ * resubscribes by itself; on reconnect and at every heartbeat each room catches up with its
+ * sequence, so a lost payload cannot stay unnoticed; the next heartbeat re-announces members.
  *
  * @example
  * ```ts
@@ -45,6 +109,7 @@ export class RedisCluster implements Cluster {
   readonly #subscriber: Redis;
   readonly #options: RedisClusterOptions;
   readonly #rooms = new Map<string, LinkedRoom>();
+  readonly #sequencer: SequencerCommands;
   readonly #heartbeat: ReturnType<typeof setInterval>;
   #published = 0;
   #failures = 0;
@@ -55,6 +120,9 @@ export class RedisCluster implements Cluster {
     this.#commands = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
     // Subscriptions are few (one per room) and must not be lost: they wait for the connection.
     this.#subscriber = new Redis(url, { enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.#commands.defineCommand("chatSequence", { numberOfKeys: 2, lua: SEQUENCE_SCRIPT });
+    this.#commands.defineCommand("chatSeed", { numberOfKeys: 2, lua: SEED_SCRIPT });
+    this.#sequencer = this.#commands as unknown as SequencerCommands;
     for (
       const [role, client] of [["commands", this.#commands], [
         "subscriber",
@@ -73,7 +141,7 @@ export class RedisCluster implements Cluster {
           this.#fail("redis.subscribe_failed", error)
         );
       }
-      this.#beat();
+      this.#beat(); // catches up every room: payloads published while away were lost
     });
     this.#subscriber.on(
       "message",
@@ -99,19 +167,124 @@ export class RedisCluster implements Cluster {
   }
 
   link(room: string, sink: RemoteSink): RoomLink {
-    const entry: LinkedRoom = { sink, users: [], present: new Set() };
+    const entry: LinkedRoom = { sink, users: [], present: new Set(), gate: undefined, early: [] };
     this.#rooms.set(room, entry);
-    this.#subscriber.subscribe(this.#channel(room)).catch((error) =>
-      this.#fail("redis.subscribe_failed", error)
-    );
     return {
-      initialMembers: this.#membersElsewhere(room).then((members) => members ?? new Map()),
-      publish: (id, frame) => this.#publish(room, `${MESSAGE}\n${this.instance}\n${id}\n${frame}`),
+      ready: this.#ready(room, entry),
+      publish: (drafts) => this.#sequence(room, drafts),
       announce: (users) => this.#announce(room, users),
       // By entry, not by name: a room that closes after a new one of the same name was linked
       // must not unlink the new one.
       close: () => this.#unlink(room, entry),
     };
+  }
+
+  async epochOf(room: string): Promise<string | undefined> {
+    if (this.#commands.status !== "ready") return undefined;
+    try {
+      const epoch = await withTimeout(
+        this.#commands.hget(this.#sequenceKey(room), "epoch"),
+        SEQUENCE_TIMEOUT_MS,
+      );
+      return epoch ?? undefined;
+    } catch (error) {
+      this.#fail("redis.sequence_read_failed", error);
+      return undefined;
+    }
+  }
+
+  /**
+   * Subscribes, then reads where the room's sequence stands (seeding it from the store if Redis
+   * has none), so that every payload after that point is seen; retried while Redis is away.
+   */
+  async #ready(room: string, entry: LinkedRoom): Promise<LinkReady> {
+    for (;;) {
+      if (this.#rooms.get(room) !== entry) {
+        throw new Error(`room ${room} closed before it was linked`);
+      }
+      try {
+        await withTimeout(this.#subscriber.subscribe(this.#channel(room)), SEQUENCE_TIMEOUT_MS);
+        const sequence = await this.#readSequence(room, entry.sink);
+        const members = (await this.#membersElsewhere(room)) ?? new Map();
+        this.#open(room, entry, sequence);
+        return { members, sequence };
+      } catch (error) {
+        this.#fail("redis.link_failed", error);
+        await new Promise((resolve) => setTimeout(resolve, LINK_RETRY_MS));
+      }
+    }
+  }
+
+  async #readSequence(room: string, sink: RemoteSink): Promise<RoomSequence> {
+    const keys = [this.#sequenceKey(room), this.#streamKey(room)];
+    const [epoch, seq] = await withTimeout(
+      this.#commands.hmget(keys[0] as string, "epoch", "seq"),
+      SEQUENCE_TIMEOUT_MS,
+    );
+    if (epoch && seq) return { epoch, lastSeq: Number(seq) };
+    const seeded = await withTimeout(
+      this.#sequencer.chatSeed(...keys, newEpoch(), String(await sink.seed())),
+      SEQUENCE_TIMEOUT_MS,
+    );
+    this.#options.logger.info("cluster.sequence_seeded", { room });
+    return { epoch: seeded[0], lastSeq: Number(seeded[1]) };
+  }
+
+  /** Starts the room's gate at `sequence` and lets through what arrived meanwhile. */
+  #open(room: string, entry: LinkedRoom, sequence: RoomSequence): void {
+    entry.gate = new SequenceGate(
+      sequence,
+      entry.sink,
+      (from, to) => this.#readStream(room, from, to),
+    );
+    for (const { epoch, messages } of entry.early.splice(0)) entry.gate.push(epoch, messages);
+  }
+
+  /** One script call for a room's turn; resolves `false` if Redis did not answer in time. */
+  async #sequence(room: string, drafts: readonly MessageDraft[]): Promise<boolean> {
+    if (this.#commands.status !== "ready") {
+      this.#failures++;
+      return false;
+    }
+    const args = [
+      this.#sequenceKey(room),
+      this.#streamKey(room),
+      this.#channel(room),
+      `${MESSAGE}\n${this.instance}\n`,
+      String(this.#options.streamLength ?? STREAM_LENGTH),
+      String(STREAM_TTL_MS),
+    ];
+    for (const draft of drafts) args.push(...encodeMessageParts(draft));
+    try {
+      let sequenced = await withTimeout(this.#sequencer.chatSequence(...args), SEQUENCE_TIMEOUT_MS);
+      if (sequenced === null) {
+        // Redis lost the room's sequence (a restart without persistence): seed it, then retry.
+        const entry = this.#rooms.get(room);
+        if (!entry) return false;
+        await this.#readSequence(room, entry.sink);
+        sequenced = await withTimeout(this.#sequencer.chatSequence(...args), SEQUENCE_TIMEOUT_MS);
+      }
+      this.#published++;
+      return sequenced !== null;
+    } catch (error) {
+      this.#fail("redis.sequence_failed", error);
+      return false;
+    }
+  }
+
+  /** Seqs `from`..`to` of the room's stream (fewer if it no longer has them). */
+  async #readStream(room: string, from: number, to: number): Promise<SequencedMessage[]> {
+    const entries = await withTimeout(
+      this.#commands.xrange(this.#streamKey(room), `${from}-1`, `${to}-1`),
+      SEQUENCE_TIMEOUT_MS,
+    );
+    const found: SequencedMessage[] = [];
+    for (const [, fields] of entries) {
+      const frame = fields[1];
+      const message = frame === undefined ? undefined : parseMessage(frame);
+      if (message && frame !== undefined) found.push({ message, frame });
+    }
+    return found;
   }
 
   async close(): Promise<void> {
@@ -152,18 +325,44 @@ export class RedisCluster implements Cluster {
     if (!entry) return;
     const kind = payload.slice(0, 1);
     const instanceEnd = payload.indexOf("\n", 2);
+    if (instanceEnd < 0) return;
     const instance = payload.slice(2, instanceEnd);
-    if (instance === this.instance || instanceEnd < 0) return; // our own echo
     if (kind === MESSAGE) {
-      const idEnd = payload.indexOf("\n", instanceEnd + 1);
-      entry.sink.message(payload.slice(instanceEnd + 1, idEnd), payload.slice(idEnd + 1));
-    } else if (kind === PRESENCE) {
+      // This instance's own messages come back this way too: delivery is in seq order only.
+      const epochEnd = payload.indexOf("\n", instanceEnd + 1);
+      if (epochEnd < 0) return;
+      const epoch = payload.slice(instanceEnd + 1, epochEnd);
+      const messages: SequencedMessage[] = [];
+      for (const frame of payload.slice(epochEnd + 1).split("\n")) {
+        const message = parseMessage(frame);
+        if (message) messages.push({ message, frame });
+      }
+      if (entry.gate) entry.gate.push(epoch, messages);
+      else entry.early.push({ epoch, messages });
+    } else if (kind === PRESENCE && instance !== this.instance) {
       this.#report(entry, instance, parseUsers(payload.slice(instanceEnd + 1)));
     }
   }
 
+  /** Tells each open room's gate where its sequence stands; it reads whatever it missed. */
+  #catchUp(): void {
+    const open = [...this.#rooms].filter(([, entry]) => entry.gate !== undefined);
+    if (open.length === 0 || this.#commands.status !== "ready") return;
+    const pipeline = this.#commands.pipeline();
+    for (const [room] of open) pipeline.hmget(this.#sequenceKey(room), "epoch", "seq");
+    pipeline.exec().then((results) => {
+      results?.forEach(([error, value], i) => {
+        const [room, entry] = open[i] as [string, LinkedRoom];
+        const [epoch, seq] = (value ?? []) as (string | null)[];
+        if (error || !epoch || !seq || this.#rooms.get(room) !== entry) return;
+        entry.gate?.catchUp({ epoch, lastSeq: Number(seq) });
+      });
+    }, (error) => this.#fail("redis.catch_up_failed", error));
+  }
+
   /** Refreshes this instance's liveness and presence, and drops members of instances gone quiet. */
   #beat(): void {
+    this.#catchUp();
     const ttl = this.#options.presenceTtlMs;
     this.#run(
       this.#commands.set(this.#instanceKey(this.instance), "1", "PX", ttl),
@@ -260,6 +459,14 @@ export class RedisCluster implements Cluster {
     return `${this.#options.prefix}presence:${room}`;
   }
 
+  #sequenceKey(room: string): string {
+    return `${this.#options.prefix}seq:${room}`;
+  }
+
+  #streamKey(room: string): string {
+    return `${this.#options.prefix}stream:${room}`;
+  }
+
   #instanceKey(instance: string): string {
     return `${this.#options.prefix}instance:${instance}`;
   }
@@ -272,6 +479,23 @@ interface LinkedRoom {
   users: readonly string[];
   /** Other instances that have users in the room, as last reported to it. */
   readonly present: Set<string>;
+  /** Puts the room's messages in seq order; made once the room's sequence is known. */
+  gate: SequenceGate | undefined;
+  /** Payloads that arrived before the gate was made. */
+  readonly early: { epoch: string; messages: SequencedMessage[] }[];
+}
+
+/** A `message` frame back into a message; `undefined` for anything else. */
+function parseMessage(frame: string): ChatMessage | undefined {
+  try {
+    const value = JSON.parse(frame);
+    if (typeof value?.seq !== "number" || typeof value.id !== "string") return undefined;
+    const { id, room, seq, sender, content, timestamp } = value;
+    return { id, room, seq, sender, content, timestamp };
+  } catch (error) {
+    if (error instanceof SyntaxError) return undefined; // another deployment's junk on our prefix
+    throw error;
+  }
 }
 
 function parseUsers(json: string): readonly string[] {

@@ -78,7 +78,7 @@ export async function openChatSocket(
   }
   const { socket, response } = upgraded;
   route.sockets.add(socket, ip);
-  attachChatSocket(socket, { room: params.room, user, since: params.since }, {
+  attachChatSocket(socket, { room: params.room, user, cursor: params.cursor }, {
     hub: route.hub,
     policy: route.policy,
     expiresAtMs: identity?.expiresAtMs,

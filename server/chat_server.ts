@@ -3,15 +3,13 @@
  *
  * @module
  */
-import { batches } from "../chat/batches.ts";
-import { Channel } from "../chat/channel.ts";
 import { type Cluster, SoloCluster } from "../chat/cluster.ts";
 import { Hub } from "../chat/hub.ts";
-import { UnstoredMessages } from "../chat/unstored_messages.ts";
 import type { Logger } from "../log/logger.ts";
 import { type PersistReport, PersistWorkers } from "../storage/persist_workers.ts";
 import { RetentionJob } from "../storage/retention_job.ts";
-import type { ChatMessage, MessageRepository } from "../storage/repository.ts";
+import type { MessageRepository } from "../storage/repository.ts";
+import { WriteBehindLog } from "../storage/write_behind_log.ts";
 import type { Config } from "./config.ts";
 import { OpenSockets } from "./open_sockets.ts";
 import { TokenVerifier } from "./auth.ts";
@@ -63,13 +61,16 @@ const CLOSE_HANDSHAKE_MS = 2_000;
 export function startChatServer(config: Config, deps: ChatServerDeps): ChatServer {
   const { repository, logger } = deps;
   const cluster = deps.cluster ?? new SoloCluster();
-  const persistQueue = new Channel<ChatMessage>(config.persistQueueLimit);
-  const unstored = new UnstoredMessages();
+  const log = new WriteBehindLog(repository, {
+    queueLimit: config.persistQueueLimit,
+    batchSize: config.persistBatchSize,
+    batchWaitMs: config.persistBatchWaitMs,
+  });
   const metrics: ServerMetrics = new ServerMetrics({
     connections: () => hub.clientCount,
     rooms: () => hub.roomCount,
     largestRooms: (limit) => hub.largestRooms(limit),
-    persistQueueDepth: () => persistQueue.size,
+    persistQueueDepth: () => log.queued,
     persisted: () => workers.saved,
     storeUp: () => repository.ping(),
     clusterUp: () => cluster.state !== "degraded",
@@ -78,26 +79,21 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     metrics,
     outbox: { frames: config.outboxLimit, bytes: config.outboxLimitBytes },
     roomInboxLimit: config.roomQueueLimit,
-    persistQueue,
-    unstored,
+    log,
     resumeLimit: config.resumeLimit,
-    replaySource: repository,
     cluster,
     logger,
   });
   const workers = new PersistWorkers(
     repository,
-    batches(persistQueue, {
-      maxSize: config.persistBatchSize,
-      maxWaitMs: config.persistBatchWaitMs,
-    }),
+    log.batches(),
     {
       workers: config.persistWorkers,
       retryBaseMs: RETRY_BASE_MS,
       retryMaxMs: RETRY_MAX_MS,
       logger,
       onBatch: (seconds, ok) => metrics.batchWritten(seconds, ok ? "ok" : "failed"),
-      onSettled: (batch) => unstored.settled(batch),
+      onSettled: (batch) => log.settled(batch),
     },
   );
   const retention = new RetentionJob(repository, {
@@ -122,11 +118,10 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
         hub,
         sockets,
         limits,
-        unstored,
+        log,
         repository,
         logger,
         workers,
-        persistQueue,
         isDraining,
         cluster,
         metrics,
@@ -145,7 +140,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     await hub.close();
     await sockets.allClosed(AbortSignal.any([deadline, AbortSignal.timeout(CLOSE_HANDSHAKE_MS)]));
     const httpStopped = http.shutdown();
-    persistQueue.close();
+    log.close();
     const report = await workers.stop(deadline);
     await Promise.all([httpStopped, retentionStopped]);
     return report;
@@ -154,7 +149,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     addr: http.addr,
     shutdown: () => stopped ??= shutdown(),
     get unstored() {
-      return unstored.size;
+      return log.unstored;
     },
   };
 }
@@ -163,22 +158,23 @@ interface ServerParts extends ChatServerDeps {
   readonly hub: Hub;
   readonly sockets: OpenSockets;
   readonly limits: ConnectionLimits;
-  readonly unstored: UnstoredMessages;
+  readonly log: WriteBehindLog;
   readonly workers: PersistWorkers;
-  readonly persistQueue: Channel<ChatMessage>;
   readonly isDraining: () => boolean;
   readonly cluster: Cluster;
   readonly metrics: ServerMetrics;
 }
 
 function routeDeps(config: Config, parts: ServerParts): RouteDeps {
-  const { repository, workers, persistQueue, isDraining } = parts;
+  const { repository, workers, log, isDraining } = parts;
   const verifier = config.authSecret === undefined
     ? undefined
     : new TokenVerifier(config.authSecret);
   return {
-    repository,
-    unstored: parts.unstored,
+    log,
+    epochOf: async (room) =>
+      parts.hub.sequenceOf(room)?.epoch ?? await parts.cluster.epochOf(room) ??
+        (await log.roomSequence(room))?.epoch,
     logger: parts.logger,
     verifier,
     chat: {
@@ -204,7 +200,7 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       // A lost Redis degrades cross-instance delivery, not this instance: it stays ready.
       const base = {
         store: repository.kind,
-        queued: persistQueue.size,
+        queued: log.queued,
         cluster: parts.cluster.state,
       };
       if (isDraining()) return { ready: false, reason: "shutting down", ...base };

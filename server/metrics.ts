@@ -47,6 +47,7 @@ export class ServerMetrics implements ChatMetrics {
   readonly #broadcastSeconds: Histogram;
   readonly #batchSeconds: Histogram<"outcome">;
   readonly #pruned: Counter;
+  readonly #gaps: Counter;
 
   constructor(sources: MetricsSources) {
     const registers = [this.#registry];
@@ -97,6 +98,12 @@ export class ServerMetrics implements ChatMetrics {
       help: "Messages removed by the retention job.",
       registers,
     });
+    this.#gaps = new Counter({
+      name: "chat_sequence_gaps_total",
+      help: "Seqs of rooms' shared sequences lost between instances and not recoverable " +
+        "from the Redis stream (members were sent a gap frame).",
+      registers,
+    });
     registerGauges(this.#registry, sources);
   }
 
@@ -125,6 +132,10 @@ export class ServerMetrics implements ChatMetrics {
 
   clientLeft(code: number | undefined): void {
     if (code !== undefined) this.#disconnects.inc({ code: String(code) });
+  }
+
+  sequenceGap(count: number): void {
+    this.#gaps.inc(count);
   }
 
   /** An HTTP request was answered with an error before any upgrade. */

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { ResumeCursor } from "../chat/room.ts";
 
 /** A request parameter is missing or bad; answered with HTTP 400 and this code. */
 export class BadRequestError extends Error {
@@ -21,14 +22,16 @@ export interface ChatParams {
   readonly room: string;
   /** `u`, when given; a verified token's `sub` takes its place. */
   readonly user: string | undefined;
-  /** Resume after this message id: replay what came after it before live frames. */
-  readonly since?: string;
+  /** Resume after this cursor: replay what came after it before live frames. */
+  readonly cursor?: ResumeCursor;
 }
 
 /** Which page of history to read. */
 export interface HistoryParams {
   readonly room: string;
   readonly limit: number;
+  readonly beforeSeq?: number;
+  readonly afterSeq?: number;
   readonly before?: string;
   readonly after?: string;
 }
@@ -44,24 +47,88 @@ const NON_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u;
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * @throws {BadRequestError} `invalid_room`, `invalid_user` or `invalid_cursor` (a bad `since`).
+ * @throws {BadRequestError} `invalid_room`, `invalid_user` or `invalid_cursor` (a bad `since`,
+ * `since_seq` or `epoch`, `since_seq` above 0 without `epoch`, or both `since` and `since_seq`).
  */
 export function parseChatParams(query: URLSearchParams): ChatParams {
-  const since = parseCursor(query, "since");
   const raw = query.get("u");
   const user = raw === null ? undefined : parseUserName(raw);
-  return { room: parseRoom(query), user, ...(since && { since }) };
+  const cursor = parseResumeCursor(query);
+  return { room: parseRoom(query), user, ...(cursor && { cursor }) };
 }
 
 /**
- * @throws {BadRequestError} `invalid_room`, `invalid_limit` or `invalid_cursor`.
+ * @throws {BadRequestError} `invalid_room`, `invalid_limit` or `invalid_cursor` (a bad cursor, or
+ * seq and id cursors mixed).
  */
 export function parseHistoryParams(query: URLSearchParams): HistoryParams {
   const room = parseRoom(query);
   const limit = parseLimit(query.get("limit"), HISTORY_LIMITS);
+  const beforeSeq = parseSeq(query, "before_seq");
+  const afterSeq = parseSeq(query, "after_seq");
   const before = parseCursor(query, "before");
   const after = parseCursor(query, "after");
-  return { room, limit, ...(before && { before }), ...(after && { after }) };
+  if ((before || after) && (beforeSeq !== undefined || afterSeq !== undefined)) {
+    throw new BadRequestError(
+      "invalid_cursor",
+      "use seq cursors (after_seq, before_seq) or id cursors (after, before), not both",
+    );
+  }
+  return {
+    room,
+    limit,
+    ...(beforeSeq !== undefined && { beforeSeq }),
+    ...(afterSeq !== undefined && { afterSeq }),
+    ...(before && { before }),
+    ...(after && { after }),
+  };
+}
+
+function parseResumeCursor(query: URLSearchParams): ResumeCursor | undefined {
+  const sinceSeq = parseSeq(query, "since_seq");
+  const sinceId = parseCursor(query, "since");
+  const epoch = parseEpoch(query.get("epoch"));
+  if (sinceSeq !== undefined && sinceId !== undefined) {
+    throw new BadRequestError("invalid_cursor", "give since_seq (protocol 2) or since, not both");
+  }
+  if (sinceId !== undefined) return { sinceId };
+  if (sinceSeq === undefined) return undefined;
+  if (sinceSeq > 0 && epoch === undefined) {
+    throw new BadRequestError("invalid_cursor", "since_seq needs the epoch it was seen in");
+  }
+  return { sinceSeq, epoch };
+}
+
+const SEQ_PATTERN = /^(0|[1-9][0-9]{0,15})$/;
+const EPOCH_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+function parseSeq(
+  query: URLSearchParams,
+  name: "since_seq" | "after_seq" | "before_seq",
+): number | undefined {
+  const raw = query.get(name);
+  if (raw === null) return undefined;
+  const seq = SEQ_PATTERN.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(seq)) {
+    throw new BadRequestError("invalid_cursor", `${name} must be a whole number (a seq)`);
+  }
+  return seq;
+}
+
+/**
+ * An epoch as a client sends it back: 1 to 64 characters of `A-Z a-z 0-9 _ -`.
+ *
+ * @throws {BadRequestError} `invalid_cursor`.
+ */
+export function parseEpoch(raw: string | null): string | undefined {
+  if (raw === null) return undefined;
+  if (!EPOCH_PATTERN.test(raw)) {
+    throw new BadRequestError(
+      "invalid_cursor",
+      "epoch must be 1 to 64 characters of A-Z a-z 0-9 _ -",
+    );
+  }
+  return raw;
 }
 
 function parseRoom(query: URLSearchParams): string {

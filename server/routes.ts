@@ -3,9 +3,8 @@
  *
  * @module
  */
-import type { UnstoredMessages } from "../chat/unstored_messages.ts";
+import type { MessageLog } from "../chat/message.ts";
 import type { Logger } from "../log/logger.ts";
-import type { MessageRepository } from "../storage/repository.ts";
 import clientHtml from "../static/client.html" with { type: "text" };
 import { AuthError, authorize, roomMatches, tokenOf, type TokenVerifier } from "./auth.ts";
 import { type ChatRoute, openChatSocket } from "./chat_route.ts";
@@ -17,9 +16,10 @@ import { contentSecurityPolicy, withSecurityHeaders } from "./security_headers.t
 /** What the routes need. */
 export interface RouteDeps {
   readonly chat: ChatRoute;
-  readonly repository: MessageRepository;
-  /** Broadcast messages not stored yet, merged into `/history` pages. */
-  readonly unstored: UnstoredMessages;
+  /** Stored messages and those queued to be stored, as one. */
+  readonly log: Pick<MessageLog, "history">;
+  /** The room's current epoch, if it has one (for the `X-Chat-Epoch` header of `/history`). */
+  readonly epochOf: (room: string) => Promise<string | undefined>;
   readonly logger: Logger;
   /** Verifies tokens when `AUTH_SECRET` is set; `undefined` in open mode. */
   readonly verifier: TokenVerifier | undefined;
@@ -128,10 +128,12 @@ async function route(
 async function history(request: Request, url: URL, deps: RouteDeps): Promise<Response> {
   const { room, ...query } = parseHistoryParams(url.searchParams);
   await authorize(deps.verifier, { request, url, room });
-  // Messages broadcast and not stored yet belong in the page too: a client catching up after a
-  // resume must not find a hole where the store is behind.
-  const stored = await deps.repository.history(room, query);
-  return jsonResponse(deps.unstored.complete(room, query, stored));
+  // The epoch is read before the page: if it changes in between, the client's next resume with
+  // this epoch is told so, rather than a page of the new epoch passing for the old one.
+  const epoch = await deps.epochOf(room);
+  const response = jsonResponse(await deps.log.history(room, query));
+  if (epoch !== undefined) response.headers.set("x-chat-epoch", epoch);
+  return response;
 }
 
 async function rooms(request: Request, url: URL, deps: RouteDeps): Promise<Response> {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { ResumeCursor } from "../chat/room.ts";
 import type { Client, Transport } from "../chat/client.ts";
 import type { Hub } from "../chat/hub.ts";
 import { CLOSE_CODES } from "../chat/protocol.ts";
@@ -27,7 +28,8 @@ export interface SocketPolicy {
 export interface ChatJoin {
   readonly room: string;
   readonly user: string;
-  readonly since?: string;
+  /** Where a resuming client stands; absent for a fresh connection. */
+  readonly cursor?: ResumeCursor;
 }
 
 // setTimeout takes at most a 32-bit delay; longer expiries are reached in steps.

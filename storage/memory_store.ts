@@ -5,8 +5,12 @@
  */
 import {
   type ChatMessage,
-  checkRetentionPolicy,
   type HistoryQuery,
+  newEpoch,
+  type RoomSequence,
+} from "../chat/message.ts";
+import {
+  checkRetentionPolicy,
   type MessageRepository,
   type RetentionPolicy,
 } from "./repository.ts";
@@ -35,15 +39,21 @@ export function estimatedBytes(message: ChatMessage): number {
 
 const MESSAGE_OVERHEAD_BYTES = 360;
 
-/** One room's messages, sorted by id, and their estimated bytes. */
+/**
+ * One room: its sequence and its messages sorted by seq, with their estimated bytes. A room
+ * whose messages were all pruned keeps its sequence; a room forgotten whole (too many rooms, too
+ * rooms) comes back with a new epoch.
+ */
 interface RoomHistory {
+  readonly epoch: string;
+  lastSeq: number;
   readonly messages: ChatMessage[];
   bytes: number;
 }
 
 /**
- * Keeps each room's newest messages in an array sorted by id, bounded per room and in rooms.
- * Nothing survives a restart.
+ * Keeps each room's newest messages in an array sorted by seq, bounded per room and in rooms.
+ * Nothing survives a restart: every room gets a new epoch in the next run.
  *
  * @example
  * ```ts
@@ -80,16 +90,31 @@ export class MemoryStore implements MessageRepository {
   history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     const messages = this.#rooms.get(room)?.messages;
     if (!messages) return Promise.resolve([]);
-    const end = query.before === undefined ? messages.length : lowerBound(messages, query.before);
-    if (query.after !== undefined) {
-      const start = upperBound(messages, query.after);
-      return Promise.resolve(messages.slice(start, Math.min(start + query.limit, end)));
-    }
-    return Promise.resolve(messages.slice(Math.max(0, end - query.limit), end));
+    return Promise.resolve(
+      query.after !== undefined || query.before !== undefined
+        ? pageById(messages, query)
+        : pageBySeq(messages, query),
+    );
+  }
+
+  openRoom(room: string): Promise<RoomSequence> {
+    const history = this.#rooms.get(room) ?? this.#create(room);
+    return Promise.resolve({ epoch: history.epoch, lastSeq: history.lastSeq });
+  }
+
+  roomSequence(room: string): Promise<RoomSequence | undefined> {
+    const history = this.#rooms.get(room);
+    return Promise.resolve(history && { epoch: history.epoch, lastSeq: history.lastSeq });
+  }
+
+  /** Nothing to release: no run after this one sees these rooms. */
+  releaseRooms(): Promise<void> {
+    return Promise.resolve();
   }
 
   /**
-   * Removes what `policy` says from every room, room by room; a room left empty is forgotten.
+   * Removes what `policy` says from every room, room by room; a room left empty keeps its
+   * sequence.
    * Between rooms it lets other tasks run every {@linkcode PRUNE_YIELD_EVERY} messages, so a
    * large store does not stall broadcasts while it is pruned.
    *
@@ -113,7 +138,6 @@ export class MemoryStore implements MessageRepository {
       const gone = pruneRoom(history.messages, cutoffMs, policy.maxPerRoom);
       removed += gone.length;
       this.#forget(history, gone);
-      if (history.messages.length === 0) this.#rooms.delete(room);
       if (sinceYield >= PRUNE_YIELD_EVERY) {
         sinceYield = 0;
         await new Promise((resolve) => setTimeout(resolve, 0));
@@ -133,23 +157,19 @@ export class MemoryStore implements MessageRepository {
   }
 
   #insert(message: ChatMessage): void {
-    let history = this.#rooms.get(message.room);
-    if (history) {
-      this.#rooms.delete(message.room);
-    } else {
-      history = { messages: [], bytes: 0 };
-      if (this.#rooms.size >= this.#options.maxRooms) this.#evictOldestRoom();
-    }
+    const history = this.#rooms.get(message.room) ?? this.#create(message.room);
+    this.#rooms.delete(message.room);
     this.#rooms.set(message.room, history);
     const { messages } = history;
     const last = messages[messages.length - 1];
-    if (last === undefined || last.id < message.id) {
-      messages.push(message); // the common case: ids arrive in order
+    if (last === undefined || last.seq < message.seq) {
+      messages.push(message); // the common case: seqs arrive in order
     } else {
-      const at = lowerBound(messages, message.id);
-      if (messages[at]?.id === message.id) return; // already stored: saving is idempotent
+      const at = lowerBound(messages, message.seq);
+      if (messages[at]?.seq === message.seq) return; // already stored: saving is idempotent
       messages.splice(at, 0, message);
     }
+    if (message.seq > history.lastSeq) history.lastSeq = message.seq;
     const bytes = estimatedBytes(message);
     history.bytes += bytes;
     this.#bytes += bytes;
@@ -158,9 +178,16 @@ export class MemoryStore implements MessageRepository {
     }
   }
 
+  #create(room: string): RoomHistory {
+    if (this.#rooms.size >= this.#options.maxRooms) this.#evictOldestRoom();
+    const history: RoomHistory = { epoch: newEpoch(), lastSeq: 0, messages: [], bytes: 0 };
+    this.#rooms.set(room, history);
+    return history;
+  }
+
   /** Forgets the oldest messages of the least recently written rooms until under `maxBytes`. */
   #shrink(): void {
-    for (const [room, history] of this.#rooms) {
+    for (const history of this.#rooms.values()) {
       if (this.#bytes <= this.#maxBytes) return;
       let count = 0;
       let freed = 0;
@@ -169,7 +196,6 @@ export class MemoryStore implements MessageRepository {
         count++;
       }
       this.#forget(history, history.messages.splice(0, count));
-      if (history.messages.length === 0) this.#rooms.delete(room);
     }
   }
 
@@ -218,25 +244,36 @@ function pruneRoom(
   return gone;
 }
 
-/** Index of the first message whose id is >= `id`. */
-function lowerBound(messages: readonly ChatMessage[], id: string): number {
-  let low = 0;
-  let high = messages.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if ((messages[mid] as ChatMessage).id < id) low = mid + 1;
-    else high = mid;
-  }
-  return low;
+/** Protocol 1: a page by id cursors, in id order (ids of one room are not always in seq order). */
+function pageById(messages: readonly ChatMessage[], query: HistoryQuery): ChatMessage[] {
+  const { after, before, limit } = query;
+  const inRange = messages
+    .filter((m) => (after === undefined || m.id > after) && (before === undefined || m.id < before))
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return after !== undefined
+    ? inRange.slice(0, limit)
+    : inRange.slice(Math.max(0, inRange.length - limit));
 }
 
-/** Index of the first message whose id is > `id`. */
-function upperBound(messages: readonly ChatMessage[], id: string): number {
+/** A page by seq cursors: the oldest after `afterSeq`, else the newest before `beforeSeq`. */
+function pageBySeq(messages: readonly ChatMessage[], query: HistoryQuery): ChatMessage[] {
+  const end = query.beforeSeq === undefined
+    ? messages.length
+    : lowerBound(messages, query.beforeSeq);
+  if (query.afterSeq !== undefined) {
+    const start = lowerBound(messages, query.afterSeq + 1);
+    return messages.slice(start, Math.max(start, Math.min(start + query.limit, end)));
+  }
+  return messages.slice(Math.max(0, end - query.limit), end);
+}
+
+/** Index of the first message whose seq is >= `seq`. */
+function lowerBound(messages: readonly ChatMessage[], seq: number): number {
   let low = 0;
   let high = messages.length;
   while (low < high) {
     const mid = (low + high) >>> 1;
-    if ((messages[mid] as ChatMessage).id <= id) low = mid + 1;
+    if ((messages[mid] as ChatMessage).seq < seq) low = mid + 1;
     else high = mid;
   }
   return low;

@@ -5,7 +5,8 @@
  */
 import type { Logger } from "../log/logger.ts";
 import { errorCode } from "./_error_code.ts";
-import type { ChatMessage, MessageRepository } from "./repository.ts";
+import type { ChatMessage } from "../chat/message.ts";
+import type { MessageRepository } from "./repository.ts";
 
 /** Options of {@linkcode PersistWorkers}. */
 export interface PersistWorkersOptions {

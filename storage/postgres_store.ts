@@ -9,8 +9,12 @@ import { errorCode } from "./_error_code.ts";
 import { pruneInBatches } from "./postgres_retention.ts";
 import {
   type ChatMessage,
-  checkRetentionPolicy,
   type HistoryQuery,
+  newEpoch,
+  type RoomSequence,
+} from "../chat/message.ts";
+import {
+  checkRetentionPolicy,
   type MessageRepository,
   type RetentionPolicy,
 } from "./repository.ts";
@@ -100,6 +104,7 @@ type Sql = postgres.Sql;
 interface MessageRow {
   readonly id: string;
   readonly room: string;
+  readonly seq: string;
   readonly sender: string;
   readonly content: string;
   readonly created_at: Date;
@@ -134,9 +139,33 @@ const MIGRATIONS: readonly Migration[] = [{
     // (created_at)`, which `if not exists` then keeps.
     await tx`create index if not exists messages_created_at on messages (created_at)`;
   },
+}, {
+  version: 3,
+  async apply(tx) {
+    // Each room's sequence. Rows written before seqs existed are numbered in id order, which was
+    // their order then. `owner` names the run that opened the room and has not released it.
+    await tx`alter table messages add column seq bigint`;
+    await tx`
+      update messages set seq = numbered.seq
+      from (select id, row_number() over (partition by room order by id) as seq from messages)
+        as numbered
+      where messages.id = numbered.id`;
+    await tx`alter table messages alter column seq set not null`;
+    await tx`create unique index messages_room_seq on messages (room, seq)`;
+    await tx`
+      create table rooms (
+        room text primary key,
+        epoch text not null,
+        last_seq bigint not null default 0,
+        owner text
+      )`;
+    await tx`
+      insert into rooms (room, epoch, last_seq)
+      select room, md5(random()::text || room), max(seq) from messages group by room`;
+  },
 }];
 
-const COLUMNS = ["id", "room", "sender", "content", "created_at"] as const;
+const COLUMNS = ["id", "room", "seq", "sender", "content", "created_at"] as const;
 // A bind message carries at most 65535 parameters; any configured batch size fits in one insert.
 const MAX_ROWS_PER_INSERT = Math.floor(65_535 / COLUMNS.length);
 const RETRY_BASE_MS = 50;
@@ -167,6 +196,8 @@ export class PostgresStore implements MessageRepository {
   readonly #options: PostgresStoreOptions;
   // Clients given up on after a timeout, still ending; close() awaits them.
   readonly #retiring = new Set<Promise<void>>();
+  /** This run, as the owner of the rooms it opens (see {@linkcode PostgresStore.openRoom}). */
+  readonly #runId = crypto.randomUUID();
   #sql: Sql;
   #closed = false;
 
@@ -205,8 +236,9 @@ export class PostgresStore implements MessageRepository {
   }
 
   /**
-   * Inserts the batch with one statement (more than 13107 messages, beyond PostgreSQL's 65535
-   * parameters, take several); ids already stored are skipped, so a retry never duplicates a row.
+   * Inserts the batch with one statement (more than 10922 messages, beyond PostgreSQL's 65535
+   * parameters, take several) that also raises the rooms' `last_seq`; rows whose id or room and
+   * seq are already stored are skipped, so a retry never duplicates a row.
    * An empty batch sends no query.
    *
    * @example
@@ -219,9 +251,20 @@ export class PostgresStore implements MessageRepository {
   async saveBatch(messages: readonly ChatMessage[]): Promise<void> {
     for (let start = 0; start < messages.length; start += MAX_ROWS_PER_INSERT) {
       const rows = messages.slice(start, start + MAX_ROWS_PER_INSERT).map(toRow);
+      // One statement: the rows and their rooms' last seq commit together. Rooms are locked in
+      // name order, so concurrent batches touching the same rooms cannot deadlock.
       await this.#run(
         "saveBatch",
-        (sql) => sql`insert into messages ${sql(rows, ...COLUMNS)} on conflict (id) do nothing`,
+        (sql) =>
+          sql`
+            with saved as (
+              insert into messages ${sql(rows, ...COLUMNS)} on conflict do nothing
+              returning room, seq
+            )
+            insert into rooms (room, epoch, last_seq)
+            select room, md5(random()::text || room), max(seq) from saved
+            group by room order by room
+            on conflict (room) do update set last_seq = greatest(rooms.last_seq, excluded.last_seq)`,
       );
     }
   }
@@ -240,6 +283,57 @@ export class PostgresStore implements MessageRepository {
   async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     const rows = await this.#run("history", (sql) => selectPage(sql, room, query));
     return rows.map(toMessage);
+  }
+
+  /**
+   * Takes the room for this run in one statement: a new room gets a new epoch; a room that
+   * another run took and did not release (it stopped uncleanly, and may have handed out seqs it
+   * never stored) gets a new epoch too; otherwise the epoch stays. `lastSeq` is the last stored.
+   *
+   * @example
+   * ```ts
+   * const { epoch, lastSeq } = await store.openRoom("general");
+   * ```
+   * @throws {StoreTimeoutError} if the statement takes longer than `batchTimeoutMs`.
+   */
+  async openRoom(room: string): Promise<RoomSequence> {
+    const rows = await this.#run("openRoom", (sql) =>
+      sql<{ epoch: string; last_seq: string }[]>`
+        insert into rooms (room, epoch, last_seq, owner) values (${room}, ${newEpoch()}, 0, ${this.#runId})
+        on conflict (room) do update set
+          epoch = case when rooms.owner is null or rooms.owner = excluded.owner
+            then rooms.epoch else excluded.epoch end,
+          owner = excluded.owner
+        returning epoch, last_seq`);
+    return toSequence(rows[0]);
+  }
+
+  /**
+   * Reads the room's epoch and last stored seq; `undefined` for a room never written nor opened.
+   *
+   * @throws {StoreTimeoutError} if the query takes longer than `batchTimeoutMs`.
+   */
+  async roomSequence(room: string): Promise<RoomSequence | undefined> {
+    const rows = await this.#run(
+      "roomSequence",
+      (sql) =>
+        sql<{ epoch: string; last_seq: string }[]>`
+        select epoch, last_seq from rooms where room = ${room}`,
+    );
+    return rows[0] && toSequence(rows[0]);
+  }
+
+  /**
+   * Releases the rooms this run opened, so the next run keeps their epochs. Call it only once
+   * every seq this run handed out is stored.
+   *
+   * @throws {StoreTimeoutError} if the statement takes longer than `batchTimeoutMs`.
+   */
+  async releaseRooms(): Promise<void> {
+    await this.#run(
+      "releaseRooms",
+      (sql) => sql`update rooms set owner = null where owner = ${this.#runId}`,
+    );
   }
 
   /**
@@ -379,17 +473,37 @@ async function migrate(sql: Sql, schema: string | undefined): Promise<void> {
 }
 
 function selectPage(sql: Sql, room: string, query: HistoryQuery): Promise<MessageRow[]> {
-  const before = query.before === undefined ? sql`` : sql`and id < ${query.before}`;
-  if (query.after !== undefined) {
+  if (query.after !== undefined || query.before !== undefined) {
+    return selectPageById(sql, room, query);
+  }
+  const before = query.beforeSeq === undefined ? sql`` : sql`and seq < ${query.beforeSeq}`;
+  if (query.afterSeq !== undefined) {
     return sql<MessageRow[]>`
-      select id, room, sender, content, created_at from messages
-      where room = ${room} and id > ${query.after} ${before}
-      order by id limit ${query.limit}`;
+      select ${sql(COLUMNS)} from messages
+      where room = ${room} and seq > ${query.afterSeq} ${before}
+      order by seq limit ${query.limit}`;
   }
   // The newest page is read descending (backwards along the index), then turned ascending.
   return sql<MessageRow[]>`
     select * from (
-      select id, room, sender, content, created_at from messages
+      select ${sql(COLUMNS)} from messages
+      where room = ${room} ${before}
+      order by seq desc limit ${query.limit}
+    ) page order by seq`;
+}
+
+/** Protocol 1 cursors: pages in id order along the `(room, id)` index. */
+function selectPageById(sql: Sql, room: string, query: HistoryQuery): Promise<MessageRow[]> {
+  const before = query.before === undefined ? sql`` : sql`and id < ${query.before}`;
+  if (query.after !== undefined) {
+    return sql<MessageRow[]>`
+      select ${sql(COLUMNS)} from messages
+      where room = ${room} and id > ${query.after} ${before}
+      order by id limit ${query.limit}`;
+  }
+  return sql<MessageRow[]>`
+    select * from (
+      select ${sql(COLUMNS)} from messages
       where room = ${room} ${before}
       order by id desc limit ${query.limit}
     ) page order by id`;
@@ -423,13 +537,25 @@ function retire(sql: Sql, logger: Logger): Promise<void> {
 }
 
 function toRow(message: ChatMessage) {
-  const { id, room, sender, content, timestamp } = message;
-  return { id, room, sender, content, created_at: timestamp };
+  const { id, room, seq, sender, content, timestamp } = message;
+  return { id, room, seq, sender, content, created_at: timestamp };
 }
 
 function toMessage(row: MessageRow): ChatMessage {
   const { id, room, sender, content } = row;
-  return { id, room, sender, content, timestamp: row.created_at.toISOString() };
+  return {
+    id,
+    room,
+    seq: Number(row.seq),
+    sender,
+    content,
+    timestamp: row.created_at.toISOString(),
+  };
+}
+
+function toSequence(row: { epoch: string; last_seq: string } | undefined): RoomSequence {
+  if (!row) throw new Error("rooms statement returned no row");
+  return { epoch: row.epoch, lastSeq: Number(row.last_seq) };
 }
 
 function quoteIdentifier(name: string): string {

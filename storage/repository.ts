@@ -3,30 +3,7 @@
  *
  * @module
  */
-
-/** A chat message as it is broadcast and stored. `id` is a UUIDv7: sorting ids sorts by time. */
-export interface ChatMessage {
-  /** Lower-case UUIDv7, strictly increasing within a room. */
-  readonly id: string;
-  /** Room name. */
-  readonly room: string;
-  /** User name of the sender. */
-  readonly sender: string;
-  /** Message text, already trimmed and validated. */
-  readonly content: string;
-  /** ISO-8601 UTC time at which the server accepted the message. */
-  readonly timestamp: string;
-}
-
-/** Which page of a room's history to read. Ids are compared as strings (UUIDv7 order). */
-export interface HistoryQuery {
-  /** Page size, at least 1. */
-  readonly limit: number;
-  /** Only messages with an id lower than this; without `after`, the page is the newest such. */
-  readonly before?: string;
-  /** Only messages with an id greater than this; the page is the oldest such (forward paging). */
-  readonly after?: string;
-}
+import type { ChatMessage, HistoryQuery, RoomSequence } from "../chat/message.ts";
 
 /**
  * Which messages {@linkcode MessageRepository.prune} removes. The age rule applies first; the
@@ -36,7 +13,7 @@ export interface HistoryQuery {
 export interface RetentionPolicy {
   /** Removes every message whose `timestamp` is before this instant (one at it is kept). */
   readonly olderThan?: Date;
-  /** Keeps only the newest (highest id) this many messages of each room; an integer, at least 1. */
+  /** Keeps only the newest (highest seq) this many messages of each room; an integer, at least 1. */
   readonly maxPerRoom?: number;
 }
 
@@ -134,15 +111,31 @@ export interface MessageRepository {
   /** A name for logs: which store is in use. */
   readonly kind: string;
   /**
-   * Saves messages; saving a message whose id is already stored changes nothing, so a retried
-   * batch never duplicates a row.
+   * Saves messages and raises each room's last seq to the highest saved. Saving a message whose
+   * id, or whose room and seq, is already stored changes nothing, so a retried batch (or the same
+   * message saved by several instances) never duplicates a row.
    *
    * @throws if the store cannot save the batch; no message of a failed batch may be half-saved
    * in a way a retry would duplicate.
    */
   saveBatch(messages: readonly ChatMessage[]): Promise<void>;
-  /** Reads one page of a room's messages in ascending id order; an unknown room gives `[]`. */
+  /** Reads one page of a room's messages (see {@linkcode HistoryQuery}); an unknown room gives `[]`. */
   history(room: string, query: HistoryQuery): Promise<ChatMessage[]>;
+  /**
+   * The room's epoch and last stored seq, for a sequencer about to hand out seqs. A room never
+   * seen gets a new epoch. A room that another run of the store opened and did not release
+   * ({@linkcode MessageRepository.releaseRooms}) gets a new epoch too: that run may have handed
+   * out seqs it never stored, and a seq a client saw must not name another message in the same
+   * epoch. The store remembers that this run opened the room.
+   */
+  openRoom(room: string): Promise<RoomSequence>;
+  /** The room's epoch and last stored seq, if the room has an epoch; never creates one. */
+  roomSequence(room: string): Promise<RoomSequence | undefined>;
+  /**
+   * Says that every seq this run handed out is stored: the rooms it opened keep their epochs
+   * when the next run opens them. Called after a clean shutdown only.
+   */
+  releaseRooms(): Promise<void>;
   /**
    * Removes the messages `policy` says to and returns how many it removed. Large removals go in
    * bounded steps, so writers and readers are never held up for long. When `signal` aborts, the

@@ -6,9 +6,8 @@
  */
 import { type Attributes, type Span, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
 import { errorCode } from "./_error_code.ts";
+import type { ChatMessage, HistoryQuery, RoomSequence } from "../chat/message.ts";
 import {
-  type ChatMessage,
-  type HistoryQuery,
   type MessageRepository,
   PruneIncompleteError,
   type RetentionPolicy,
@@ -79,7 +78,8 @@ export class TracedRepository implements MessageRepository {
       "chat.store.kind": this.kind,
       "chat.room": room,
       "chat.history.limit": query.limit,
-      "chat.history.has_cursor": query.before !== undefined || query.after !== undefined,
+      "chat.history.has_cursor": query.before !== undefined || query.after !== undefined ||
+        query.beforeSeq !== undefined || query.afterSeq !== undefined,
     }, async (span) => {
       const page = await this.#inner.history(room, query);
       span.setAttribute("chat.history.returned", page.length);
@@ -105,6 +105,21 @@ export class TracedRepository implements MessageRepository {
         throw error;
       }
     });
+  }
+
+  /** Forwards: once per room activation, not worth a span. */
+  openRoom(room: string): Promise<RoomSequence> {
+    return this.#inner.openRoom(room);
+  }
+
+  /** Forwards. */
+  roomSequence(room: string): Promise<RoomSequence | undefined> {
+    return this.#inner.roomSequence(room);
+  }
+
+  /** Forwards. */
+  releaseRooms(): Promise<void> {
+    return this.#inner.releaseRooms();
   }
 
   /** Forwards: a readiness probe every few seconds is not worth a span. */

@@ -1,30 +1,30 @@
 import assert from "node:assert/strict";
 import { RecentMessages } from "../../chat/recent_messages.ts";
 
-const id = (i: number) => `id-${String(i).padStart(4, "0")}`;
+const entry = (seq: number) => ({ seq, id: `id-${seq}`, frame: `f${seq}` });
 
-Deno.test("RecentMessages keeps the newest entries in order across wrap-around", () => {
+Deno.test("RecentMessages.after() gives the newest entries after a seq, oldest first", () => {
   const recent = new RecentMessages(5);
-  assert.equal(recent.covers(id(0)), false, "an empty buffer covers nothing");
-  for (let i = 0; i < 12; i++) recent.add({ id: id(i), frame: `f${i}` });
+  assert.equal(recent.oldestSeq, undefined);
+  for (let seq = 1; seq <= 12; seq++) recent.add(entry(seq));
   assert.equal(recent.size, 5);
-  assert.deepEqual(recent.after(id(0)).map((m) => m.frame), ["f7", "f8", "f9", "f10", "f11"]);
-  assert.deepEqual(recent.after(id(9)).map((m) => m.frame), ["f10", "f11"]);
-  assert.deepEqual(recent.after(id(11)), []);
-  assert.equal(recent.covers(id(6)), false, "id 6 was evicted: messages after it may be missing");
-  assert.equal(recent.covers(id(7)), true);
-  assert.equal(recent.covers(id(20)), true);
+  assert.equal(recent.oldestSeq, 8);
+  assert.deepEqual(recent.after(0).map((m) => m.frame), ["f8", "f9", "f10", "f11", "f12"]);
+  assert.deepEqual(recent.after(10).map((m) => m.frame), ["f11", "f12"]);
+  assert.deepEqual(recent.after(12), []);
+  assert.equal(recent.seqOf("id-9"), 9);
+  assert.equal(recent.seqOf("id-2"), undefined, "evicted");
 });
 
-Deno.test("new RecentMessages() rejects a bad capacity", () => {
-  assert.throws(() => new RecentMessages(0), RangeError);
-});
-
-Deno.test("RecentMessages places a slightly older id (from another instance) in order", () => {
-  const recent = new RecentMessages(4);
-  for (const i of [1, 2, 4, 5]) recent.add({ id: id(i), frame: `f${i}` });
-  recent.add({ id: id(3), frame: "f3" }); // evicts 1, lands before 4
-  assert.deepEqual(recent.after(id(0)).map((m) => m.frame), ["f2", "f3", "f4", "f5"]);
-  recent.add({ id: id(0), frame: "f0" }); // older than everything held: not kept
-  assert.deepEqual(recent.after(id(0)).map((m) => m.frame), ["f2", "f3", "f4", "f5"]);
+Deno.test("RecentMessages.add() refuses a seq that is not greater than the newest", () => {
+  const recent = new RecentMessages(3);
+  recent.add(entry(4));
+  recent.add(entry(7)); // a hole (a gap the cluster reported) is allowed
+  assert.throws(() => recent.add(entry(7)), RangeError);
+  assert.throws(() => recent.add(entry(5)), RangeError);
+  assert.deepEqual(recent.after(4).map((m) => m.seq), [7]);
+  recent.clear();
+  assert.equal(recent.size, 0);
+  recent.add(entry(1));
+  assert.deepEqual(recent.after(0).map((m) => m.seq), [1]);
 });

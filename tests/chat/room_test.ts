@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
-import { Channel } from "../../chat/channel.ts";
 import { SoloCluster } from "../../chat/cluster.ts";
 import { NO_METRICS } from "../../chat/chat_metrics.ts";
 import type { Transport } from "../../chat/client.ts";
 import { Hub } from "../../chat/hub.ts";
-import { UnstoredMessages } from "../../chat/unstored_messages.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
-import type { ChatMessage } from "../../storage/repository.ts";
+import { WriteBehindLog } from "../../storage/write_behind_log.ts";
+import type { ChatMessage } from "../../chat/message.ts";
 
 /** A transport double that records frames and the close it was given. */
 class RecordingTransport implements Transport {
@@ -37,19 +36,23 @@ function newHub(
     inboxLimit?: number;
   } = {},
 ) {
-  const persistQueue = new Channel<ChatMessage>(options.persistLimit ?? 10_000);
+  // No workers drain the log: what the rooms queued for storage stays queued, to be read back.
+  const log = new WriteBehindLog(new MemoryStore({ maxPerRoom: 100, maxRooms: 10 }), {
+    queueLimit: options.persistLimit ?? 10_000,
+    batchSize: 500,
+    batchWaitMs: 0,
+  });
   const hub = new Hub({
     outbox: { frames: options.outboxFrames ?? 1_000, bytes: options.outboxBytes ?? 1 << 20 },
     roomInboxLimit: options.inboxLimit ?? 10_000,
-    persistQueue,
-    unstored: new UnstoredMessages(),
+    log,
     resumeLimit: 100,
-    replaySource: new MemoryStore({ maxPerRoom: 100, maxRooms: 10 }),
     cluster: new SoloCluster(),
     metrics: NO_METRICS,
     logger: silentLogger,
   });
-  return { hub, persistQueue };
+  const queued = (room: string) => log.history(room, { afterSeq: 0, limit: 100_000 });
+  return { hub, log, queued };
 }
 
 /** Lets queued loops run until nothing changes; microtasks only, no timers. */
@@ -109,7 +112,7 @@ Deno.test("Client is cut off once its transport buffers more bytes than allowed"
 });
 
 Deno.test("Room refuses a message with backlog when the persistence queue is full, and shows it to no one", async () => {
-  const { hub, persistQueue } = newHub({ persistLimit: 2 });
+  const { hub, log, queued } = newHub({ persistLimit: 2 });
   const ann = new RecordingTransport();
   const bob = new RecordingTransport();
   const sender = hub.join({ room: "r", user: "ann" }, ann);
@@ -124,10 +127,12 @@ Deno.test("Room refuses a message with backlog when the persistence queue is ful
     code: "backlog",
     message: "the server cannot store more messages right now; the message was not sent",
   });
-  assert.equal(persistQueue.size, 2);
-  const queued: ChatMessage[] = [];
-  persistQueue.drainInto(queued, Infinity);
-  assert.deepEqual(queued.map((message) => message.content), ["one", "two"]);
+  assert.equal(log.queued, 2);
+  const stored = await queued("r");
+  assert.deepEqual(stored.map((message) => [message.seq, message.content]), [[1, "one"], [
+    2,
+    "two",
+  ]]);
   await hub.close();
 });
 
@@ -146,7 +151,7 @@ Deno.test("Room refuses a message with room_busy when its inbox is full", async 
 });
 
 Deno.test("Hub.close() closes every client with 1001 after flushing what was queued", async () => {
-  const { hub, persistQueue } = newHub();
+  const { hub, log } = newHub();
   const transports = [new RecordingTransport(), new RecordingTransport(), new RecordingTransport()];
   const clients = transports.map((transport, i) =>
     hub.join({ room: `r${i % 2}`, user: `u${i}` }, transport)
@@ -156,7 +161,7 @@ Deno.test("Hub.close() closes every client with 1001 after flushing what was que
   await hub.close();
   for (const transport of transports) assert.equal(transport.closedWith?.code, 1001);
   assert.deepEqual(transports[0]?.messages(), ["last words"]);
-  assert.equal(persistQueue.size, 1, "an accepted message reached the persistence queue");
+  assert.equal(log.queued, 1, "an accepted message reached the persistence queue");
   assert.equal(hub.clientCount, 0);
   assert.equal(hub.roomCount, 0);
   // After close, a newcomer is turned away at once.
@@ -166,15 +171,15 @@ Deno.test("Hub.close() closes every client with 1001 after flushing what was que
   assert.equal(late.closedWith?.code, 1001);
 });
 
-Deno.test("Room ids are strictly increasing and timestamps match them", async () => {
-  const { hub, persistQueue } = newHub({ persistLimit: 20_000 });
+Deno.test("Room seqs run 1, 2, 3, ... without a gap; ids increase and timestamps match them", async () => {
+  const { hub, queued: read } = newHub({ persistLimit: 20_000 });
   const sender = hub.join({ room: "r", user: "ann" }, new RecordingTransport());
   await settle();
   for (let i = 0; i < 5_000; i++) sender.receive(`m${i}`);
   await settle();
-  const queued: ChatMessage[] = [];
-  persistQueue.drainInto(queued, Infinity);
+  const queued = await read("r");
   assert.equal(queued.length, 5_000);
+  assert.deepEqual(queued.map((message) => message.seq), queued.map((_, i) => i + 1));
   for (let i = 1; i < queued.length; i++) {
     assert.ok((queued[i - 1]?.id ?? "") < (queued[i]?.id ?? ""), `id ${i} increases`);
   }

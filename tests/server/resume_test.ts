@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { v7 as uuidv7 } from "uuid";
-import type { ChatMessage } from "../../storage/repository.ts";
+import type { ChatMessage } from "../../chat/message.ts";
 import { GatedStore } from "../support/gated_store.ts";
 import { startTestServer } from "../support/test_server.ts";
 import { type Frame, TestSocket, UPGRADE_HEADERS } from "../support/test_socket.ts";
@@ -11,6 +11,7 @@ function seed(room: string, count: number): ChatMessage[] {
   return Array.from({ length: count }, (_, i) => ({
     id: uuidv7(),
     room,
+    seq: i + 1,
     sender: "earlier",
     content: `old ${i}`,
     timestamp: new Date().toISOString(),

@@ -7,7 +7,8 @@ import type { Browser } from "playwright-core";
 import { silentLogger } from "../../log/logger.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 import { PostgresStore } from "../../storage/postgres_store.ts";
-import type { ChatMessage, MessageRepository } from "../../storage/repository.ts";
+import type { ChatMessage } from "../../chat/message.ts";
+import type { MessageRepository } from "../../storage/repository.ts";
 import {
   type ChatPage,
   foreignRequests,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { estimatedBytes, MemoryStore } from "../../storage/memory_store.ts";
-import type { ChatMessage } from "../../storage/repository.ts";
+import type { ChatMessage } from "../../chat/message.ts";
 import { repositoryContract, SANITIZERS } from "./repository_contract.ts";
 import { messages } from "./_contract_fixtures.ts";
 

@@ -3,7 +3,8 @@ import { batches } from "../../chat/batches.ts";
 import { Channel } from "../../chat/channel.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { PersistWorkers, type PersistWorkersOptions } from "../../storage/persist_workers.ts";
-import type { ChatMessage, HistoryQuery, MessageRepository } from "../../storage/repository.ts";
+import type { ChatMessage, HistoryQuery } from "../../chat/message.ts";
+import type { MessageRepository } from "../../storage/repository.ts";
 
 function message(i: number): ChatMessage {
   return {

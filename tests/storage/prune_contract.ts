@@ -5,11 +5,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import {
-  type ChatMessage,
-  type MessageRepository,
-  RetentionPolicyError,
-} from "../../storage/repository.ts";
+import type { ChatMessage } from "../../chat/message.ts";
+import { type MessageRepository, RetentionPolicyError } from "../../storage/repository.ts";
 import { BASE_TIME, messages } from "./_contract_fixtures.ts";
 import type { ContractCase } from "./repository_contract.ts";
 

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { v7 } from "uuid";
-import type { ChatMessage, MessageRepository } from "../../storage/repository.ts";
+import type { ChatMessage } from "../../chat/message.ts";
+import type { MessageRepository } from "../../storage/repository.ts";
 import { at, BASE_TIME, ids, messages } from "./_contract_fixtures.ts";
 import { pruneContract } from "./prune_contract.ts";
 

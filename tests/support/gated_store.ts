@@ -1,10 +1,6 @@
 /** A test double: a memory store whose saves and reads can be held back and released. */
-import type {
-  ChatMessage,
-  HistoryQuery,
-  MessageRepository,
-  RetentionPolicy,
-} from "../../storage/repository.ts";
+import type { ChatMessage, HistoryQuery, RoomSequence } from "../../chat/message.ts";
+import type { MessageRepository, RetentionPolicy } from "../../storage/repository.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 
 /** A latch: callers wait while it is closed. */
@@ -51,6 +47,18 @@ export class GatedStore implements MessageRepository {
   async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     await this.reads.pass();
     return await this.inner.history(room, query);
+  }
+
+  openRoom(room: string): Promise<RoomSequence> {
+    return this.inner.openRoom(room);
+  }
+
+  roomSequence(room: string): Promise<RoomSequence | undefined> {
+    return this.inner.roomSequence(room);
+  }
+
+  releaseRooms(): Promise<void> {
+    return this.inner.releaseRooms();
   }
 
   prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number> {

@@ -1,10 +1,6 @@
 /** A test double: a memory store that records every saved batch and can be awaited. */
-import type {
-  ChatMessage,
-  HistoryQuery,
-  MessageRepository,
-  RetentionPolicy,
-} from "../../storage/repository.ts";
+import type { ChatMessage, HistoryQuery, RoomSequence } from "../../chat/message.ts";
+import type { MessageRepository, RetentionPolicy } from "../../storage/repository.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 
 export class RecordingStore implements MessageRepository {
@@ -24,6 +20,18 @@ export class RecordingStore implements MessageRepository {
 
   history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     return this.#inner.history(room, query);
+  }
+
+  openRoom(room: string): Promise<RoomSequence> {
+    return this.#inner.openRoom(room);
+  }
+
+  roomSequence(room: string): Promise<RoomSequence | undefined> {
+    return this.#inner.roomSequence(room);
+  }
+
+  releaseRooms(): Promise<void> {
+    return this.#inner.releaseRooms();
   }
 
   prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number> {

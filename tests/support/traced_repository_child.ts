@@ -6,12 +6,8 @@
  * Arguments: the content, the sender and a cursor id, which must never reach the collector.
  */
 import { MemoryStore } from "../../storage/memory_store.ts";
-import type {
-  ChatMessage,
-  HistoryQuery,
-  MessageRepository,
-  RetentionPolicy,
-} from "../../storage/repository.ts";
+import type { ChatMessage, HistoryQuery } from "../../chat/message.ts";
+import type { MessageRepository, RetentionPolicy } from "../../storage/repository.ts";
 import { TracedRepository } from "../../storage/traced_repository.ts";
 
 class RefusedOnce extends Error {

@@ -1,0 +1,101 @@
+/**
+ * The message model of the chat core, and the port through which the core reaches the store.
+ * `storage/` implements {@linkcode MessageLog}; the core never sees SQL.
+ *
+ * @module
+ */
+
+/** A chat message as it is broadcast and stored. */
+export interface ChatMessage {
+  /** Lower-case UUIDv7 taken when the message was accepted: unique, roughly time-ordered. */
+  readonly id: string;
+  /** Room name. */
+  readonly room: string;
+  /**
+   * Position in the room's sequence: 1, 2, 3, ... with no gaps and no reuse within the room's
+   * epoch. The cursor of resume and `/history` (protocol 2).
+   */
+  readonly seq: number;
+  /** User name of the sender. */
+  readonly sender: string;
+  /** Message text, already trimmed and validated. */
+  readonly content: string;
+  /** ISO-8601 UTC time at which the server accepted the message. */
+  readonly timestamp: string;
+}
+
+/** Where a room's sequence stands: its epoch and the last seq handed out in it. */
+export interface RoomSequence {
+  /**
+   * Opaque; changes only when the room's history was lost or reset, so that a cursor (seq) from
+   * another epoch is never taken to name the same message.
+   */
+  readonly epoch: string;
+  /** The last seq handed out; 0 before the first message. */
+  readonly lastSeq: number;
+}
+
+/**
+ * Which page of a room's history to read. Seq cursors (protocol 2) and id cursors (protocol 1)
+ * are not mixed in one query: with a seq cursor the page is in seq order, with an id cursor in
+ * id order, and without a cursor in seq order.
+ */
+export interface HistoryQuery {
+  /** Page size, at least 1. */
+  readonly limit: number;
+  /** Only messages with a seq lower than this; without an `after` cursor, the newest such. */
+  readonly beforeSeq?: number;
+  /** Only messages with a seq greater than this; the page is the oldest such (forward paging). */
+  readonly afterSeq?: number;
+  /** Protocol 1: only messages with an id lower than this (UUIDv7 order). */
+  readonly before?: string;
+  /** Protocol 1: only messages with an id greater than this; the oldest such. */
+  readonly after?: string;
+}
+
+/**
+ * What the chat core needs of the store: a queue in front of it that never waits, reads that see
+ * what is queued as if it were stored, and each room's sequence.
+ *
+ * @example
+ * ```ts
+ * const sequence = await log.openRoom("general");
+ * if (!log.append({ ...message, seq: sequence.lastSeq + 1 })) refuse("backlog");
+ * const page = await log.history("general", { limit: 50, afterSeq: 10 });
+ * ```
+ */
+export interface MessageLog {
+  /**
+   * Queues a message to be stored, without waiting; from then on reads include it.
+   *
+   * @returns `false` if the queue is full: the message was not taken.
+   */
+  append(message: ChatMessage): boolean;
+  /** Whether `count` more messages would be taken by {@linkcode MessageLog.append} now. */
+  hasRoomFor(count: number): boolean;
+  /** One page of a room's history, queued messages included. An unknown room gives `[]`. */
+  history(room: string, query: HistoryQuery): Promise<ChatMessage[]>;
+  /**
+   * The room's epoch and last seq (queued messages included), giving the room an epoch on first
+   * use.
+   */
+  openRoom(room: string): Promise<RoomSequence>;
+  /** The room's epoch and last seq if it has one; never creates it. */
+  roomSequence(room: string): Promise<RoomSequence | undefined>;
+}
+
+/** Orders messages by seq. */
+export function bySeq(a: { readonly seq: number }, b: { readonly seq: number }): number {
+  return a.seq - b.seq;
+}
+
+/** Orders messages by id (protocol 1 cursors). */
+export function byId(a: { readonly id: string }, b: { readonly id: string }): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** A new epoch: 16 random hex digits. */
+export function newEpoch(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}

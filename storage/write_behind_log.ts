@@ -1,0 +1,145 @@
+/**
+ * The store as the chat core sees it: a bounded queue in front of a repository, and reads that
+ * see queued messages as if they were stored.
+ *
+ * @module
+ */
+import { batches } from "../chat/batches.ts";
+import { Channel } from "../chat/channel.ts";
+import {
+  byId,
+  bySeq,
+  type ChatMessage,
+  type HistoryQuery,
+  type MessageLog,
+  type RoomSequence,
+} from "../chat/message.ts";
+import type { MessageRepository } from "./repository.ts";
+
+/** Options of {@linkcode WriteBehindLog}. */
+export interface WriteBehindLogOptions {
+  /** Messages that may wait to be stored; beyond, {@linkcode WriteBehindLog.append} refuses. */
+  readonly queueLimit: number;
+  /** Messages per batch handed to the workers at most. */
+  readonly batchSize: number;
+  /** How long a batch waits to fill, in milliseconds. */
+  readonly batchWaitMs: number;
+}
+
+/**
+ * Queues messages for the persistence workers and holds each one until the workers settle it
+ * (stored, or given up on at shutdown). Every read merges what it holds into the store's answer
+ * under the same window, so nothing anyone was shown is missing from a replay or a `/history`
+ * page while the store is behind (a batch in flight, an outage). This is the one place that
+ * knows about messages not yet stored.
+ *
+ * @example
+ * ```ts
+ * const log = new WriteBehindLog(repository, { queueLimit: 100_000, batchSize: 500, batchWaitMs: 10 });
+ * const workers = new PersistWorkers(repository, log.batches(), { ..., onSettled: (b) => log.settled(b) });
+ * log.append(message);                 // false when the queue is full
+ * await log.history("general", { limit: 50 });
+ * log.close();                         // at shutdown: the workers drain what is queued
+ * ```
+ */
+export class WriteBehindLog implements MessageLog {
+  readonly #repository: MessageRepository;
+  readonly #options: WriteBehindLogOptions;
+  readonly #queue: Channel<ChatMessage>;
+  /** Per room, by seq: queued or being written. */
+  readonly #held = new Map<string, Map<number, ChatMessage>>();
+  #size = 0;
+
+  constructor(repository: MessageRepository, options: WriteBehindLogOptions) {
+    this.#repository = repository;
+    this.#options = options;
+    this.#queue = new Channel(options.queueLimit);
+  }
+
+  /** Messages taken and not yet settled: what is lost if the process exits now. */
+  get unstored(): number {
+    return this.#size;
+  }
+
+  /** Messages waiting for a worker. */
+  get queued(): number {
+    return this.#queue.size;
+  }
+
+  append(message: ChatMessage): boolean {
+    let room = this.#held.get(message.room);
+    if (room?.has(message.seq)) return true; // taken already (another instance's copy, say)
+    if (!this.#queue.trySend(message)) return false;
+    if (!room) this.#held.set(message.room, room = new Map());
+    room.set(message.seq, message);
+    this.#size++;
+    return true;
+  }
+
+  hasRoomFor(count: number): boolean {
+    return !this.#queue.closed && this.#queue.size + count <= this.#options.queueLimit;
+  }
+
+  /** The batches the persistence workers take; ends once closed and drained. */
+  batches(): AsyncIterable<ChatMessage[]> {
+    return batches(this.#queue, {
+      maxSize: this.#options.batchSize,
+      maxWaitMs: this.#options.batchWaitMs,
+    });
+  }
+
+  /** Forgets messages the workers stored or gave up on. */
+  settled(messages: readonly ChatMessage[]): void {
+    for (const { room, seq } of messages) {
+      const held = this.#held.get(room);
+      if (!held?.delete(seq)) continue;
+      this.#size--;
+      if (held.size === 0) this.#held.delete(room);
+    }
+  }
+
+  /** Takes no more messages; those queued still reach the workers. */
+  close(): void {
+    this.#queue.close();
+  }
+
+  async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
+    const stored = await this.#repository.history(room, query);
+    const held = this.#held.get(room);
+    if (!held) return stored;
+    const byIdCursor = query.after !== undefined || query.before !== undefined;
+    const inWindow = [...held.values()].filter((message) =>
+      byIdCursor
+        ? (query.after === undefined || message.id > query.after) &&
+          (query.before === undefined || message.id < query.before)
+        : (query.afterSeq === undefined || message.seq > query.afterSeq) &&
+          (query.beforeSeq === undefined || message.seq < query.beforeSeq)
+    );
+    if (inWindow.length === 0) return stored;
+    const bySeqKey = new Map<number, ChatMessage>();
+    for (const message of stored) bySeqKey.set(message.seq, message);
+    for (const message of inWindow) bySeqKey.set(message.seq, message);
+    const merged = [...bySeqKey.values()].sort(byIdCursor ? byId : bySeq);
+    // The store's window: the oldest after an `after` cursor, else the newest.
+    const forward = query.after !== undefined || query.afterSeq !== undefined;
+    return forward
+      ? merged.slice(0, query.limit)
+      : merged.slice(Math.max(0, merged.length - query.limit));
+  }
+
+  async openRoom(room: string): Promise<RoomSequence> {
+    return this.#withHeld(room, await this.#repository.openRoom(room));
+  }
+
+  async roomSequence(room: string): Promise<RoomSequence | undefined> {
+    const stored = await this.#repository.roomSequence(room);
+    return stored && this.#withHeld(room, stored);
+  }
+
+  /** The store's sequence, its last seq raised to the newest held (queued after the store's). */
+  #withHeld(room: string, stored: RoomSequence): RoomSequence {
+    let lastSeq = stored.lastSeq;
+    for (const seq of this.#held.get(room)?.keys() ?? []) if (seq > lastSeq) lastSeq = seq;
+    return { epoch: stored.epoch, lastSeq };
+  }
+}
