@@ -63,7 +63,7 @@ interface RoomHistory {
  * ```
  */
 export class MemoryStore implements MessageRepository {
-  readonly kind = "memory";
+  readonly kind: string = "memory";
   readonly #options: MemoryStoreOptions;
   readonly #maxBytes: number;
   // Map order is recency of writes: re-inserting a room on every write makes the first key the

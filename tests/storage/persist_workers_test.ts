@@ -3,13 +3,15 @@ import { batches } from "../../chat/batches.ts";
 import { Channel } from "../../chat/channel.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { PersistWorkers, type PersistWorkersOptions } from "../../storage/persist_workers.ts";
-import type { ChatMessage, HistoryQuery } from "../../chat/message.ts";
+import type { ChatMessage } from "../../chat/message.ts";
 import type { MessageRepository } from "../../storage/repository.ts";
+import { MemoryStore } from "../../storage/memory_store.ts";
 
 function message(i: number): ChatMessage {
   return {
     id: `00000000-0000-7000-8000-${String(i).padStart(12, "0")}`,
     room: "r",
+    seq: i + 1,
     sender: "s",
     content: `m${i}`,
     timestamp: new Date(0).toISOString(),
@@ -17,32 +19,29 @@ function message(i: number): ChatMessage {
 }
 
 /** A store double that fails its first `failures` saves, then records. */
-class FlakyStore implements MessageRepository {
-  readonly kind = "flaky";
+class FlakyStore extends MemoryStore {
+  override readonly kind = "flaky";
   readonly saved: ChatMessage[] = [];
   attempts = 0;
-  constructor(private failures: number) {}
+  #failures: number;
 
-  saveBatch(messages: readonly ChatMessage[]): Promise<void> {
+  constructor(failures: number) {
+    super({ maxPerRoom: 100_000, maxRooms: 10 });
+    this.#failures = failures;
+  }
+
+  override saveBatch(messages: readonly ChatMessage[]): Promise<void> {
     this.attempts++;
-    if (this.failures > 0) {
-      this.failures--;
+    if (this.#failures > 0) {
+      this.#failures--;
       return Promise.reject(new Error("database blip"));
     }
     this.saved.push(...messages);
     return Promise.resolve();
   }
-  history(_room: string, _query: HistoryQuery): Promise<ChatMessage[]> {
-    return Promise.resolve([]);
-  }
-  prune(): Promise<number> {
-    return Promise.resolve(0);
-  }
-  ping(): Promise<boolean> {
-    return Promise.resolve(this.failures === 0);
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
+
+  override ping(): Promise<boolean> {
+    return Promise.resolve(this.#failures === 0);
   }
 }
 

@@ -218,6 +218,7 @@ export function repositoryContract(
     const saved = ids(UNUSUAL_TEXT.length).map((id, i) => ({
       id,
       room,
+      seq: i + 1,
       // Whole code points: a lone surrogate cannot be encoded, and the server refuses it anyway.
       sender: Array.from(at(UNUSUAL_TEXT, (i + 1) % UNUSUAL_TEXT.length)).slice(0, 32).join(""),
       content: at(UNUSUAL_TEXT, i),
@@ -245,6 +246,7 @@ export function repositoryContract(
     const saved = ids(timestamps.length).map((id, i) => ({
       id,
       room: "a",
+      seq: i + 1,
       sender: "ann",
       content: `at ${i}`,
       timestamp: at(timestamps, i),

@@ -6,8 +6,7 @@
  * Arguments: the content, the sender and a cursor id, which must never reach the collector.
  */
 import { MemoryStore } from "../../storage/memory_store.ts";
-import type { ChatMessage, HistoryQuery } from "../../chat/message.ts";
-import type { MessageRepository, RetentionPolicy } from "../../storage/repository.ts";
+import type { ChatMessage } from "../../chat/message.ts";
 import { TracedRepository } from "../../storage/traced_repository.ts";
 
 class RefusedOnce extends Error {
@@ -15,30 +14,18 @@ class RefusedOnce extends Error {
 }
 
 /** A memory store that refuses its first save, as a database in a blip would. */
-class RefusingOnceStore implements MessageRepository {
-  readonly #inner = new MemoryStore({ maxPerRoom: 100, maxRooms: 10 });
+class RefusingOnceStore extends MemoryStore {
   #refused = false;
 
-  get kind(): string {
-    return this.#inner.kind;
+  constructor() {
+    super({ maxPerRoom: 100, maxRooms: 10 });
   }
-  saveBatch(messages: readonly ChatMessage[]): Promise<void> {
-    if (this.#refused) return this.#inner.saveBatch(messages);
+
+  override saveBatch(messages: readonly ChatMessage[]): Promise<void> {
+    if (this.#refused) return super.saveBatch(messages);
     this.#refused = true;
     // Quotes the content, as database errors may: the span must carry the code, not this text.
     return Promise.reject(new RefusedOnce(`refused a batch starting ${messages[0]?.content}`));
-  }
-  history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
-    return this.#inner.history(room, query);
-  }
-  prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number> {
-    return this.#inner.prune(policy, signal);
-  }
-  ping(): Promise<boolean> {
-    return this.#inner.ping();
-  }
-  close(): Promise<void> {
-    return this.#inner.close();
   }
 }
 
@@ -47,6 +34,7 @@ const room = "traced-room";
 const batch: ChatMessage[] = [1, 2, 3].map((i) => ({
   id: `01900000-0000-7000-8000-00000000000${i}`,
   room,
+  seq: i,
   sender,
   content: `${content} ${i}`,
   timestamp: new Date(Date.UTC(2025, 0, 1, 0, 0, i)).toISOString(),
