@@ -12,8 +12,11 @@ export interface ChatMetrics {
   messageReceived(): void;
   /** A client's frame was refused with an `error` frame. */
   messageRefused(code: ErrorCode): void;
-  /** A message was handed to `deliveries` outboxes, `latencyMs` after it was received. */
-  messageBroadcast(deliveries: number, latencyMs: number): void;
+  /**
+   * A message was handed to `deliveries` outboxes, `latencyMs` after it was received (on this
+   * instance; `undefined` for a message that came through the cluster).
+   */
+  messageBroadcast(deliveries: number, latencyMs: number | undefined): void;
   /** A client left; `code` is the close the server chose, if it chose one. */
   clientLeft(code: number | undefined): void;
   /** `count` seqs of a room's shared sequence were lost on the way and could not be recovered. */

@@ -47,6 +47,8 @@ export class Hub implements ClientOwner {
   readonly #rooms = new Map<string, Room>();
   readonly #clients = new Set<Client>();
   readonly #retired = new Set<Promise<void>>();
+  /** Rooms whose loops are ending, by name: a new room of that name starts after the old ends. */
+  readonly #ending = new Map<string, Promise<void>>();
   #nextClientId = 1;
   #closing = false;
 
@@ -115,6 +117,7 @@ export class Hub implements ClientOwner {
         cluster: this.#options.cluster,
         metrics: this.#options.metrics,
         logger: this.#options.logger,
+        previous: this.#ending.get(identity.room),
       });
       this.#rooms.set(identity.room, room);
     }
@@ -148,6 +151,11 @@ export class Hub implements ClientOwner {
       this.#rooms.delete(room.name);
       room.close();
       this.#retire(room.done);
+      this.#ending.set(room.name, room.done);
+      const forget = () => {
+        if (this.#ending.get(room.name) === room.done) this.#ending.delete(room.name);
+      };
+      room.done.then(forget, forget);
     }
     this.#retire(closing);
   }

@@ -62,10 +62,18 @@ export interface RoomOptions {
   readonly cluster: Cluster;
   readonly metrics: ChatMetrics;
   readonly logger: Logger;
+  /**
+   * The loop of the previous room of this name, if it is still ending: it may still hand out
+   * seqs, so this room reads where the sequence stands only once it has ended.
+   */
+  readonly previous?: Promise<void>;
 }
 
-/** How many queued events the loop handles per wake-up. */
-const EVENTS_PER_TURN = 256;
+/**
+ * Frames one turn fans out at most (every member's outbox holds a turn's frames until it ends,
+ * and is cut off at OUTBOX_LIMIT, 256 by default): a message counts one, any other event one.
+ */
+const FRAMES_PER_TURN = 256;
 const OPEN_RETRY_BASE_MS = 50;
 const OPEN_RETRY_MAX_MS = 2_000;
 
@@ -104,12 +112,15 @@ export class Room {
   /** Replays read from the log and not yet queued; made on the first one. */
   #replays: Set<Promise<void>> | undefined;
   #pendingMembers = 0;
+  readonly #previous: Promise<void> | undefined;
   #epoch = "";
   #lastSeq = 0;
   /** Whether the cluster sequences this room (else the loop does). */
   #shared = false;
   /** Whether the link was ready and the loop started. */
   #started = false;
+  /** Members that resumed past the room's last seq, with their cursors; made when needed. */
+  #ahead: Map<Client, number> | undefined;
 
   constructor(name: string, options: RoomOptions) {
     this.name = name;
@@ -119,6 +130,7 @@ export class Room {
     this.#recent = new RecentMessages(options.resumeLimit);
     this.#metrics = options.metrics;
     this.#logger = options.logger;
+    this.#previous = options.previous;
     this.#link = options.cluster.link(name, {
       messages: (messages) => this.#enqueueRemote({ type: "sequenced", messages }),
       gap: (fromSeq, toSeq) => this.#enqueueRemote({ type: "gap", fromSeq, toSeq }),
@@ -178,6 +190,7 @@ export class Room {
   }
 
   async #run(): Promise<void> {
+    await this.#previous?.catch(() => {}); // its failure is the hub's to report
     try {
       // Know who is elsewhere and where the sequence stands before the first welcome goes out.
       let ready: LinkReady;
@@ -221,14 +234,22 @@ export class Room {
 
   async #loop(): Promise<void> {
     const events: RoomEvent[] = [];
+    /** The rest of a batch of sequenced messages too big for the previous turn. */
+    let carried: RoomEvent | undefined;
     for (;;) {
-      try {
-        events.push(await this.#inbox.receive());
-      } catch (error) {
-        if (error instanceof ChannelClosedError) return;
-        throw error;
+      if (carried) {
+        events.push(carried);
+        carried = undefined;
+        await undefined; // the previous turn's frames are written first (OutboxWriter's microtask)
+      } else {
+        try {
+          events.push(await this.#inbox.receive());
+        } catch (error) {
+          if (error instanceof ChannelClosedError) return;
+          throw error;
+        }
       }
-      this.#inbox.drainInto(events, EVENTS_PER_TURN - 1);
+      carried = this.#fillTurn(events);
       let drafts: Outgoing[] | undefined;
       for (const event of events) {
         if (event.type === "message" && this.#shared) (drafts ??= []).push(this.#draft(event));
@@ -237,6 +258,28 @@ export class Room {
       events.length = 0;
       if (drafts) this.#publish(drafts);
     }
+  }
+
+  /**
+   * Adds queued events to a turn until it fans out {@linkcode FRAMES_PER_TURN} frames: a turn's
+   * frames all wait in each member's outbox until the turn ends, and one batch of sequenced
+   * messages (another instance's turn, a gap fill) may hold hundreds. A batch that does not fit
+   * is cut; the rest is returned for the next turn.
+   */
+  #fillTurn(events: RoomEvent[]): RoomEvent | undefined {
+    let frames = 0;
+    for (let i = 0; i < events.length || this.#inbox.drainInto(events, 1) === 1; i++) {
+      const event = events[i] as RoomEvent;
+      const weight = event.type === "sequenced" ? event.messages.length : 1;
+      if (frames + weight > FRAMES_PER_TURN && event.type === "sequenced") {
+        const fits = FRAMES_PER_TURN - frames;
+        events[i] = { type: "sequenced", messages: event.messages.slice(0, fits) };
+        return { type: "sequenced", messages: event.messages.slice(fits) };
+      }
+      frames += weight;
+      if (frames >= FRAMES_PER_TURN) return undefined;
+    }
+    return undefined;
   }
 
   #setRemoteMembers(members: ReadonlyMap<string, readonly string[]>): void {
@@ -323,6 +366,7 @@ export class Room {
     this.#epoch = sequence.epoch;
     this.#lastSeq = sequence.lastSeq;
     this.#recent.clear();
+    this.#ahead = undefined;
     for (const member of [...this.#members]) member.disconnect(CLOSE_CODES.epochChanged);
   }
 
@@ -333,6 +377,9 @@ export class Room {
     this.#metrics.sequenceGap(toSeq - fromSeq + 1);
     this.#logger.warn("room.sequence_gap", { room: this.name, fromSeq, toSeq });
     this.#lastSeq = toSeq;
+    for (const [client, cursor] of this.#ahead ?? []) {
+      if (cursor <= toSeq) this.#ahead?.delete(client);
+    }
     this.#fanOut(encodeFrame({
       type: "gap",
       room: this.name,
@@ -344,8 +391,9 @@ export class Room {
 
   #deliver(message: ChatMessage, frame: string, receivedAt: number | undefined): void {
     this.#recent.add({ seq: message.seq, id: message.id, frame });
-    this.#fanOut(frame);
-    const latencyMs = receivedAt === undefined ? 0 : performance.now() - receivedAt;
+    if (this.#ahead) this.#fanOutPast(this.#ahead, frame, message.seq);
+    else this.#fanOut(frame);
+    const latencyMs = receivedAt === undefined ? undefined : performance.now() - receivedAt;
     this.#metrics.messageBroadcast(this.#members.size, latencyMs);
   }
 
@@ -373,7 +421,13 @@ export class Room {
       if (cursor.sinceSeq > 0 && cursor.epoch !== this.#epoch) {
         return client.endReplay([epochChangedFrame(this.#epoch)]);
       }
-      const range = this.#range(Math.min(cursor.sinceSeq, this.#lastSeq));
+      if (cursor.sinceSeq > this.#lastSeq) {
+        // This instance is behind the client (another delivered more already): nothing to
+        // replay, and what it delivers up to the cursor the client has.
+        (this.#ahead ??= new Map()).set(client, cursor.sinceSeq);
+        return client.endReplay(replayFromRecent(this.#range(this.#lastSeq), []) ?? []);
+      }
+      const range = this.#range(cursor.sinceSeq);
       const frames = replayFromRecent(range, this.#recent.after(range.sinceSeq));
       if (frames) return client.endReplay(frames);
       return this.#replayLater(client, () => Promise.resolve(range));
@@ -427,6 +481,7 @@ export class Room {
 
   #remove(client: Client): void {
     if (!this.#members.delete(client)) return;
+    this.#ahead?.delete(client);
     this.#presence.removeLocal(client.user);
     this.#link.announce(this.#presence.localNames());
     this.#announce("leave", client.user, this.#presence.names());
@@ -445,6 +500,19 @@ export class Room {
       if (member !== except && !member.offer(frame)) (behind ??= []).push(member);
     }
     // Cut off after the loop, so the presence leave this causes follows the frame in order.
+    if (behind) { for (const member of behind) member.disconnect(CLOSE_CODES.slowConsumer); }
+  }
+
+  /** {@linkcode Room.#fanOut} of message `seq`, skipping members that resumed past it. */
+  #fanOutPast(ahead: Map<Client, number>, frame: string, seq: number): void {
+    let behind: Client[] | undefined;
+    for (const member of this.#members) {
+      const cursor = ahead.get(member);
+      if (cursor !== undefined && seq <= cursor) continue;
+      if (!member.offer(frame)) (behind ??= []).push(member);
+    }
+    for (const [client, cursor] of ahead) if (cursor <= seq) ahead.delete(client);
+    if (ahead.size === 0) this.#ahead = undefined;
     if (behind) { for (const member of behind) member.disconnect(CLOSE_CODES.slowConsumer); }
   }
 }

@@ -64,7 +64,7 @@ for i = 1, count do
   frames[i] = frame
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. epoch .. '\n' .. table.concat(frames, '\n'))
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. epoch .. '\\n' .. table.concat(frames, '\\n'))
 return {epoch, string.format('%d', first)}
 `;
 
@@ -80,10 +80,28 @@ redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', ARGV[2])
 return {ARGV[1], ARGV[2]}
 `;
 
+// Moves a room whose sequence went back (Redis restored an older copy: a snapshot, a failover
+// to a replica that was behind) to a new epoch continuing past every seq handed out, unless
+// another instance did so first. KEYS: sequence hash, stream. ARGV: the epoch that went back,
+// a new epoch, the last seq handed out, and the seq below which the epoch counts as gone back
+// (the last seq handed out; for an epoch left before, any). Returns the sequence that stands.
+const REBASE_SCRIPT = `
+local found = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+local seq = tonumber(found[2] or '0')
+if found[1] == ARGV[1] and seq < tonumber(ARGV[4]) then
+  local last = string.format('%d', math.max(seq, tonumber(ARGV[3])))
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'seq', last)
+  return {ARGV[2], last}
+end
+return found
+`;
+
 /** The scripts, as ioredis defines them on the command client. */
 interface SequencerCommands {
   chatSequence(...args: string[]): Promise<[string, string] | null>;
   chatSeed(...args: string[]): Promise<[string, string]>;
+  chatRebase(...args: string[]): Promise<[string | null, string | null]>;
 }
 
 /**
@@ -119,9 +137,17 @@ export class RedisCluster implements Cluster {
     // Commands fail fast while Redis is away (no offline queue), so nothing piles up in memory.
     this.#commands = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
     // Subscriptions are few (one per room) and must not be lost: they wait for the connection.
-    this.#subscriber = new Redis(url, { enableOfflineQueue: true, maxRetriesPerRequest: null });
+    // The "ready" handler below resubscribes every room: ioredis's own resubscription leaves a
+    // promise nobody handles, whose rejection (the connection closing again, or close()) would
+    // end the process.
+    this.#subscriber = new Redis(url, {
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      autoResubscribe: false,
+    });
     this.#commands.defineCommand("chatSequence", { numberOfKeys: 2, lua: SEQUENCE_SCRIPT });
     this.#commands.defineCommand("chatSeed", { numberOfKeys: 2, lua: SEED_SCRIPT });
+    this.#commands.defineCommand("chatRebase", { numberOfKeys: 2, lua: REBASE_SCRIPT });
     this.#sequencer = this.#commands as unknown as SequencerCommands;
     for (
       const [role, client] of [["commands", this.#commands], [
@@ -134,14 +160,14 @@ export class RedisCluster implements Cluster {
     }
     this.#commands.on("ready", () => this.#beat());
     this.#subscriber.on("ready", () => {
-      // ioredis resubscribes what had succeeded; rooms linked during an outage need this.
       const channels = [...this.#rooms.keys()].map((room) => this.#channel(room));
-      if (channels.length > 0) {
-        this.#subscriber.subscribe(...channels).catch((error) =>
-          this.#fail("redis.subscribe_failed", error)
-        );
-      }
-      this.#beat(); // catches up every room: payloads published while away were lost
+      if (channels.length === 0) return this.#beat();
+      // Caught up once subscribed, so that what was published while away is read from the
+      // streams and what comes after arrives.
+      this.#subscriber.subscribe(...channels).then(
+        () => this.#beat(),
+        (error) => this.#fail("redis.subscribe_failed", error),
+      );
     });
     this.#subscriber.on(
       "message",
@@ -355,9 +381,56 @@ export class RedisCluster implements Cluster {
         const [room, entry] = open[i] as [string, LinkedRoom];
         const [epoch, seq] = (value ?? []) as (string | null)[];
         if (error || !epoch || !seq || this.#rooms.get(room) !== entry) return;
-        entry.gate?.catchUp({ epoch, lastSeq: Number(seq) });
+        const sequence = { epoch, lastSeq: Number(seq) };
+        const gate = entry.gate;
+        // Within an epoch the sequence only grows, and an epoch once left is over: behind what
+        // was delivered, or back in an old epoch, Redis lost writes and would hand out used
+        // seqs again (which every gate drops as stale).
+        const behind = epoch === gate?.epoch && sequence.lastSeq < gate.lastSeq;
+        if (gate && (behind || gate.hasLeft(epoch))) {
+          this.#rebase(room, entry, sequence);
+        } else gate?.catchUp(sequence);
       });
     }, (error) => this.#fail("redis.catch_up_failed", error));
+  }
+
+  /**
+   * Moves a room whose sequence in Redis went back (in its epoch, or to an epoch left before)
+   * to a new epoch, past every seq this instance delivered or stored; the gate then resets the
+   * room (its members resume and are told the epoch changed). If it fails, the next catch-up
+   * tries again.
+   */
+  async #rebase(room: string, entry: LinkedRoom, behind: RoomSequence): Promise<void> {
+    const delivered = entry.gate?.lastSeq ?? 0;
+    const left = entry.gate?.hasLeft(behind.epoch) ?? false;
+    const epoch = newEpoch();
+    try {
+      // What Redis said may just be older than what the subscription brought since: the
+      // script moves on only if the sequence is still behind.
+      const floor = Math.max(delivered, await entry.sink.seed());
+      const [standing, seq] = await withTimeout(
+        this.#sequencer.chatRebase(
+          this.#sequenceKey(room),
+          this.#streamKey(room),
+          behind.epoch,
+          epoch,
+          String(floor),
+          String(left ? Number.MAX_SAFE_INTEGER : floor),
+        ),
+        SEQUENCE_TIMEOUT_MS,
+      );
+      if (standing === epoch) {
+        this.#options.logger.warn("cluster.sequence_rebased", {
+          room,
+          redisSeq: behind.lastSeq,
+          lastSeq: Number(seq),
+        });
+      }
+      if (!standing || !seq || this.#rooms.get(room) !== entry) return;
+      entry.gate?.catchUp({ epoch: standing, lastSeq: Number(seq) });
+    } catch (error) {
+      this.#fail("redis.rebase_failed", error);
+    }
   }
 
   /** Refreshes this instance's liveness and presence, and drops members of instances gone quiet. */

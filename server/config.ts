@@ -244,7 +244,7 @@ export const CONFIG_VARIABLES = {
   resumeLimit: {
     name: "RESUME_LIMIT",
     fallback: "1000",
-    doc: "messages a reconnecting client (since=) is replayed at most; also kept per room",
+    doc: "messages a reconnecting client (since_seq=) is replayed at most; also kept per room",
     parse: integer(1, 100_000),
   },
   memoryMaxPerRoom: {

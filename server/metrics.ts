@@ -125,9 +125,9 @@ export class ServerMetrics implements ChatMetrics {
     this.#refused.inc({ reason: code });
   }
 
-  messageBroadcast(deliveries: number, latencyMs: number): void {
+  messageBroadcast(deliveries: number, latencyMs: number | undefined): void {
     if (deliveries > 0) this.#delivered.inc(deliveries);
-    this.#broadcastSeconds.observe(latencyMs / 1000);
+    if (latencyMs !== undefined) this.#broadcastSeconds.observe(latencyMs / 1000);
   }
 
   clientLeft(code: number | undefined): void {

@@ -41,8 +41,8 @@ const MESSAGE_OVERHEAD_BYTES = 360;
 
 /**
  * One room: its sequence and its messages sorted by seq, with their estimated bytes. A room
- * whose messages were all pruned keeps its sequence; a room forgotten whole (too many rooms, too
- * rooms) comes back with a new epoch.
+ * whose messages were all pruned keeps its sequence; a room forgotten whole (too many rooms)
+ * comes back with a new epoch.
  */
 interface RoomHistory {
   readonly epoch: string;
@@ -219,8 +219,8 @@ export class MemoryStore implements MessageRepository {
 const PRUNE_YIELD_EVERY = 50_000;
 
 /**
- * Applies a policy to one room's id-sorted messages in place and returns those it removed: first
- * those older than `cutoffMs`, then the oldest ids beyond `maxPerRoom`.
+ * Applies a policy to one room's seq-sorted messages in place and returns those it removed: first
+ * those older than `cutoffMs`, then the oldest seqs beyond `maxPerRoom`.
  */
 function pruneRoom(
   messages: ChatMessage[],

@@ -270,7 +270,8 @@ export class PostgresStore implements MessageRepository {
   }
 
   /**
-   * Reads one page of a room, ascending by id, with the paging rules of {@linkcode HistoryQuery}.
+   * Reads one page of a room, ascending by seq (by id with protocol 1 id cursors), with the
+   * paging rules of {@linkcode HistoryQuery}.
    *
    * @example
    * ```ts

@@ -102,7 +102,7 @@ export function checkRetentionPolicy(policy: RetentionPolicy): void {
  * ```ts
  * import { MemoryStore } from "./memory_store.ts";
  * const store: MessageRepository = new MemoryStore({ maxPerRoom: 100, maxRooms: 10 });
- * await store.saveBatch([{ id: "0190...", room: "a", sender: "ann", content: "hi", timestamp: "..." }]);
+ * await store.saveBatch([{ id: "0190...", room: "a", seq: 1, sender: "ann", content: "hi", timestamp: "..." }]);
  * const page = await store.history("a", { limit: 50 });
  * const removed = await store.prune({ olderThan: new Date(Date.now() - 30 * 86_400_000) });
  * ```
@@ -112,8 +112,8 @@ export interface MessageRepository {
   readonly kind: string;
   /**
    * Saves messages and raises each room's last seq to the highest saved. Saving a message whose
-   * id, or whose room and seq, is already stored changes nothing, so a retried batch (or the same
-   * message saved by several instances) never duplicates a row.
+   * room and seq are already stored changes nothing (PostgreSQL also skips a known id), so a
+   * retried batch (or the same message saved by several instances) never duplicates a row.
    *
    * @throws if the store cannot save the batch; no message of a failed batch may be half-saved
    * in a way a retry would duplicate.

@@ -46,8 +46,8 @@ export class WriteBehindLog implements MessageLog {
   readonly #repository: MessageRepository;
   readonly #options: WriteBehindLogOptions;
   readonly #queue: Channel<ChatMessage>;
-  /** Per room, by seq: queued or being written. */
-  readonly #held = new Map<string, Map<number, ChatMessage>>();
+  /** Per room, by id: queued or being written. */
+  readonly #held = new Map<string, Map<string, ChatMessage>>();
   #size = 0;
 
   constructor(repository: MessageRepository, options: WriteBehindLogOptions) {
@@ -68,10 +68,10 @@ export class WriteBehindLog implements MessageLog {
 
   append(message: ChatMessage): boolean {
     let room = this.#held.get(message.room);
-    if (room?.has(message.seq)) return true; // taken already (another instance's copy, say)
+    if (room?.has(message.id)) return true; // taken already
     if (!this.#queue.trySend(message)) return false;
     if (!room) this.#held.set(message.room, room = new Map());
-    room.set(message.seq, message);
+    room.set(message.id, message);
     this.#size++;
     return true;
   }
@@ -90,9 +90,9 @@ export class WriteBehindLog implements MessageLog {
 
   /** Forgets messages the workers stored or gave up on. */
   settled(messages: readonly ChatMessage[]): void {
-    for (const { room, seq } of messages) {
+    for (const { room, id } of messages) {
       const held = this.#held.get(room);
-      if (!held?.delete(seq)) continue;
+      if (!held?.delete(id)) continue;
       this.#size--;
       if (held.size === 0) this.#held.delete(room);
     }
@@ -128,18 +128,27 @@ export class WriteBehindLog implements MessageLog {
   }
 
   async openRoom(room: string): Promise<RoomSequence> {
-    return this.#withHeld(room, await this.#repository.openRoom(room));
+    const heldSeq = this.#newestHeld(room);
+    return raised(await this.#repository.openRoom(room), heldSeq);
   }
 
   async roomSequence(room: string): Promise<RoomSequence | undefined> {
+    const heldSeq = this.#newestHeld(room);
     const stored = await this.#repository.roomSequence(room);
-    return stored && this.#withHeld(room, stored);
+    return stored && raised(stored, heldSeq);
   }
 
-  /** The store's sequence, its last seq raised to the newest held (queued after the store's). */
-  #withHeld(room: string, stored: RoomSequence): RoomSequence {
-    let lastSeq = stored.lastSeq;
-    for (const seq of this.#held.get(room)?.keys() ?? []) if (seq > lastSeq) lastSeq = seq;
-    return { epoch: stored.epoch, lastSeq };
+  /**
+   * The newest seq held for `room`, read before the store is asked: a message settled after this
+   * was stored before the store's answer, so one of the two sees every message.
+   */
+  #newestHeld(room: string): number {
+    let newest = 0;
+    for (const { seq } of this.#held.get(room)?.values() ?? []) if (seq > newest) newest = seq;
+    return newest;
   }
+}
+
+function raised(stored: RoomSequence, heldSeq: number): RoomSequence {
+  return { epoch: stored.epoch, lastSeq: Math.max(stored.lastSeq, heldSeq) };
 }

@@ -4,11 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import { type ChildServer, startChildServer } from "../support/child_server.ts";
 import { serviceGate } from "../support/services.ts";
 import { TcpProxy } from "../support/tcp_proxy.ts";
 import { type Frame, TestSocket } from "../support/test_socket.ts";
 import { waitFor } from "../support/wait_for.ts";
+import { Instance } from "./_instance.ts";
 
 const redis = serviceGate("TEST_REDIS_URL", "Redis");
 const PRESENCE_TTL_MS = 2_000;
@@ -21,75 +21,15 @@ const BASE_ENV: Readonly<Record<string, string>> = {
   LOG_LEVEL: "info",
 };
 
-/** One server instance: the real entry point, run as an operator would. */
-class Instance {
-  readonly #child: ChildServer;
-  #exit: Promise<{ code: number; stderr: string }> | undefined;
-  /** Whether the test killed it (then it exits 137, not 0). */
-  crashed = false;
-
-  private constructor(child: ChildServer) {
-    this.#child = child;
-  }
-
-  static async start(env: Record<string, string>): Promise<Instance> {
-    return new Instance(await startChildServer({ ...BASE_ENV, ...env }));
-  }
-
-  /** Its id in the cluster, from its `cluster.enabled` log line. */
-  get id(): string {
-    const line = this.#child.logs.find((entry) => entry.event === "cluster.enabled");
-    if (typeof line?.instance !== "string") throw new Error("no cluster.enabled log line");
-    return line.instance;
-  }
-
-  chatUrl(room: string, user: string): string {
-    return `ws://127.0.0.1:${this.#child.port}/chat?r=${room}&u=${user}`;
-  }
-
-  async readiness(): Promise<{ status: number; body: Record<string, unknown> }> {
-    const response = await fetch(`http://127.0.0.1:${this.#child.port}/readyz`);
-    return { status: response.status, body: await response.json() };
-  }
-
-  /** Polls `/readyz` until it reports the cluster `state`. */
-  async untilCluster(state: "ok" | "degraded", timeoutMs = 10_000): Promise<void> {
-    await waitFor(`/readyz cluster "${state}"`, async () => {
-      const { body } = await this.readiness();
-      return body.cluster === state || undefined;
-    }, timeoutMs);
-  }
-
-  /** SIGTERM through `deno task` (idempotent). @returns how it exited. */
-  stop(): Promise<{ code: number; stderr: string }> {
-    if (!this.#exit) {
-      this.#child.process.kill("SIGTERM");
-      this.#exit = this.#child.finished();
-    }
-    return this.#exit;
-  }
-
-  /** `kill -9` of the real server, the child deno that `deno task` started. */
-  async crash(): Promise<void> {
-    const pgrep = await new Deno.Command("pgrep", {
-      args: ["-P", String(this.#child.process.pid)],
-      stdout: "piped",
-    }).output();
-    const pids = new TextDecoder().decode(pgrep.stdout).split(/\s+/).filter(Boolean);
-    assert.equal(pids.length, 1, `one server process under deno task, got ${pids}`);
-    Deno.kill(Number(pids[0]), "SIGKILL");
-    this.crashed = true;
-    this.#exit = this.#child.finished();
-    await this.#exit;
-  }
-}
-
 /** Instances sharing one key prefix, and a Redis client of the test's own to look at it. */
 interface Deployment {
   readonly prefix: string;
   readonly probe: Redis;
   readonly instances: readonly Instance[];
-  /** Stops every instance, asserting a clean exit of those not crashed, and that no key is left. */
+  /**
+   * Stops every instance, asserting a clean exit of those not crashed, and that no key but the
+   * rooms' sequences and streams is left.
+   */
   stopCleanly(): Promise<void>;
 }
 
@@ -104,7 +44,7 @@ async function withDeployment(
   const started = await Promise.allSettled(
     Array.from(
       { length: count },
-      () => Instance.start({ REDIS_URL: options.redisUrl, REDIS_PREFIX: prefix }),
+      () => Instance.start({ ...BASE_ENV, REDIS_URL: options.redisUrl, REDIS_PREFIX: prefix }),
     ),
   );
   const instances = started.flatMap((result) =>
@@ -130,7 +70,14 @@ async function withDeployment(
         for (const [i, { code, stderr }] of exits.entries()) {
           if (!instances[i]?.crashed) assert.equal(code, 0, stderr);
         }
-        assert.deepEqual(await probe.keys(`${prefix}*`), [], "a clean shutdown leaves no keys");
+        // The rooms' sequences (and streams) outlive the instances, so the next ones continue
+        // them; presence and heartbeats go with a clean shutdown.
+        const left = (await probe.keys(`${prefix}*`)).map((key) => key.slice(prefix.length));
+        assert.deepEqual(
+          left.filter((key) => !/^(seq|stream):/.test(key)),
+          [],
+          "a clean shutdown leaves only the rooms' sequences",
+        );
       },
     });
   } finally {
@@ -163,12 +110,17 @@ async function joinExpecting(
   members: string[],
 ): Promise<TestSocket> {
   const socket = await TestSocket.open(instance.chatUrl(room, user));
-  assert.deepEqual(await socket.next(), {
+  const welcome = await socket.next();
+  assert.match(String(welcome.epoch), /^[0-9a-f]{16}$/);
+  assert.equal(typeof welcome.last_seq, "number");
+  assert.deepEqual(welcome, {
     type: "welcome",
-    protocol: 1,
+    protocol: 2,
     room,
     user,
     members,
+    epoch: welcome.epoch,
+    last_seq: welcome.last_seq,
   });
   return socket;
 }
@@ -283,6 +235,8 @@ class LoadMember {
   readonly senders: string[] = [];
   /** Sequence numbers of load messages by sender, in arrival order. */
   readonly bySender = new Map<string, number[]>();
+  /** The room's seq of every message (marks included), in arrival order. */
+  readonly seqs: number[] = [];
   readonly problems: string[] = [];
   members: string[] = [];
   /** `mark:` messages received: they bracket the load, one from each instance. */
@@ -366,6 +320,7 @@ class LoadMember {
   }
 
   #message(frame: Frame): void {
+    this.seqs.push(frame.seq);
     const [kind, sender, seq] = String(frame.content).split(":");
     if (kind === "mark") {
       this.marks++;
@@ -403,7 +358,7 @@ function sequenceFault(seqs: readonly number[] | undefined, count: number): stri
 }
 
 Deno.test({
-  name: "Three instances: 10,000 messages reach every member once, in each sender's order",
+  name: "Three instances: 10,000 messages reach every member once, in one seq order",
   ignore: redis.ignore,
   fn: () =>
     withDeployment(3, { redisUrl: redis.url ?? "" }, async ({ instances, stopCleanly }) => {
@@ -463,13 +418,18 @@ Deno.test({
           const fault = sequenceFault(member.bySender.get(sender), count);
           assert.equal(fault, undefined, `${member.user} got ${sender}'s messages out of order`);
         }
-        // Members of one instance share its room's loop, so their order is the same.
-        const neighbour = members[member.instance * 3];
-        assert.ok(
-          neighbour?.ids.every((id, i) =>
-            id === member.ids[i]
+        // Seqs 1, 2, 3, ... with no hole: the three marks, the load, the three marks.
+        const seqFault = sequenceFault(
+          member.seqs.map((seq) =>
+            seq - 1
           ),
-          `${member.user} saw the same order as ${neighbour?.user}`,
+          LOAD_TOTAL + 6,
+        );
+        assert.equal(seqFault, undefined, `${member.user}'s seqs`);
+        // Every instance delivers in seq order, its own messages included: one order for all.
+        assert.ok(
+          member.ids.every((id, i) => id === members[0]?.ids[i]),
+          `${member.user} saw the same order as ${members[0]?.user}`,
         );
       }
       // A sender's ids come from one instance's clock, so they increase in its sending order.
@@ -643,7 +603,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "Redis cut: rooms go on locally, /readyz says degraded; after restore delivery resumes",
+  name:
+    "Redis cut: sends are refused with unavailable, /readyz says degraded; after restore delivery resumes",
   ignore: redis.ignore,
   fn: async () => {
     const target = new URL(redis.url ?? "redis://127.0.0.1:6379");
@@ -695,16 +656,16 @@ Deno.test({
             assert.equal(status, 200, "a lost Redis does not make an instance unready");
             assert.equal(body.cluster, "degraded");
           }
+          // Without the shared sequencer no message gets a seq: each sender is told, nobody
+          // (the sender included) gets the message, and the last seq stays where it was.
           ann.send("during a");
           bob.send("during b");
-          for (const member of [ann, amy]) {
-            assert.deepEqual(await nextMessage(member), ["ann", "during a"]);
+          for (const sender of [ann, bob]) {
+            const { type, code } = await sender.nextOfType("error");
+            assert.deepEqual({ type, code }, { type: "error", code: "unavailable" });
           }
-          for (const member of [bob, ben]) {
-            assert.deepEqual(await nextMessage(member), ["bob", "during b"]);
-          }
-          // A room that an instance first opens during the outage.
-          const cyd = await joinExpecting(b, "late", "cyd", ["cyd"]);
+          // A room that an instance first opens during the outage: its welcome waits for Redis.
+          const cyd = await TestSocket.open(b.chatUrl("late", "cyd"));
           // Outlast the heartbeats, so the instances come back to expired keys.
           await waitFor("both heartbeats expired", async () => {
             const alive = await probe.exists(
@@ -716,6 +677,10 @@ Deno.test({
 
           proxy.restore();
           const restoredAt = performance.now();
+          const cydWelcome = await cyd.next(CROSSING_TIMEOUT_MS);
+          assert.equal(cydWelcome.type, "welcome", "cyd's first frame, once Redis answers");
+          assert.equal(cydWelcome.last_seq, 0);
+          skipped.set(cyd, [cydWelcome]);
           const directions = await Promise.allSettled([
             untilCrossed(ann, "ann", bob),
             untilCrossed(ben, "ben", amy),
@@ -739,7 +704,10 @@ Deno.test({
           const bound = PRESENCE_TTL_MS + PRESENCE_SLACK_MS;
           const dotSees = await presenceOf(dot, { event: "join", user: "cyd" }, bound);
           assert.deepEqual(dotSees.members, ["cyd", "dot"]);
-          const cydSees = await presenceOf(cyd, { event: "join", user: "dot" }, bound);
+          // cyd was welcomed once Redis answered: with dot if a's heartbeat was back by then.
+          const cydSees = cydWelcome.members.includes("dot")
+            ? cydWelcome
+            : await presenceOf(cyd, { event: "join", user: "dot" }, bound);
           assert.deepEqual(cydSees.members, ["cyd", "dot"]);
           await Promise.all([a.untilCluster("ok"), b.untilCluster("ok")]);
           // Whatever presence did right after the restore, it settles on everyone.

@@ -22,7 +22,8 @@ function instances(count: number, prefix: string) {
 }
 
 Deno.test({
-  name: "Redis cluster: a message reaches members on every instance once; presence spans instances",
+  name:
+    "Redis cluster: a message reaches members on every instance once, in one seq order; presence spans instances",
   ignore: redis.ignore,
   fn: async () => {
     const prefix = `test:${crypto.randomUUID()}:`;
@@ -53,9 +54,12 @@ Deno.test({
     const even = Array.from({ length: 50 }, (_, i) => `m${2 * i}`);
     for (const seen of [seenByAnn, seenByBob]) {
       assert.equal(new Set(seen.map((frame) => frame.id)).size, 100, "each message once");
+      assert.deepEqual(seen.map((frame) => frame.seq), seqs(1, 100), "in seq order, no hole");
       assert.deepEqual(sentBy("ann", seen), odd, "in the order ann sent them");
       assert.deepEqual(sentBy("bob", seen), even, "in the order bob sent them");
     }
+    // Each instance delivers its own messages as they come back from Redis: one order for all.
+    assert.deepEqual(seenByAnn, seenByBob, "the same frames at the same seqs on both instances");
 
     // A room with members on one instance only is subscribed by that instance only.
     const solo = await TestSocket.open(a.app.chatUrl("only-a", "cat"));
@@ -70,8 +74,79 @@ Deno.test({
     await a.app.close();
     await b.app.close();
     await Promise.all([a.cluster.close(), b.cluster.close()]);
-    const leftover = await probe.keys(`${prefix}*`);
+    const leftover = (await probe.keys(`${prefix}*`)).map((key) => key.slice(prefix.length));
+    if (leftover.length > 0) await probe.del(...leftover.map((key) => prefix + key));
     await probe.quit();
-    assert.deepEqual(leftover, [], "a clean shutdown leaves no keys");
+    // The rooms' sequences (and the streams of rooms with messages) outlive the instances, so
+    // the next one continues them; presence and heartbeats go with a clean shutdown.
+    assert.deepEqual(
+      leftover.sort(),
+      ["seq:only-a", "seq:shared", "stream:shared"],
+      "a clean shutdown leaves only the rooms' sequences",
+    );
+  },
+});
+
+function seqs(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+Deno.test({
+  name:
+    "Redis cluster: a room whose sequence went back in Redis moves to a new epoch; no seq is handed out twice",
+  ignore: redis.ignore,
+  fn: async () => {
+    const prefix = `test:${crypto.randomUUID()}:`;
+    const [a, b] = instances(2, prefix);
+    if (!a || !b) throw new Error("two instances");
+    const probe = new Redis(redis.url ?? "");
+    try {
+      await waitFor(
+        "both instances connected",
+        () => a.cluster.state === "ok" && b.cluster.state === "ok" || undefined,
+      );
+      const ann = await TestSocket.open(a.app.chatUrl("rewind", "ann"));
+      const { epoch } = await ann.nextOfType("welcome");
+      const bob = await TestSocket.open(b.app.chatUrl("rewind", "bob"));
+      await bob.nextOfType("welcome");
+      for (let i = 0; i < 5; i++) ann.send(`m${i}`);
+      for (const member of [ann, bob]) {
+        assert.deepEqual((await member.collect("message", 5)).map((m) => m.seq), seqs(1, 5));
+      }
+      // Redis comes back with an older copy of the room's sequence (a snapshot, a failover to a
+      // replica that was behind): same epoch, seq 2. Seqs 3, 4, 5 would be handed out again.
+      await probe.hset(`${prefix}seq:rewind`, "seq", "2");
+      // Found at the next catch-up (a heartbeat): the room moves on to a new epoch, and its
+      // members are told to resume.
+      for (const member of [ann, bob]) {
+        assert.equal((await member.untilClosed()).close.code, 4002);
+      }
+      const [newEpoch, lastSeq] = await probe.hmget(`${prefix}seq:rewind`, "epoch", "seq");
+      assert.notEqual(newEpoch, epoch);
+      assert.equal(lastSeq, "5", "the new epoch continues after every seq handed out");
+      const back = await TestSocket.open(
+        a.app.chatUrl("rewind", "ann") + `&since_seq=5&epoch=${epoch}`,
+      );
+      const welcome = await back.next();
+      assert.deepEqual([welcome.type, welcome.epoch, welcome.last_seq], ["welcome", newEpoch, 5]);
+      assert.deepEqual(await back.next(), {
+        type: "resume",
+        complete: false,
+        replayed: 0,
+        epoch: newEpoch,
+        reason: "epoch_changed",
+      });
+      back.send("after");
+      const after = await back.nextOfType("message");
+      assert.deepEqual([after.seq, after.content], [6, "after"]);
+      await back.close();
+    } finally {
+      await a.app.close();
+      await b.app.close();
+      await Promise.all([a.cluster.close(), b.cluster.close()]);
+      const left = await probe.keys(`${prefix}*`);
+      if (left.length > 0) await probe.del(...left);
+      await probe.quit();
+    }
   },
 });

@@ -5,20 +5,26 @@ import { TestSocket } from "../support/test_socket.ts";
 Deno.test("Room broadcasts each message once, in one order, to every member and no other room", async () => {
   const app = startTestServer();
   const ann = await TestSocket.open(app.chatUrl("a", "ann"));
-  assert.deepEqual(await ann.next(), {
+  const welcome = await ann.next();
+  assert.match(welcome.epoch, /^[A-Za-z0-9_-]{1,64}$/);
+  assert.deepEqual(welcome, {
     type: "welcome",
-    protocol: 1,
+    protocol: 2,
     room: "a",
     user: "ann",
     members: ["ann"],
+    epoch: welcome.epoch,
+    last_seq: 0,
   });
   const bob = await TestSocket.open(app.chatUrl("a", "bob"));
   assert.deepEqual(await bob.next(), {
     type: "welcome",
-    protocol: 1,
+    protocol: 2,
     room: "a",
     user: "bob",
     members: ["ann", "bob"],
+    epoch: welcome.epoch,
+    last_seq: 0,
   });
   assert.deepEqual(await ann.next(), {
     type: "presence",
@@ -42,15 +48,21 @@ Deno.test("Room broadcasts each message once, in one order, to every member and 
   );
   const ids = seenByAnn.map((frame) => frame.id as string);
   assert.deepEqual(ids, [...new Set(ids)].sort(), "ids are distinct and increase");
+  assert.deepEqual(
+    seenByAnn.map((frame) => frame.seq),
+    Array.from({ length: count }, (_, i) => i + 1),
+    "seqs are 1, 2, 3, ... in delivery order",
+  );
   for (const frame of seenByAnn) {
-    assert.deepEqual(Object.keys(frame).sort(), [
-      "content",
+    assert.deepEqual(Object.keys(frame), [
+      "type",
       "id",
       "room",
+      "seq",
       "sender",
+      "content",
       "timestamp",
-      "type",
-    ]);
+    ], "always this key order");
     assert.equal(frame.room, "a");
     assert.match(frame.id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     assert.equal(new Date(frame.timestamp).toISOString(), frame.timestamp);
@@ -62,6 +74,7 @@ Deno.test("Room broadcasts each message once, in one order, to every member and 
   const next = await cat.next();
   assert.equal(next.type, "message");
   assert.equal(next.content, "only b");
+  assert.equal(next.seq, 1, "each room has its own sequence");
 
   await bob.close();
   assert.deepEqual(await ann.next(), {
@@ -92,13 +105,20 @@ Deno.test("Room accepts a JSON message frame and treats other JSON as text", asy
 Deno.test("Hub lists a user with two connections once, and removes empty rooms", async () => {
   const app = startTestServer();
   const first = await TestSocket.open(app.chatUrl("tabs", "ann"));
-  await first.next();
+  const { epoch } = await first.next();
   const second = await TestSocket.open(app.chatUrl("tabs", "ann"));
   assert.deepEqual((await second.next()).members, ["ann"]);
+  first.send("before leaving");
+  assert.equal((await second.nextOfType("message")).seq, 1);
   await Promise.all([first.close(), second.close()]);
-  // A fresh join after everyone left gets a fresh room with only the newcomer in it.
+  // A fresh join after everyone left gets a fresh room with only the newcomer in it, whose
+  // sequence goes on in the same epoch: the store kept it.
   const again = await TestSocket.open(app.chatUrl("tabs", "bob"));
-  assert.deepEqual((await again.next()).members, ["bob"]);
+  const welcome = await again.next();
+  assert.deepEqual(welcome.members, ["bob"]);
+  assert.deepEqual([welcome.epoch, welcome.last_seq], [epoch, 1]);
+  again.send("after");
+  assert.equal((await again.nextOfType("message")).seq, 2);
   await again.close();
   await app.close();
 });

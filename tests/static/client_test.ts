@@ -3,7 +3,7 @@
  * Each test closes its browser (with its pages) and its server in `finally`; sanitizers stay on.
  */
 import assert from "node:assert/strict";
-import type { Browser } from "playwright-core";
+import type { Browser, Page, Route, WebSocketRoute } from "playwright-core";
 import { silentLogger } from "../../log/logger.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 import { PostgresStore } from "../../storage/postgres_store.ts";
@@ -24,7 +24,7 @@ import { dropSchema, freshSchemaName } from "../support/postgres_schema.ts";
 import type { RecordingStore } from "../support/recording_store.ts";
 import { serviceGate } from "../support/services.ts";
 import { startTestServer, type TestServer } from "../support/test_server.ts";
-import { TestSocket } from "../support/test_socket.ts";
+import { type Frame, TestSocket } from "../support/test_socket.ts";
 import { waitFor } from "../support/wait_for.ts";
 
 const chrome = serviceGate("CHROME_PATH", "Chromium");
@@ -71,10 +71,164 @@ function assertNoForeignRequests<R extends MessageRepository>(
   assert.deepEqual(foreignRequests(page.requests, origin(server)), []);
 }
 
-function assertSortedUnique(ids: readonly string[]): void {
-  for (let i = 1; i < ids.length; i++) {
-    assert.ok((ids[i - 1] ?? "") < (ids[i] ?? ""), `ids out of order or repeated at ${i}`);
+/** The seqs of the messages shown, top to bottom. */
+function shownSeqs(page: Page): Promise<number[]> {
+  return page.$$eval(
+    "#messages li.message",
+    (items) => items.map((item) => Number(item.getAttribute("data-seq"))),
+  );
+}
+
+/** 1, 2, ... `count`: what a page that misses nothing and repeats nothing shows. */
+function seqsUpTo(count: number): number[] {
+  return Array.from({ length: count }, (_, index) => index + 1);
+}
+
+/** Asserts no URL uses a protocol 1 cursor (`since`, `after`, `before`: message ids). */
+function assertSeqCursorsOnly(urls: readonly string[]): void {
+  for (const url of urls) {
+    const params = new URL(url).searchParams;
+    for (const name of ["since", "after", "before"]) {
+      assert.equal(params.get(name), null, `${url} uses the protocol 1 cursor ${name}`);
+    }
   }
+}
+
+/** The query parameters of the page's `/history` requests, in order. */
+function historyQueries(requests: readonly string[]): Record<string, string>[] {
+  return requests
+    .map((url) => new URL(url))
+    .filter((url) => url.pathname === "/history")
+    .map((url) => Object.fromEntries(url.searchParams));
+}
+
+/** The room's epoch, as `/history` reports it. */
+async function epochOf<R extends MessageRepository>(
+  server: TestServer<R>,
+  room: string,
+): Promise<string> {
+  const response = await fetch(server.url(`/history?r=${room}&limit=1`));
+  await response.body?.cancel();
+  return response.headers.get("x-chat-epoch") ?? "";
+}
+
+/** `promise`, or an error naming `what` if it has not settled within `timeoutMs`. */
+function within<T>(what: string, promise: Promise<T>, timeoutMs = PAGE_TIMEOUT_MS): Promise<T> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then((value) => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(value);
+    }, reject);
+  });
+}
+
+/** Frames a page's chat sockets received, in order; awaited as they arrive, never polled. */
+class FrameLog {
+  readonly frames: Frame[] = [];
+  #wake: (() => void) | undefined;
+
+  push(frame: Frame): void {
+    this.frames.push(frame);
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /** The first frame `match` accepts, waiting for it if it has not arrived yet. */
+  async find(match: (frame: Frame) => boolean, timeoutMs = 20_000): Promise<Frame> {
+    const signal = AbortSignal.timeout(timeoutMs);
+    for (;;) {
+      const found = this.frames.find(match);
+      if (found) return found;
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => reject(new Error("timed out waiting for a frame of the page"));
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.#wake = () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        };
+      });
+    }
+  }
+}
+
+/** The URLs of the chat sockets a page opens from now on, and the frames they receive. */
+function watchSockets(page: Page): { readonly urls: string[]; readonly log: FrameLog } {
+  const urls: string[] = [];
+  const log = new FrameLog();
+  page.on("websocket", (socket) => {
+    urls.push(socket.url());
+    socket.on("framereceived", ({ payload }) => log.push(JSON.parse(String(payload))));
+  });
+  return { urls, log };
+}
+
+/**
+ * Decides what the page gets of one server frame on its `socket`-th chat socket (0 first):
+ * forward it with `page.send`, drop it, or send something else.
+ */
+type Relay = (frame: Frame, page: WebSocketRoute, socket: number) => void;
+
+/** A page joined through a relay between its chat sockets and the server. */
+interface RelayedChat {
+  readonly page: Page;
+  /** The page's side of each chat socket it opened, in order. */
+  readonly sockets: WebSocketRoute[];
+  /** Every URL the page requested, chat sockets included. */
+  readonly requests: string[];
+  /** Every frame the relay got from the server, in order. */
+  readonly log: FrameLog;
+}
+
+/** Opens the client as ann in `room`, its chat sockets passing through `relay`, and waits live. */
+async function openRelayedChat(
+  browser: Browser,
+  server: TestServer<RecordingStore>,
+  room: string,
+  relay: Relay,
+): Promise<RelayedChat> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(PAGE_TIMEOUT_MS);
+  const sockets: WebSocketRoute[] = [];
+  const requests: string[] = [];
+  const log = new FrameLog();
+  page.on("request", (request) => requests.push(request.url()));
+  await page.routeWebSocket((url) => url.pathname === "/chat", (socket) => {
+    const index = sockets.push(socket) - 1;
+    requests.push(socket.url());
+    socket.connectToServer().onMessage((message) => {
+      const frame = JSON.parse(String(message));
+      log.push(frame);
+      relay(frame, socket, index);
+    });
+  });
+  await page.goto(server.url(`/client.html?r=${room}&u=ann`));
+  await page.getByRole("button", { name: "Join" }).click();
+  await waitForStatus(page, /^live$/);
+  return { page, sockets, requests, log };
+}
+
+/** A relay that hides `hidden` seqs from the first socket and sends a gap frame for them. */
+function hidingRelay(room: string, hidden: { from: number; to: number }): Relay {
+  let epoch = "";
+  return (frame, page, socket) => {
+    if (frame.type === "welcome") epoch = frame.epoch;
+    const hide = socket === 0 && frame.type === "message" && frame.seq >= hidden.from &&
+      frame.seq <= hidden.to;
+    if (!hide) return page.send(JSON.stringify(frame));
+    if (frame.seq !== hidden.to) return;
+    page.send(JSON.stringify({
+      type: "gap",
+      room,
+      epoch,
+      from_seq: hidden.from,
+      to_seq: hidden.to,
+    }));
+  };
 }
 
 /** One store that outlives a server: a fresh Postgres schema when configured, else memory. */
@@ -132,7 +286,8 @@ browserTest(
         ["bob", "hi from bob"],
         ["ann", "line one\nline two"],
       ]);
-      assertSortedUnique(seenByAnn.map((m) => m.id));
+      assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(4));
+      assert.deepEqual(await shownSeqs(bob.page), seqsUpTo(4));
       // Own messages are marked, and the second of two in a row drops its sender line.
       assert.deepEqual(seenByAnn.map((m) => m.classes.includes("own")), [true, true, false, true]);
       assert.deepEqual(seenByBob.map((m) => m.classes.includes("own")), [
@@ -213,7 +368,15 @@ browserTest(
         (await shownMessages(ann.page)).map((m) => [m.id, m.sender, m.content]),
       );
       assert.deepEqual(seenByCat.map((m) => m.content), ["first", "second", "third"]);
+      assert.deepEqual(await shownSeqs(cat.page), [1, 2, 3]);
       assert.ok(seenByCat.every((m) => !m.classes.includes("own")));
+      // The newest page ends at the welcome's last_seq (3): live frames start after it.
+      assert.deepEqual(historyQueries(cat.requests)[0], {
+        r: "later",
+        before_seq: "4",
+        limit: "50",
+      });
+      assertSeqCursorsOnly(cat.requests);
       assertNoForeignRequests(server, cat);
     }),
 );
@@ -338,10 +501,17 @@ browserTest("client: scrolling up loads all 300 older messages in order, keeping
     assert.equal(shown.length, count);
     assert.deepEqual(shown.map((m) => m.content), sent.map((m) => m.content));
     assert.deepEqual(shown.map((m) => m.id), sent.map((m) => m.id));
-    assertSortedUnique(shown.map((m) => m.id));
+    assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(count));
+    // Every page was read backwards by seq, each before the oldest one shown.
+    const pages = historyQueries(ann.requests);
+    assert.deepEqual(
+      pages.map((query) => query.before_seq),
+      ["301", "251", "201", "151", "101", "51", "1"],
+    );
+    assertSeqCursorsOnly(ann.requests);
   }));
 
-browserTest("client: a join is gap-free: a message sent while history loads is replayed", (
+browserTest("client: a join is gap-free: a message sent while history loads shows once, in order", (
   browser,
 ) =>
   withServer({}, async (server) => {
@@ -354,13 +524,12 @@ browserTest("client: a join is gap-free: a message sent while history loads is r
     const context = await browser.newContext();
     const page = await context.newPage();
     page.setDefaultTimeout(PAGE_TIMEOUT_MS);
-    // Hold ann's history answer until bob has sent another message: the page's history is
-    // then one message behind, and only the socket's replay can fill the gap.
-    let held = false;
+    // Hold ann's newest page until bob has sent another message: it reaches ann live, ahead
+    // of the page that ends at her welcome's last_seq.
+    const newestPages: string[] = [];
     await page.route((url) => url.pathname === "/history", async (route) => {
       const response = await route.fetch();
-      if (!held) { // only the first page: later ones are scroll-back
-        held = true;
+      if (newestPages.push(route.request().url()) === 1) { // later ones are scroll-back
         bob.send("while ann loads history");
         await bob.nextOfType("message");
       }
@@ -378,13 +547,27 @@ browserTest("client: a join is gap-free: a message sent while history loads is r
       "while ann loads history",
       "after ann joined",
     ]);
-    assertSortedUnique(shown.map((m) => m.id));
+    assert.deepEqual(await shownSeqs(page), [1, 2, 3]);
+    assert.equal(new URL(newestPages[0] ?? "").searchParams.get("before_seq"), "2");
     await bob.close();
   }));
 
+/** What {@linkcode restartWhileAway} hands its check. */
+interface Away {
+  readonly ann: ChatPage;
+  /** The sockets ann opened after the first server went down, and their frames. */
+  readonly sockets: ReturnType<typeof watchSockets>;
+  /** What bob sent on the second server while ann was offline. */
+  readonly missed: ChatMessage[];
+  readonly bob: TestSocket;
+  /** The room's epoch on the first server and on the second. */
+  readonly epochs: { readonly before: string; readonly after: string };
+}
+
 /**
  * Takes the page's server down and up again on the same port; while the page is offline, bob
- * sends `missed` messages on the new server. Returns the page and bob's frames.
+ * sends `missed` messages on the new server. The new server shares the first one's store, or,
+ * with `lostHistory`, starts with an empty one (the room gets a new epoch).
  */
 async function restartWhileAway(
   browser: Browser,
@@ -392,8 +575,9 @@ async function restartWhileAway(
     readonly room: string;
     readonly missed: number;
     readonly env?: Record<string, string>;
+    readonly lostHistory?: boolean;
   },
-  check: (page: ChatPage, missed: ChatMessage[], bob: TestSocket) => Promise<void>,
+  check: (away: Away) => Promise<void>,
 ): Promise<void> {
   const { store, drop } = await sharedStore();
   let second: TestServer<MessageRepository> | undefined;
@@ -402,14 +586,17 @@ async function restartWhileAway(
     const ann = await openChat(browser, origin(first), { room: options.room, user: "ann" });
     await sendMessage(ann.page, "before the restart");
     await waitForMessages(ann.page, 1);
+    const before = await epochOf(first, options.room);
 
+    const sockets = watchSockets(ann.page);
     await first.server.shutdown(); // closes ann with 1001; the store stays open
     await waitForStatus(ann.page, /^reconnecting in \d+ s$/);
     await ann.context.setOffline(true); // ann cannot come back until bob has sent
 
-    second = startTestServer({ PORT: String(first.port), ...options.env }, store);
+    const env = { PORT: String(first.port), ...options.env };
+    second = options.lostHistory ? startTestServer(env) : startTestServer(env, store);
     const bob = await TestSocket.open(second.chatUrl(options.room, "bob"));
-    await bob.nextOfType("welcome");
+    const { epoch: after } = await bob.nextOfType("welcome");
     for (let i = 1; i <= options.missed; i++) bob.send(`missed ${i}`);
     const missed = (await bob.collect("message", options.missed)) as ChatMessage[];
     const lastMissed = missed[missed.length - 1]?.id;
@@ -419,32 +606,56 @@ async function restartWhileAway(
       return Array.isArray(page) && page[0]?.id === lastMissed ? true : undefined;
     });
     await ann.context.setOffline(false);
-    await check(ann, missed, bob);
+    await check({ ann, sockets, missed, bob, epochs: { before, after } });
     await bob.close();
   } finally {
     await first.server.shutdown();
-    await second?.server.shutdown();
+    if (options.lostHistory) await second?.close();
+    else await second?.server.shutdown();
     await drop();
   }
 }
 
-browserTest("client: after a server restart the page resumes and shows a missed message once", (
-  browser,
-) =>
-  restartWhileAway(browser, { room: "resume", missed: 1 }, async (ann, missed, bob) => {
-    const id = missed[0]?.id ?? "";
-    await ann.page.locator(`#messages li.message[data-id="${id}"]`).waitFor({ timeout: 20_000 });
-    await waitForStatus(ann.page, /^live$/);
-    bob.send("after the reconnect");
-    await waitForMessages(ann.page, 3);
-    const shown = await shownMessages(ann.page);
-    assert.deepEqual(shown.map((m) => m.content), [
-      "before the restart",
-      "missed 1",
-      "after the reconnect",
-    ]);
-    assertSortedUnique(shown.map((m) => m.id));
-  }));
+browserTest(
+  "client: messages sent while the page was away show once, in order, resumed by seq",
+  (browser) =>
+    restartWhileAway(browser, { room: "resume", missed: 3 }, async (away) => {
+      const { ann, sockets, missed, bob, epochs } = away;
+      assert.equal(epochs.after, epochs.before); // the store kept the room, and its epoch
+      const resume = await sockets.log.find((frame) => frame.type === "resume");
+      assert.deepEqual(resume, {
+        type: "resume",
+        complete: true,
+        replayed: 3,
+        epoch: epochs.after,
+      });
+      const last = missed[missed.length - 1]?.id ?? "";
+      await ann.page.locator(`#messages li.message[data-id="${last}"]`).waitFor();
+      await waitForStatus(ann.page, /^live$/);
+      bob.send("after the reconnect");
+      await waitForMessages(ann.page, 5);
+      const shown = await shownMessages(ann.page);
+      assert.deepEqual(shown.map((m) => m.content), [
+        "before the restart",
+        "missed 1",
+        "missed 2",
+        "missed 3",
+        "after the reconnect",
+      ]);
+      assert.deepEqual(shown.slice(1, 4).map((m) => m.id), missed.map((m) => m.id));
+      assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(5));
+      // Every attempt resumed after the seq ann held, in the epoch she saw it in; the replay
+      // was complete, so no page of history was needed.
+      assert.ok(sockets.urls.length > 0);
+      for (const url of sockets.urls) {
+        const params = new URL(url).searchParams;
+        assert.equal(params.get("since_seq"), "1", url);
+        assert.equal(params.get("epoch"), epochs.before, url);
+      }
+      assert.deepEqual(historyQueries(ann.requests).filter((query) => query.after_seq), []);
+      assertSeqCursorsOnly([...ann.requests, ...sockets.urls]);
+    }),
+);
 
 browserTest("client: an incomplete resume is completed from history, without duplicates", (
   browser,
@@ -452,17 +663,142 @@ browserTest("client: an incomplete resume is completed from history, without dup
   restartWhileAway(
     browser,
     { room: "capped", missed: 12, env: { RESUME_LIMIT: "5" } },
-    async (ann, missed) => {
-      const last = missed[missed.length - 1]?.id ?? "";
-      await ann.page.locator(`#messages li.message[data-id="${last}"]`).waitFor({
-        timeout: 20_000,
+    async ({ ann, sockets, missed, epochs }) => {
+      const resume = await sockets.log.find((frame) => frame.type === "resume");
+      assert.deepEqual(resume, {
+        type: "resume",
+        complete: false,
+        replayed: 5,
+        epoch: epochs.after,
+        reason: "limit",
       });
+      const last = missed[missed.length - 1]?.id ?? "";
+      await ann.page.locator(`#messages li.message[data-id="${last}"]`).waitFor();
       await waitForStatus(ann.page, /^live$/);
       const shown = await shownMessages(ann.page);
       assert.deepEqual(shown.map((m) => m.content), [
         "before the restart",
         ...missed.map((m) => m.content),
       ]);
-      assertSortedUnique(shown.map((m) => m.id));
+      assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(13));
+      // The replay sent seqs 2 to 6; the rest, up to the welcome's last_seq (13), from history.
+      assert.deepEqual(historyQueries(ann.requests).filter((query) => query.after_seq), [
+        { r: "capped", after_seq: "6", before_seq: "14", limit: "500" },
+      ]);
+      assertSeqCursorsOnly([...ann.requests, ...sockets.urls]);
     },
   ));
+
+browserTest("client: a room whose history was lost (a new epoch) is reloaded, not merged", (
+  browser,
+) =>
+  restartWhileAway(
+    browser,
+    { room: "reset", missed: 2, lostHistory: true },
+    async ({ ann, sockets, missed, bob, epochs }) => {
+      assert.notEqual(epochs.after, epochs.before);
+      const resume = await sockets.log.find((frame) => frame.type === "resume");
+      assert.deepEqual(resume, {
+        type: "resume",
+        complete: false,
+        replayed: 0,
+        epoch: epochs.after,
+        reason: "epoch_changed",
+      });
+      await ann.page.locator("#notices .notice", { hasText: "was reset" }).waitFor();
+      const last = missed[missed.length - 1]?.id ?? "";
+      await ann.page.locator(`#messages li.message[data-id="${last}"]`).waitFor();
+      await waitForStatus(ann.page, /^live$/);
+      // Seq 1 is "missed 1" now: the old epoch's seq 1 is gone, not taken for a duplicate.
+      bob.send("after the reset");
+      await waitForMessages(ann.page, 3);
+      const shown = await shownMessages(ann.page);
+      assert.deepEqual(shown.map((m) => m.content), ["missed 1", "missed 2", "after the reset"]);
+      assert.deepEqual(await shownSeqs(ann.page), [1, 2, 3]);
+    },
+  ));
+
+browserTest(
+  "client: a gap is filled from history in seq order, and the next resume starts after it",
+  (browser) =>
+    withServer({}, async (server) => {
+      const bob = await TestSocket.open(server.chatUrl("holes", "bob"));
+      await bob.nextOfType("welcome");
+      const ann = await openRelayedChat(
+        browser,
+        server,
+        "holes",
+        hidingRelay("holes", { from: 2, to: 3 }),
+      );
+      const texts = ["one", "two", "three", "four"];
+      for (const text of texts) bob.send(text);
+      await bob.collect("message", texts.length);
+      await waitForMessages(ann.page, 4);
+      assert.deepEqual((await shownMessages(ann.page)).map((m) => m.content), texts);
+      assert.deepEqual(await shownSeqs(ann.page), [1, 2, 3, 4]);
+      assert.deepEqual(historyQueries(ann.requests).filter((query) => query.after_seq), [
+        { r: "holes", after_seq: "1", before_seq: "4", limit: "500" },
+      ]);
+
+      // The hole is filled, so the cursor is past it: the next socket resumes after seq 4.
+      await ann.sockets[0]?.close({ code: 1012, reason: "test: reconnect" });
+      const resume = await ann.log.find((frame) => frame.type === "resume");
+      assert.equal(resume.complete, true);
+      assert.equal(resume.replayed, 0);
+      const url = new URL(ann.sockets[1]?.url() ?? "");
+      assert.equal(url.searchParams.get("since_seq"), "4");
+      assert.equal(url.searchParams.get("epoch"), resume.epoch);
+      await waitForStatus(ann.page, /^live$/);
+      bob.send("five");
+      await waitForMessages(ann.page, 5);
+      assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(5));
+      assertSeqCursorsOnly(ann.requests);
+      await bob.close();
+    }),
+);
+
+browserTest(
+  "client: a socket that drops while a gap is filled resumes before the gap: nothing twice",
+  (browser) =>
+    withServer({}, async (server) => {
+      const bob = await TestSocket.open(server.chatUrl("holes", "bob"));
+      await bob.nextOfType("welcome");
+      const ann = await openRelayedChat(
+        browser,
+        server,
+        "holes",
+        hidingRelay("holes", { from: 2, to: 3 }),
+      );
+      // Hold the page's request for the hole, so it is unfilled when the socket drops.
+      const fill = Promise.withResolvers<Route>();
+      await ann.page.route(
+        (url) => url.pathname === "/history" && url.searchParams.has("after_seq"),
+        (route) => fill.resolve(route),
+      );
+      const texts = ["one", "two", "three", "four"];
+      for (const text of texts) bob.send(text);
+      await bob.collect("message", texts.length);
+      const held = await within("the request filling the gap", fill.promise);
+      await waitForMessages(ann.page, 2);
+      assert.deepEqual((await shownMessages(ann.page)).map((m) => m.content), ["one", "four"]);
+
+      await ann.sockets[0]?.close({ code: 1012, reason: "test: reconnect" });
+      const resume = await ann.log.find((frame) => frame.type === "resume");
+      assert.equal(new URL(ann.sockets[1]?.url() ?? "").searchParams.get("since_seq"), "1");
+      assert.deepEqual(resume, {
+        type: "resume",
+        complete: true,
+        replayed: 3,
+        epoch: resume.epoch,
+      });
+      await waitForMessages(ann.page, 4);
+      await held.fulfill({ response: await held.fetch() }); // late, for a socket now gone
+      await waitForStatus(ann.page, /^live$/);
+      bob.send("five");
+      await waitForMessages(ann.page, 5);
+      const shown = await shownMessages(ann.page);
+      assert.deepEqual(shown.map((m) => m.content), [...texts, "five"]);
+      assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(5));
+      await bob.close();
+    }),
+);

@@ -109,3 +109,25 @@ Deno.test(
     assert.equal(store.bytes, 0);
   },
 );
+
+Deno.test(
+  "MemoryStore gives a room it forgot whole a new epoch, and the next run new epochs for all",
+  SANITIZERS,
+  async () => {
+    const store = new MemoryStore({ maxPerRoom: 100, maxRooms: 2 });
+    const a = await store.openRoom("a");
+    const saved = messages("a", 3);
+    await store.saveBatch(saved);
+    await store.openRoom("b");
+    await store.openRoom("c"); // a third room: a, written least recently, is forgotten
+    assert.equal(await store.roomSequence("a"), undefined);
+    const reopened = await store.openRoom("a");
+    assert.notEqual(reopened.epoch, a.epoch, "its seqs would otherwise name lost messages");
+    assert.equal(reopened.lastSeq, 0);
+
+    // Nothing survives a restart, so no seq of the last run may be taken for one of this run.
+    const next = new MemoryStore({ maxPerRoom: 100, maxRooms: 2 });
+    assert.notEqual((await next.openRoom("a")).epoch, reopened.epoch);
+    await Promise.all([store.close(), next.close()]);
+  },
+);

@@ -9,7 +9,8 @@ import {
 import { dropSchema, freshSchemaName, query } from "../support/postgres_schema.ts";
 import { databaseUrl, ignore, openStore, storeTest } from "./_postgres_fixture.ts";
 import { repositoryContract, SANITIZERS } from "./repository_contract.ts";
-import { messages } from "./_contract_fixtures.ts";
+import type { ChatMessage } from "../../chat/message.ts";
+import { BASE_TIME, ids, messages } from "./_contract_fixtures.ts";
 
 repositoryContract("PostgresStore", async () => {
   const schema = freshSchemaName("test_store");
@@ -75,44 +76,65 @@ Deno.test({
       const versions = await query(
         databaseUrl,
         schema,
-        (sql) => sql<{ version: number }[]>`select version from schema_migrations`,
+        (sql) => sql<{ version: number }[]>`select version from schema_migrations order by version`,
       );
-      assert.deepEqual(versions.map((row) => row.version), [1, 2]);
+      assert.deepEqual(versions.map((row) => row.version), [1, 2, 3]);
       const indexes = await query(databaseUrl, schema, (sql) =>
         sql<{ indexdef: string }[]>`
           select indexdef from pg_indexes where schemaname = ${schema} and tablename = 'messages'`);
       assert.ok(indexes.some((row) => row.indexdef.endsWith("(room, id)")), "index on (room, id)");
       assert.ok(indexes.some((row) => row.indexdef.endsWith("(created_at)")), "on created_at");
+      assert.ok(
+        indexes.some((row) => /^CREATE UNIQUE INDEX .* \(room, seq\)$/.test(row.indexdef)),
+        "(room, seq) is unique",
+      );
     } finally {
       await dropSchema(databaseUrl, schema);
     }
   },
 });
 
+/** The stored form of a message before migration 3: no seq. */
+function legacyRow(message: ChatMessage) {
+  const { id, room, sender, content, timestamp } = message;
+  return { id, room, sender, content, created_at: timestamp };
+}
+
+/**
+ * Creates `schema` exactly as a release with only the migrations up to `version` (1 or 2) left
+ * it, holding `rows` (at least one).
+ */
+async function legacySchema(schema: string, version: 1 | 2, rows: readonly ChatMessage[]) {
+  await query(databaseUrl, schema, async (sql) => {
+    await sql`create schema ${sql(schema)}`;
+    await sql`create table schema_migrations (
+      version integer primary key, applied_at timestamptz not null default now())`;
+    await sql`create table messages (id uuid primary key, room text not null,
+      sender text not null, content text not null, created_at timestamptz not null)`;
+    await sql`create index messages_room_id on messages (room, id)`;
+    await sql`insert into schema_migrations (version) values (1)`;
+    if (version === 2) {
+      await sql`create index messages_created_at on messages (created_at)`;
+      await sql`insert into schema_migrations (version) values (2)`;
+    }
+    // One statement, rows in the order given (a heap keeps that order for a sequential scan).
+    return await sql`insert into messages ${sql(rows.map(legacyRow))}`;
+  });
+}
+
 Deno.test({
-  name: "PostgresStore.connect() migrates a schema left at version 1 to version 2, keeping rows",
+  name: "PostgresStore.connect() migrates a schema left at version 1 to version 3, keeping rows",
   ignore,
   ...SANITIZERS,
   async fn() {
     const schema = freshSchemaName("test_store");
-    const [kept] = messages("a", 1);
-    assert.ok(kept !== undefined);
+    // The only message of its room: migration 3 numbers it 1.
+    const kept = { ...messages("kept", 1)[0] as ChatMessage, seq: 1 };
     try {
-      // The schema exactly as a release with only migration 1 left it, holding one message.
-      await query(databaseUrl, schema, async (sql) => {
-        await sql`create schema ${sql(schema)}`;
-        await sql`create table schema_migrations (
-          version integer primary key, applied_at timestamptz not null default now())`;
-        await sql`insert into schema_migrations (version) values (1)`;
-        await sql`create table messages (id uuid primary key, room text not null,
-          sender text not null, content text not null, created_at timestamptz not null)`;
-        await sql`create index messages_room_id on messages (room, id)`;
-        const { timestamp: created_at, ...rest } = kept;
-        return await sql`insert into messages ${sql({ ...rest, created_at })}`;
-      });
+      await legacySchema(schema, 1, [kept]);
       const { store, dispose } = await openStore(schema);
       try {
-        assert.deepEqual(await store.history("a", { limit: 10 }), [kept]);
+        assert.deepEqual(await store.history("kept", { limit: 10 }), [kept]);
       } finally {
         await dispose();
       }
@@ -121,7 +143,7 @@ Deno.test({
         schema,
         (sql) => sql<{ version: number }[]>`select version from schema_migrations order by version`,
       );
-      assert.deepEqual(versions.map((row) => row.version), [1, 2]);
+      assert.deepEqual(versions.map((row) => row.version), [1, 2, 3]);
       const indexes = await query(databaseUrl, schema, (sql) =>
         sql<{ indexname: string }[]>`
           select indexname from pg_indexes where schemaname = ${schema} and tablename = 'messages'
@@ -130,7 +152,59 @@ Deno.test({
         "messages_created_at",
         "messages_pkey",
         "messages_room_id",
+        "messages_room_seq",
       ]);
+    } finally {
+      await dropSchema(databaseUrl, schema);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "PostgresStore.connect() migration 3 numbers each room's rows in id order and keeps their epoch",
+  ignore,
+  ...SANITIZERS,
+  async fn() {
+    const schema = freshSchemaName("test_store");
+    // Seqs 1.. in id order per room; the rows go in shuffled, timestamps running backwards.
+    const numbered = (room: string, count: number) =>
+      ids(count).map((id, i) => ({
+        id,
+        room,
+        seq: i + 1,
+        sender: "ann",
+        content: `${room} ${i}`,
+        timestamp: new Date(BASE_TIME - i * 1_000).toISOString(),
+      }));
+    const a = numbered("a", 6);
+    const b = numbered("b", 3);
+    const shuffled = [a[3], b[2], a[0], a[5], b[0], a[1], a[4], b[1], a[2]] as ChatMessage[];
+    try {
+      await legacySchema(schema, 2, shuffled);
+      const { store, dispose } = await openStore(schema);
+      try {
+        assert.deepEqual(await store.history("a", { limit: 10 }), a);
+        assert.deepEqual(await store.history("b", { limit: 10 }), b);
+        assert.deepEqual(await store.history("a", { limit: 2, afterSeq: 3 }), a.slice(3, 5));
+        const rooms = await query(
+          databaseUrl,
+          schema,
+          (sql) =>
+            sql<{ room: string; last_seq: string; owner: string | null }[]>`
+            select room, last_seq::text, owner from rooms order by room`,
+        );
+        assert.deepEqual(rooms.map((row) => ({ ...row })), [
+          { room: "a", last_seq: "6", owner: null },
+          { room: "b", last_seq: "3", owner: null },
+        ]);
+        // The migrated sequence is no other run's: the first run to open it keeps its epoch.
+        const sequence = await store.roomSequence("a");
+        assert.equal(sequence?.lastSeq, 6);
+        assert.deepEqual(await store.openRoom("a"), sequence);
+      } finally {
+        await dispose();
+      }
     } finally {
       await dropSchema(databaseUrl, schema);
     }

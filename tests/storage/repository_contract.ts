@@ -9,6 +9,7 @@ import type { ChatMessage } from "../../chat/message.ts";
 import type { MessageRepository } from "../../storage/repository.ts";
 import { at, BASE_TIME, ids, messages } from "./_contract_fixtures.ts";
 import { pruneContract } from "./prune_contract.ts";
+import { sequenceContract } from "./sequence_contract.ts";
 
 /** A fresh, empty repository and how to release everything opened for it. */
 export interface OpenedRepository {
@@ -268,12 +269,16 @@ export function repositoryContract(
         "id",
         "room",
         "sender",
+        "seq",
         "timestamp",
       ]);
+      assert.ok(Number.isSafeInteger(message.seq), "seq is a number, not a bigint's text");
       assert.equal(Object.getPrototypeOf(message), Object.prototype);
     }
     assert.deepEqual(read.map((message) => message.id), saved.map((message) => message.id));
+    assert.deepEqual(read.map((message) => message.seq), saved.map((message) => message.seq));
   });
 
+  sequenceContract(test);
   pruneContract(test);
 }
