@@ -474,40 +474,26 @@ async function migrate(sql: Sql, schema: string | undefined): Promise<void> {
 }
 
 function selectPage(sql: Sql, room: string, query: HistoryQuery): Promise<MessageRow[]> {
-  if (query.after !== undefined || query.before !== undefined) {
-    return selectPageById(sql, room, query);
-  }
-  const before = query.beforeSeq === undefined ? sql`` : sql`and seq < ${query.beforeSeq}`;
-  if (query.afterSeq !== undefined) {
+  // Protocol 1 id cursors page in id order along the `(room, id)` index; otherwise seq order
+  // along `(room, seq)`.
+  const byId = query.after !== undefined || query.before !== undefined;
+  const key = sql(byId ? "id" : "seq");
+  const after = byId ? query.after : query.afterSeq;
+  const before = byId ? query.before : query.beforeSeq;
+  const beforeClause = before === undefined ? sql`` : sql`and ${key} < ${before}`;
+  if (after !== undefined) {
     return sql<MessageRow[]>`
       select ${sql(COLUMNS)} from messages
-      where room = ${room} and seq > ${query.afterSeq} ${before}
-      order by seq limit ${query.limit}`;
+      where room = ${room} and ${key} > ${after} ${beforeClause}
+      order by ${key} limit ${query.limit}`;
   }
   // The newest page is read descending (backwards along the index), then turned ascending.
   return sql<MessageRow[]>`
     select * from (
       select ${sql(COLUMNS)} from messages
-      where room = ${room} ${before}
-      order by seq desc limit ${query.limit}
-    ) page order by seq`;
-}
-
-/** Protocol 1 cursors: pages in id order along the `(room, id)` index. */
-function selectPageById(sql: Sql, room: string, query: HistoryQuery): Promise<MessageRow[]> {
-  const before = query.before === undefined ? sql`` : sql`and id < ${query.before}`;
-  if (query.after !== undefined) {
-    return sql<MessageRow[]>`
-      select ${sql(COLUMNS)} from messages
-      where room = ${room} and id > ${query.after} ${before}
-      order by id limit ${query.limit}`;
-  }
-  return sql<MessageRow[]>`
-    select * from (
-      select ${sql(COLUMNS)} from messages
-      where room = ${room} ${before}
-      order by id desc limit ${query.limit}
-    ) page order by id`;
+      where room = ${room} ${beforeClause}
+      order by ${key} desc limit ${query.limit}
+    ) page order by ${key}`;
 }
 
 /**
