@@ -10,7 +10,8 @@ import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster } from "./cluster.ts";
 import { OutboxWriter } from "./outbox_writer.ts";
 import type { MessageLog, RoomSequence } from "./message.ts";
-import { type ResumeCursor, Room } from "./room.ts";
+import { Room } from "./room.ts";
+import type { ResumeCursor } from "./room_replays.ts";
 
 /** Options of {@linkcode Hub}. */
 export interface HubOptions {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { v7 as uuidv7 } from "uuid";
 
 /** A chat message as it is broadcast and stored. */
 export interface ChatMessage {
@@ -98,4 +99,22 @@ export function byId(a: { readonly id: string }, b: { readonly id: string }): nu
 export function newEpoch(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A message accepted now, before it has a seq: a new UUIDv7 id, and the time encoded in it as
+ * the timestamp.
+ */
+export function draftMessage(
+  room: string,
+  sender: string,
+  content: string,
+): Omit<ChatMessage, "seq"> {
+  const id = uuidv7();
+  return { id, room, sender, content, timestamp: new Date(timeOfUuidv7(id)).toISOString() };
+}
+
+/** Milliseconds since the epoch encoded in the first 48 bits of a UUIDv7. */
+function timeOfUuidv7(id: string): number {
+  return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 }

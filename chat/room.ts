@@ -4,14 +4,14 @@
  *
  * @module
  */
-import { v7 as uuidv7 } from "uuid";
 import type { Logger } from "../log/logger.ts";
 import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster, LinkReady, MessageDraft, RoomLink, SequencedMessage } from "./cluster.ts";
-import type { ChatMessage, MessageLog, RoomSequence } from "./message.ts";
+import { type ChatMessage, draftMessage, type MessageLog, type RoomSequence } from "./message.ts";
 import { RecentMessages } from "./recent_messages.ts";
+import { RoomMembers } from "./room_members.ts";
 import { RoomPresence } from "./room_presence.ts";
-import { epochChangedFrame, replayFromLog, replayFromRecent, type ReplayRange } from "./replay.ts";
+import { type ResumeCursor, RoomReplays } from "./room_replays.ts";
 import { Channel, ChannelClosedError } from "./channel.ts";
 import type { Client } from "./client.ts";
 import {
@@ -21,14 +21,6 @@ import {
   type PresenceEvent,
   PROTOCOL_VERSION,
 } from "./protocol.ts";
-
-/**
- * Where a resuming client stands: after a seq of an epoch (protocol 2), or after a message id
- * (protocol 1). `sinceSeq: 0` asks for everything, whatever the epoch.
- */
-export type ResumeCursor =
-  | { readonly sinceSeq: number; readonly epoch: string | undefined }
-  | { readonly sinceId: string };
 
 /** Events a room's loop handles, in the order they were accepted. */
 type RoomEvent =
@@ -102,15 +94,13 @@ export class Room {
   readonly done: Promise<void>;
   readonly #inbox: Channel<RoomEvent>;
   readonly #log: MessageLog;
-  readonly #members = new Set<Client>();
+  readonly #members = new RoomMembers();
   readonly #presence = new RoomPresence();
   readonly #link: RoomLink;
   readonly #metrics: ChatMetrics;
   readonly #logger: Logger;
   readonly #recent: RecentMessages;
-  readonly #resumeLimit: number;
-  /** Replays read from the log and not yet queued; made on the first one. */
-  #replays: Set<Promise<void>> | undefined;
+  readonly #replays: RoomReplays;
   #pendingMembers = 0;
   readonly #previous: Promise<void> | undefined;
   #epoch = "";
@@ -119,15 +109,13 @@ export class Room {
   #shared = false;
   /** Whether the link was ready and the loop started. */
   #started = false;
-  /** Members that resumed past the room's last seq, with their cursors; made when needed. */
-  #ahead: Map<Client, number> | undefined;
 
   constructor(name: string, options: RoomOptions) {
     this.name = name;
     this.#inbox = new Channel(options.inboxLimit);
     this.#log = options.log;
-    this.#resumeLimit = options.resumeLimit;
     this.#recent = new RecentMessages(options.resumeLimit);
+    this.#replays = new RoomReplays(options.log, options.resumeLimit);
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#previous = options.previous;
@@ -139,7 +127,7 @@ export class Room {
         this.#enqueueRemote({ type: "remote_presence", instance, users }),
       seed: async () => (await this.#log.roomSequence(name))?.lastSeq ?? 0,
     });
-    this.done = this.#run().then(() => this.#settleReplays());
+    this.done = this.#run().then(() => this.#replays.settled());
   }
 
   /** Clients joined and not yet left, counted when they are queued rather than handled. */
@@ -315,7 +303,8 @@ export class Room {
 
   /** A single instance: this loop hands out the seq. */
   #sequenceLocally(sender: Client, content: string, receivedAt: number): void {
-    const message: ChatMessage = { ...draftOf(this.name, sender, content), seq: this.#lastSeq + 1 };
+    const draft = draftMessage(this.name, sender.user, content);
+    const message: ChatMessage = { ...draft, seq: this.#lastSeq + 1 };
     // Queued for storage first: a message the store cannot take is shown to no one and takes no
     // seq, so every seq anyone saw names a message that will be stored.
     if (!this.#log.append(message)) return sender.reject("backlog");
@@ -326,7 +315,7 @@ export class Room {
   #draft(event: RoomEvent & { type: "message" }): Outgoing {
     return {
       sender: event.client,
-      draft: draftOf(this.name, event.client, event.content),
+      draft: draftMessage(this.name, event.client.user, event.content),
       receivedAt: event.receivedAt,
     };
   }
@@ -366,8 +355,7 @@ export class Room {
     this.#epoch = sequence.epoch;
     this.#lastSeq = sequence.lastSeq;
     this.#recent.clear();
-    this.#ahead = undefined;
-    for (const member of [...this.#members]) member.disconnect(CLOSE_CODES.epochChanged);
+    this.#members.disconnectAll(CLOSE_CODES.epochChanged);
   }
 
   /** Seqs that will never come: members are told, so they can fill them from `/history`. */
@@ -377,10 +365,8 @@ export class Room {
     this.#metrics.sequenceGap(toSeq - fromSeq + 1);
     this.#logger.warn("room.sequence_gap", { room: this.name, fromSeq, toSeq });
     this.#lastSeq = toSeq;
-    for (const [client, cursor] of this.#ahead ?? []) {
-      if (cursor <= toSeq) this.#ahead?.delete(client);
-    }
-    this.#fanOut(encodeFrame({
+    this.#members.skipThrough(toSeq);
+    this.#members.fanOut(encodeFrame({
       type: "gap",
       room: this.name,
       epoch: this.#epoch,
@@ -391,8 +377,7 @@ export class Room {
 
   #deliver(message: ChatMessage, frame: string, receivedAt: number | undefined): void {
     this.#recent.add({ seq: message.seq, id: message.id, frame });
-    if (this.#ahead) this.#fanOutPast(this.#ahead, frame, message.seq);
-    else this.#fanOut(frame);
+    this.#members.deliver(frame, message.seq);
     const latencyMs = receivedAt === undefined ? undefined : performance.now() - receivedAt;
     this.#metrics.messageBroadcast(this.#members.size, latencyMs);
   }
@@ -413,75 +398,19 @@ export class Room {
       last_seq: this.#lastSeq,
     }));
     this.#announce("join", client.user, members, client);
-    if (cursor !== undefined) this.#replay(client, cursor);
-  }
-
-  #replay(client: Client, cursor: ResumeCursor): void {
-    if ("sinceSeq" in cursor) {
-      if (cursor.sinceSeq > 0 && cursor.epoch !== this.#epoch) {
-        return client.endReplay([epochChangedFrame(this.#epoch)]);
-      }
-      if (cursor.sinceSeq > this.#lastSeq) {
-        // This instance is behind the client (another delivered more already): nothing to
-        // replay, and what it delivers up to the cursor the client has.
-        (this.#ahead ??= new Map()).set(client, cursor.sinceSeq);
-        return client.endReplay(replayFromRecent(this.#range(this.#lastSeq), []) ?? []);
-      }
-      const range = this.#range(cursor.sinceSeq);
-      const frames = replayFromRecent(range, this.#recent.after(range.sinceSeq));
-      if (frames) return client.endReplay(frames);
-      return this.#replayLater(client, () => Promise.resolve(range));
-    }
-    const known = this.#recent.seqOf(cursor.sinceId);
-    if (known !== undefined) return this.#replay(client, { sinceSeq: known, epoch: this.#epoch });
-    const range = this.#range(0);
-    this.#replayLater(client, () => this.#seqAfterId(cursor.sinceId, range));
-  }
-
-  /**
-   * Live frames wait in the client until the replay, read without holding up the room, is
-   * queued ahead of them.
-   */
-  #replayLater(client: Client, resolve: () => Promise<ReplayRange>): void {
-    client.beginReplay();
-    const recent = this.#recent.after(0);
-    const replay = resolve()
-      .then((resolved) => replayFromLog(this.#log, resolved, recent))
-      .then((frames) => client.endReplay(frames));
-    const replays = this.#replays ??= new Set();
-    replays.add(replay);
-    const forget = () => replays.delete(replay);
-    replay.then(forget, forget);
-  }
-
-  /** Protocol 1: the cursor is the seq before the first message after the id, in id order. */
-  async #seqAfterId(sinceId: string, range: ReplayRange): Promise<ReplayRange> {
-    if (sinceId === NIL_UUID) return range;
-    try {
-      const [next] = await this.#log.history(this.name, { after: sinceId, limit: 1 });
-      return { ...range, sinceSeq: next ? Math.min(next.seq - 1, range.lastSeq) : range.lastSeq };
-    } catch {
-      return range; // the log's failure shows as an incomplete replay
-    }
-  }
-
-  #range(sinceSeq: number): ReplayRange {
-    return {
-      room: this.name,
+    if (cursor === undefined) return;
+    const view = {
+      name: this.name,
       epoch: this.#epoch,
-      sinceSeq,
       lastSeq: this.#lastSeq,
-      limit: this.#resumeLimit,
+      recent: this.#recent,
     };
-  }
-
-  async #settleReplays(): Promise<void> {
-    while (this.#replays && this.#replays.size > 0) await Promise.all([...this.#replays]);
+    const ahead = this.#replays.start(client, cursor, view);
+    if (ahead !== undefined) this.#members.holdsThrough(client, ahead);
   }
 
   #remove(client: Client): void {
-    if (!this.#members.delete(client)) return;
-    this.#ahead?.delete(client);
+    if (!this.#members.remove(client)) return;
     this.#presence.removeLocal(client.user);
     this.#link.announce(this.#presence.localNames());
     this.#announce("leave", client.user, this.#presence.names());
@@ -490,30 +419,7 @@ export class Room {
   /** Tells the members (but `except`, who got a welcome instead) that `user` came or went. */
   #announce(event: PresenceEvent, user: string, members: string[], except?: Client): void {
     const frame = encodeFrame({ type: "presence", event, room: this.name, user, members });
-    this.#fanOut(frame, except);
-  }
-
-  /** Hands one encoded frame to every member; a member whose outbox is full is cut off. */
-  #fanOut(frame: string, except?: Client): void {
-    let behind: Client[] | undefined;
-    for (const member of this.#members) {
-      if (member !== except && !member.offer(frame)) (behind ??= []).push(member);
-    }
-    // Cut off after the loop, so the presence leave this causes follows the frame in order.
-    if (behind) { for (const member of behind) member.disconnect(CLOSE_CODES.slowConsumer); }
-  }
-
-  /** {@linkcode Room.#fanOut} of message `seq`, skipping members that resumed past it. */
-  #fanOutPast(ahead: Map<Client, number>, frame: string, seq: number): void {
-    let behind: Client[] | undefined;
-    for (const member of this.#members) {
-      const cursor = ahead.get(member);
-      if (cursor !== undefined && seq <= cursor) continue;
-      if (!member.offer(frame)) (behind ??= []).push(member);
-    }
-    for (const [client, cursor] of ahead) if (cursor <= seq) ahead.delete(client);
-    if (ahead.size === 0) this.#ahead = undefined;
-    if (behind) { for (const member of behind) member.disconnect(CLOSE_CODES.slowConsumer); }
+    this.#members.fanOut(frame, except);
   }
 }
 
@@ -522,24 +428,6 @@ interface Outgoing {
   readonly sender: Client;
   readonly draft: MessageDraft;
   readonly receivedAt: number;
-}
-
-const NIL_UUID = "00000000-0000-0000-0000-000000000000";
-
-function draftOf(room: string, sender: Client, content: string): MessageDraft {
-  const id = uuidv7();
-  return {
-    id,
-    room,
-    sender: sender.user,
-    content,
-    timestamp: new Date(timeOfUuidv7(id)).toISOString(),
-  };
-}
-
-/** Milliseconds since the epoch encoded in the first 48 bits of a UUIDv7. */
-function timeOfUuidv7(id: string): number {
-  return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 }
 
 function ignoreClosed(error: unknown): void {

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { ResumeCursor } from "../chat/room.ts";
+import type { ResumeCursor } from "../chat/room_replays.ts";
 
 /** A request parameter is missing or bad; answered with HTTP 400 and this code. */
 export class BadRequestError extends Error {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ResumeCursor } from "../chat/room.ts";
+import type { ResumeCursor } from "../chat/room_replays.ts";
 import type { Client, Transport } from "../chat/client.ts";
 import type { Hub } from "../chat/hub.ts";
 import { CLOSE_CODES } from "../chat/protocol.ts";
