@@ -1,22 +1,18 @@
 /**
- * Several server instances sharing rooms through Redis: one shared sequence per room, a capped
- * stream of each room's recent messages, pub/sub, and presence heartbeats.
+ * Several server instances sharing rooms through Redis: pub/sub and presence heartbeats; each
+ * room's shared sequence is {@linkcode RedisSequencer}'s.
  *
  * @module
  */
 import { Redis } from "ioredis";
-import type {
-  Cluster,
-  LinkReady,
-  MessageDraft,
-  RemoteSink,
-  RoomLink,
-  SequencedMessage,
-} from "../chat/cluster.ts";
-import { type ChatMessage, newEpoch, type RoomSequence } from "../chat/message.ts";
-import { encodeMessageParts } from "../chat/protocol.ts";
+import type { Cluster, LinkReady, MessageDraft, RemoteSink, RoomLink } from "../chat/cluster.ts";
 import type { Logger } from "../log/logger.ts";
-import { SequenceGate } from "./sequence_gate.ts";
+import {
+  RedisSequencer,
+  SEQUENCE_TIMEOUT_MS,
+  type SequencedRoom,
+  withTimeout,
+} from "./redis_sequencer.ts";
 
 /** Options of {@linkcode RedisCluster.start}. */
 export interface RedisClusterOptions {
@@ -37,81 +33,17 @@ const MESSAGE = "M";
 const PRESENCE = "P";
 /** How long a room waits for the others' member lists before its first welcome. */
 const INITIAL_MEMBERS_TIMEOUT_MS = 1_000;
-/** How long a batch may wait for the sequencer before its senders are told `unavailable`. */
-const SEQUENCE_TIMEOUT_MS = 2_000;
 /** Between attempts at reading a room's sequence while Redis is away. */
 const LINK_RETRY_MS = 500;
-const STREAM_LENGTH = 10_000;
-/** An idle room's stream goes after a day; its sequence hash stays (see docs/scaling.md). */
-const STREAM_TTL_MS = 86_400_000;
-
-// One atomic step per batch: take the next seqs, finish each frame with its seq, append it to
-// the room's stream (id "<seq>-1", so a gap is read back by seq) and publish the batch. Redis runs
-// scripts one at a time, so publish order is seq order. A room without a sequence returns nil:
-// the caller seeds it first. KEYS: sequence hash, stream. ARGV: channel, payload prefix ("M\n
-// <instance>\n"), stream length, stream TTL, then the head and tail of each frame.
-const SEQUENCE_SCRIPT = `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then return false end
-local count = (#ARGV - 4) / 2
-local last = redis.call('HINCRBY', KEYS[1], 'seq', count)
-local first = last - count + 1
-local frames = {}
-for i = 1, count do
-  local seq = string.format('%d', first + i - 1)
-  local frame = ARGV[3 + 2 * i] .. seq .. ARGV[4 + 2 * i]
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1', 'f', frame)
-  frames[i] = frame
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. epoch .. '\\n' .. table.concat(frames, '\\n'))
-return {epoch, string.format('%d', first)}
-`;
-
-// Gives a room a sequence if it has none: a new epoch (whatever Redis had is lost, and seqs of
-// the old epoch may have reached clients), continuing the store's last seq. KEYS: sequence hash,
-// stream. ARGV: epoch, last seq. Returns the sequence that stands, seeded or found.
-const SEED_SCRIPT = `
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('HMGET', KEYS[1], 'epoch', 'seq')
-end
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', ARGV[2])
-return {ARGV[1], ARGV[2]}
-`;
-
-// Moves a room whose sequence went back (Redis restored an older copy: a snapshot, a failover
-// to a replica that was behind) to a new epoch continuing past every seq handed out, unless
-// another instance did so first. KEYS: sequence hash, stream. ARGV: the epoch that went back,
-// a new epoch, the last seq handed out, and the seq below which the epoch counts as gone back
-// (the last seq handed out; for an epoch left before, any). Returns the sequence that stands.
-const REBASE_SCRIPT = `
-local found = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
-local seq = tonumber(found[2] or '0')
-if found[1] == ARGV[1] and seq < tonumber(ARGV[4]) then
-  local last = string.format('%d', math.max(seq, tonumber(ARGV[3])))
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'seq', last)
-  return {ARGV[2], last}
-end
-return found
-`;
-
-/** The scripts, as ioredis defines them on the command client. */
-interface SequencerCommands {
-  chatSequence(...args: string[]): Promise<[string, string] | null>;
-  chatSeed(...args: string[]): Promise<[string, string]>;
-  chatRebase(...args: string[]): Promise<[string | null, string | null]>;
-}
 
 /**
- * Sequences each room's messages in Redis (one script per batch: seq, stream, publish) and
- * delivers every instance's messages, its own included, to local rooms in seq order through a
- * {@linkcode SequenceGate}: a hole is filled from the room's stream, or reported as a gap.
- * Subscribes only to rooms with local members. Redis being away never blocks a room: sequencing
- * fails fast (no offline queue) and its senders are told `unavailable`; ioredis reconnects and
- * resubscribes by itself; on reconnect and at every heartbeat each room catches up with its
- * sequence, so a lost payload cannot stay unnoticed; the next heartbeat re-announces members.
+ * Links local rooms to the same rooms on other instances. Every instance's messages, its own
+ * included, reach local rooms in seq order through a {@linkcode RedisSequencer}, which
+ * sequences them in Redis. Subscribes only to rooms with local members. Redis being away never
+ * blocks a room: sequencing fails fast (no offline queue) and its senders are told
+ * `unavailable`; ioredis reconnects and resubscribes by itself; on reconnect and at every
+ * heartbeat each room catches up with its sequence, so a lost payload cannot stay unnoticed; the
+ * next heartbeat re-announces members.
  *
  * @example
  * ```ts
@@ -127,7 +59,7 @@ export class RedisCluster implements Cluster {
   readonly #subscriber: Redis;
   readonly #options: RedisClusterOptions;
   readonly #rooms = new Map<string, LinkedRoom>();
-  readonly #sequencer: SequencerCommands;
+  readonly #sequencer: RedisSequencer;
   readonly #heartbeat: ReturnType<typeof setInterval>;
   #published = 0;
   #failures = 0;
@@ -145,10 +77,15 @@ export class RedisCluster implements Cluster {
       maxRetriesPerRequest: null,
       autoResubscribe: false,
     });
-    this.#commands.defineCommand("chatSequence", { numberOfKeys: 2, lua: SEQUENCE_SCRIPT });
-    this.#commands.defineCommand("chatSeed", { numberOfKeys: 2, lua: SEED_SCRIPT });
-    this.#commands.defineCommand("chatRebase", { numberOfKeys: 2, lua: REBASE_SCRIPT });
-    this.#sequencer = this.#commands as unknown as SequencerCommands;
+    this.#sequencer = new RedisSequencer(this.#commands, {
+      prefix: options.prefix,
+      streamLength: options.streamLength,
+      logger: options.logger,
+      rooms: this.#rooms,
+      channel: (room) => this.#channel(room),
+      payloadHead: `${MESSAGE}\n${this.instance}\n`,
+      onFailure: (event, error) => this.#fail(event, error),
+    });
     for (
       const [role, client] of [["commands", this.#commands], [
         "subscriber",
@@ -189,7 +126,7 @@ export class RedisCluster implements Cluster {
 
   /** Payloads published so far (for metrics and tests). */
   get published(): number {
-    return this.#published;
+    return this.#published + this.#sequencer.published;
   }
 
   link(room: string, sink: RemoteSink): RoomLink {
@@ -205,18 +142,8 @@ export class RedisCluster implements Cluster {
     };
   }
 
-  async epochOf(room: string): Promise<string | undefined> {
-    if (this.#commands.status !== "ready") return undefined;
-    try {
-      const epoch = await withTimeout(
-        this.#commands.hget(this.#sequenceKey(room), "epoch"),
-        SEQUENCE_TIMEOUT_MS,
-      );
-      return epoch ?? undefined;
-    } catch (error) {
-      this.#fail("redis.sequence_read_failed", error);
-      return undefined;
-    }
+  epochOf(room: string): Promise<string | undefined> {
+    return this.#sequencer.epochOf(room);
   }
 
   /**
@@ -230,9 +157,9 @@ export class RedisCluster implements Cluster {
       }
       try {
         await withTimeout(this.#subscriber.subscribe(this.#channel(room)), SEQUENCE_TIMEOUT_MS);
-        const sequence = await this.#readSequence(room, entry.sink);
+        const sequence = await this.#sequencer.read(room, entry.sink);
         const members = (await this.#membersElsewhere(room)) ?? new Map();
-        this.#open(room, entry, sequence);
+        this.#sequencer.open(room, entry, sequence);
         return { members, sequence };
       } catch (error) {
         this.#fail("redis.link_failed", error);
@@ -241,76 +168,14 @@ export class RedisCluster implements Cluster {
     }
   }
 
-  async #readSequence(room: string, sink: RemoteSink): Promise<RoomSequence> {
-    const keys = [this.#sequenceKey(room), this.#streamKey(room)];
-    const [epoch, seq] = await withTimeout(
-      this.#commands.hmget(keys[0] as string, "epoch", "seq"),
-      SEQUENCE_TIMEOUT_MS,
-    );
-    if (epoch && seq) return { epoch, lastSeq: Number(seq) };
-    const seeded = await withTimeout(
-      this.#sequencer.chatSeed(...keys, newEpoch(), String(await sink.seed())),
-      SEQUENCE_TIMEOUT_MS,
-    );
-    this.#options.logger.info("cluster.sequence_seeded", { room });
-    return { epoch: seeded[0], lastSeq: Number(seeded[1]) };
-  }
-
-  /** Starts the room's gate at `sequence` and lets through what arrived meanwhile. */
-  #open(room: string, entry: LinkedRoom, sequence: RoomSequence): void {
-    entry.gate = new SequenceGate(
-      sequence,
-      entry.sink,
-      (from, to) => this.#readStream(room, from, to),
-    );
-    for (const { epoch, messages } of entry.early.splice(0)) entry.gate.push(epoch, messages);
-  }
-
-  /** One script call for a room's turn; resolves `false` if Redis did not answer in time. */
-  async #sequence(room: string, drafts: readonly MessageDraft[]): Promise<boolean> {
+  // Refused at once while Redis is away, counted but not logged as in #publish: the command
+  // client has no offline queue, and every send would fail the same way.
+  #sequence(room: string, drafts: readonly MessageDraft[]): Promise<boolean> {
     if (this.#commands.status !== "ready") {
       this.#failures++;
-      return false;
+      return Promise.resolve(false);
     }
-    const args = [
-      this.#sequenceKey(room),
-      this.#streamKey(room),
-      this.#channel(room),
-      `${MESSAGE}\n${this.instance}\n`,
-      String(this.#options.streamLength ?? STREAM_LENGTH),
-      String(STREAM_TTL_MS),
-    ];
-    for (const draft of drafts) args.push(...encodeMessageParts(draft));
-    try {
-      let sequenced = await withTimeout(this.#sequencer.chatSequence(...args), SEQUENCE_TIMEOUT_MS);
-      if (sequenced === null) {
-        // Redis lost the room's sequence (a restart without persistence): seed it, then retry.
-        const entry = this.#rooms.get(room);
-        if (!entry) return false;
-        await this.#readSequence(room, entry.sink);
-        sequenced = await withTimeout(this.#sequencer.chatSequence(...args), SEQUENCE_TIMEOUT_MS);
-      }
-      this.#published++;
-      return sequenced !== null;
-    } catch (error) {
-      this.#fail("redis.sequence_failed", error);
-      return false;
-    }
-  }
-
-  /** Seqs `from`..`to` of the room's stream (fewer if it no longer has them). */
-  async #readStream(room: string, from: number, to: number): Promise<SequencedMessage[]> {
-    const entries = await withTimeout(
-      this.#commands.xrange(this.#streamKey(room), `${from}-1`, `${to}-1`),
-      SEQUENCE_TIMEOUT_MS,
-    );
-    const found: SequencedMessage[] = [];
-    for (const [, fields] of entries) {
-      const frame = fields[1];
-      const message = frame === undefined ? undefined : parseMessage(frame);
-      if (message && frame !== undefined) found.push({ message, frame });
-    }
-    return found;
+    return this.#sequencer.sequence(room, drafts);
   }
 
   async close(): Promise<void> {
@@ -355,87 +220,15 @@ export class RedisCluster implements Cluster {
     const instance = payload.slice(2, instanceEnd);
     if (kind === MESSAGE) {
       // This instance's own messages come back this way too: delivery is in seq order only.
-      const epochEnd = payload.indexOf("\n", instanceEnd + 1);
-      if (epochEnd < 0) return;
-      const epoch = payload.slice(instanceEnd + 1, epochEnd);
-      const messages: SequencedMessage[] = [];
-      for (const frame of payload.slice(epochEnd + 1).split("\n")) {
-        const message = parseMessage(frame);
-        if (message) messages.push({ message, frame });
-      }
-      if (entry.gate) entry.gate.push(epoch, messages);
-      else entry.early.push({ epoch, messages });
+      this.#sequencer.receive(entry, payload.slice(instanceEnd + 1));
     } else if (kind === PRESENCE && instance !== this.instance) {
       this.#report(entry, instance, parseUsers(payload.slice(instanceEnd + 1)));
     }
   }
 
-  /** Tells each open room's gate where its sequence stands; it reads whatever it missed. */
-  #catchUp(): void {
-    const open = [...this.#rooms].filter(([, entry]) => entry.gate !== undefined);
-    if (open.length === 0 || this.#commands.status !== "ready") return;
-    const pipeline = this.#commands.pipeline();
-    for (const [room] of open) pipeline.hmget(this.#sequenceKey(room), "epoch", "seq");
-    pipeline.exec().then((results) => {
-      results?.forEach(([error, value], i) => {
-        const [room, entry] = open[i] as [string, LinkedRoom];
-        const [epoch, seq] = (value ?? []) as (string | null)[];
-        if (error || !epoch || !seq || this.#rooms.get(room) !== entry) return;
-        const sequence = { epoch, lastSeq: Number(seq) };
-        const gate = entry.gate;
-        // Within an epoch the sequence only grows, and an epoch once left is over: behind what
-        // was delivered, or back in an old epoch, Redis lost writes and would hand out used
-        // seqs again (which every gate drops as stale).
-        const behind = epoch === gate?.epoch && sequence.lastSeq < gate.lastSeq;
-        if (gate && (behind || gate.hasLeft(epoch))) {
-          this.#rebase(room, entry, sequence);
-        } else gate?.catchUp(sequence);
-      });
-    }, (error) => this.#fail("redis.catch_up_failed", error));
-  }
-
-  /**
-   * Moves a room whose sequence in Redis went back (in its epoch, or to an epoch left before)
-   * to a new epoch, past every seq this instance delivered or stored; the gate then resets the
-   * room (its members resume and are told the epoch changed). If it fails, the next catch-up
-   * tries again.
-   */
-  async #rebase(room: string, entry: LinkedRoom, behind: RoomSequence): Promise<void> {
-    const delivered = entry.gate?.lastSeq ?? 0;
-    const left = entry.gate?.hasLeft(behind.epoch) ?? false;
-    const epoch = newEpoch();
-    try {
-      // What Redis said may just be older than what the subscription brought since: the
-      // script moves on only if the sequence is still behind.
-      const floor = Math.max(delivered, await entry.sink.seed());
-      const [standing, seq] = await withTimeout(
-        this.#sequencer.chatRebase(
-          this.#sequenceKey(room),
-          this.#streamKey(room),
-          behind.epoch,
-          epoch,
-          String(floor),
-          String(left ? Number.MAX_SAFE_INTEGER : floor),
-        ),
-        SEQUENCE_TIMEOUT_MS,
-      );
-      if (standing === epoch) {
-        this.#options.logger.warn("cluster.sequence_rebased", {
-          room,
-          redisSeq: behind.lastSeq,
-          lastSeq: Number(seq),
-        });
-      }
-      if (!standing || !seq || this.#rooms.get(room) !== entry) return;
-      entry.gate?.catchUp({ epoch: standing, lastSeq: Number(seq) });
-    } catch (error) {
-      this.#fail("redis.rebase_failed", error);
-    }
-  }
-
   /** Refreshes this instance's liveness and presence, and drops members of instances gone quiet. */
   #beat(): void {
-    this.#catchUp();
+    this.#sequencer.catchUp();
     const ttl = this.#options.presenceTtlMs;
     this.#run(
       this.#commands.set(this.#instanceKey(this.instance), "1", "PX", ttl),
@@ -532,43 +325,17 @@ export class RedisCluster implements Cluster {
     return `${this.#options.prefix}presence:${room}`;
   }
 
-  #sequenceKey(room: string): string {
-    return `${this.#options.prefix}seq:${room}`;
-  }
-
-  #streamKey(room: string): string {
-    return `${this.#options.prefix}stream:${room}`;
-  }
-
   #instanceKey(instance: string): string {
     return `${this.#options.prefix}instance:${instance}`;
   }
 }
 
 /** A room with local members, as this instance tracks it. */
-interface LinkedRoom {
-  readonly sink: RemoteSink;
+interface LinkedRoom extends SequencedRoom {
   /** This instance's users in the room, re-announced with every heartbeat. */
   users: readonly string[];
   /** Other instances that have users in the room, as last reported to it. */
   readonly present: Set<string>;
-  /** Puts the room's messages in seq order; made once the room's sequence is known. */
-  gate: SequenceGate | undefined;
-  /** Payloads that arrived before the gate was made. */
-  readonly early: { epoch: string; messages: SequencedMessage[] }[];
-}
-
-/** A `message` frame back into a message; `undefined` for anything else. */
-function parseMessage(frame: string): ChatMessage | undefined {
-  try {
-    const value = JSON.parse(frame);
-    if (typeof value?.seq !== "number" || typeof value.id !== "string") return undefined;
-    const { id, room, seq, sender, content, timestamp } = value;
-    return { id, room, seq, sender, content, timestamp };
-  } catch (error) {
-    if (error instanceof SyntaxError) return undefined; // another deployment's junk on our prefix
-    throw error;
-  }
 }
 
 function parseUsers(json: string): readonly string[] {
@@ -580,19 +347,5 @@ function parseUsers(json: string): readonly string[] {
   } catch (error) {
     if (error instanceof SyntaxError) return []; // another deployment's junk on our prefix
     throw error;
-  }
-}
-
-async function withTimeout<T>(pending: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      pending,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
   }
 }
