@@ -45,6 +45,28 @@ export interface FanoutOptions {
   readonly budgetMs: number;
   /** The step at half the sustained load passes at this p99 (and with nothing lost). */
   readonly halfP99LimitMs: number;
+  /**
+   * Offered load of that step instead of half the sustained one: bench:cluster gives the cluster
+   * the load of one instance's half step, so that both p99s are taken at the same load.
+   */
+  readonly halfRate?: number;
+}
+
+/** What {@linkcode fanout} found, as reported in its summary line. */
+export interface FanoutSummary {
+  readonly scenario: "fanout";
+  /** The highest offered load (msg/s) that passed; 0 if none did. */
+  readonly sustainedOfferedPerSecond: number;
+  readonly sustainedDeliveriesPerSecond: number;
+  readonly sustainedP99Ms: number | undefined;
+  readonly stoppedBy: string;
+  readonly halfLoadOfferedPerSecond: number | undefined;
+  readonly halfLoadP99Ms: number | undefined;
+  /** Whether the half-load step lost, doubled, reordered, refused and cut off nothing. */
+  readonly halfLoadClean: boolean | undefined;
+  readonly steps: number;
+  readonly noisySteps: number;
+  readonly [figure: string]: unknown;
 }
 
 /** Steps below this offered load are warm-up: they do not count for the CPU cost figures. */
@@ -62,9 +84,12 @@ const RECOVERY_MS = 2_000;
  * ```
  * @throws {Error} if the members cannot connect.
  */
-export async function fanout(target: Target, options: FanoutOptions): Promise<void> {
+export async function fanout(target: Target, options: FanoutOptions): Promise<FanoutSummary> {
   const layout: Layout = { rooms: options.rooms, members: options.members, senders: 1 };
-  const peers = new PeerSet(chatEndpoint(target.url), layoutSpecs(`fanout-${tag()}`, layout));
+  const peers = new PeerSet(
+    target.urls.map(chatEndpoint),
+    layoutSpecs(`fanout-${tag()}`, layout, target.urls.length),
+  );
   await openAll(peers, target);
   const started = performance.now();
   const results: StepResult[] = [];
@@ -79,7 +104,7 @@ export async function fanout(target: Target, options: FanoutOptions): Promise<vo
       durationMs: options.stepMs,
       quietMs: 1_000,
       drainMaxMs: 5_000,
-      serverPid: target.serverPid,
+      serverPids: target.serverPids,
       sutCommand: target.sutCommand,
     });
     const pass = passes(result, p99LimitMs);
@@ -122,12 +147,11 @@ export async function fanout(target: Target, options: FanoutOptions): Promise<vo
   }
   // After an overload the server still holds what it queued: give it a moment.
   await new Promise((resolve) => setTimeout(resolve, RECOVERY_MS));
-  const halves = best
-    ? (await attempt(Math.round(best.offeredPerSecond / 2), "half", options.halfP99LimitMs))
-    : undefined;
+  const halfRate = options.halfRate ?? (best && Math.round(best.offeredPerSecond / 2));
+  const halves = halfRate ? await attempt(halfRate, "half", options.halfP99LimitMs) : undefined;
   const half = halves?.passed ?? halves?.tried.at(-1);
   await peers.closeAll(CLOSE_TIMEOUT_MS);
-  target.report.summary({
+  const summary: FanoutSummary = {
     scenario: "fanout",
     sustainedOfferedPerSecond: best?.offeredPerSecond ?? 0,
     sustainedDeliveriesPerSecond: best?.deliveriesPerSecond ?? 0,
@@ -145,13 +169,15 @@ export async function fanout(target: Target, options: FanoutOptions): Promise<vo
     clientBound: best ? best.clientCpuPercent >= CLIENT_BOUND_CPU_PERCENT : undefined,
     steps: results.length,
     noisySteps: results.filter(isNoisy).length,
-  });
+  };
+  target.report.summary(summary);
   if (stoppedBy === "time budget") {
     target.report.warn("fanout: the time budget ran out before any rate failed");
   }
   if (stoppedBy === "ladder end") {
     target.report.warn("fanout: every offered load passed; extend --rates to find the limit");
   }
+  return summary;
 }
 
 /**

@@ -11,6 +11,8 @@ import { BenchSocket, startsWith } from "./_ws_client.ts";
 export interface PeerSpec {
   readonly room: string;
   readonly user: string;
+  /** Which of the {@linkcode PeerSet}'s endpoints (instances of one cluster); 0 if absent. */
+  readonly instance?: number;
 }
 
 /** Takes every text frame after `welcome`; swapped per step, never per frame. */
@@ -44,7 +46,7 @@ const WELCOME = new TextEncoder().encode('{"type":"welcome"');
  *
  * @example
  * ```ts
- * const peers = new PeerSet("ws://127.0.0.1:8080/chat", [{ room: "a", user: "u0" }]);
+ * const peers = new PeerSet(["ws://127.0.0.1:8080/chat"], [{ room: "a", user: "u0" }]);
  * await peers.open({ concurrency: 200, timeoutMs: 10_000 });
  * peers.send(0, "hello");
  * await peers.closeAll(5_000);
@@ -58,12 +60,17 @@ export class PeerSet {
   droppedSinceOpen = 0;
   /** Close codes seen on dropped connections, with counts. */
   readonly dropCodes = new Map<number, number>();
-  readonly #chatUrl: string;
+  readonly #endpoints: readonly string[];
   readonly #sockets: (BenchSocket | undefined)[];
   #closing = false;
 
-  constructor(chatUrl: string, specs: readonly PeerSpec[]) {
-    this.#chatUrl = chatUrl;
+  /**
+   * `endpoints`: the `/chat` URL of one server, or of each instance of one cluster (a spec's
+   * `instance` picks one).
+   */
+  constructor(endpoints: readonly string[], specs: readonly PeerSpec[]) {
+    if (endpoints.length === 0) throw new RangeError("PeerSet: no endpoint");
+    this.#endpoints = endpoints;
     this.specs = specs;
     this.#sockets = specs.map(() => undefined);
   }
@@ -124,7 +131,8 @@ export class PeerSet {
 
   async #connect(index: number, timeoutMs: number): Promise<BenchSocket> {
     const spec = this.specs[index] ?? { room: "none", user: "none" };
-    const url = new URL(this.#chatUrl);
+    const endpoints = this.#endpoints;
+    const url = new URL(endpoints[(spec.instance ?? 0) % endpoints.length] ?? "");
     url.searchParams.set("r", spec.room);
     url.searchParams.set("u", spec.user);
     let welcomed: () => void = () => {};

@@ -48,19 +48,27 @@ export interface Report {
 
 /** What every scenario is told. */
 export interface Target {
-  /** `ws://host:port` of the server. */
-  readonly url: string;
-  readonly serverPid: number | undefined;
+  /**
+   * `ws://host:port` of the server, or of each instance of one cluster: fanout and chatty spread
+   * each room's members over them; connections uses the first.
+   */
+  readonly urls: readonly string[];
+  /** The server's pid, or each instance's, for CPU and RSS; empty when unknown. */
+  readonly serverPids: readonly number[];
   /** Processes of this command name are part of the system under test (e.g. `postgres`). */
   readonly sutCommand: string | undefined;
   readonly concurrency: number;
   readonly report: Report;
 }
 
-/** A step passes when nothing was lost, doubled, reordered, refused or cut off, and p99 holds. */
+/**
+ * A step passes when nothing was lost, doubled, reordered, refused or cut off, the room seqs
+ * went up by one with no gap, and p99 holds.
+ */
 export function passes(result: StepResult, p99LimitMs: number): boolean {
   return result.latencyMs.p99 <= p99LimitMs && result.lost === 0 && result.duplicated === 0 &&
-    result.reordered === 0 && result.dropped === 0 && Object.keys(result.refused).length === 0;
+    result.reordered === 0 && result.seqBroken === 0 && result.gaps === 0 &&
+    result.dropped === 0 && Object.keys(result.refused).length === 0;
 }
 
 /** Options of {@linkcode chatty}. */
@@ -80,7 +88,10 @@ export async function chatty(target: Target, options: ChattyOptions): Promise<vo
     members: options.members,
     senders: options.members,
   };
-  const peers = new PeerSet(chatEndpoint(target.url), layoutSpecs(`chatty-${tag()}`, layout));
+  const peers = new PeerSet(
+    target.urls.map(chatEndpoint),
+    layoutSpecs(`chatty-${tag()}`, layout, target.urls.length),
+  );
   await openAll(peers, target);
   let result: StepResult | undefined;
   // A noisy run says more about the neighbours than about the server: try again, a few times.
@@ -93,7 +104,7 @@ export async function chatty(target: Target, options: ChattyOptions): Promise<vo
       durationMs: options.durationMs,
       quietMs: 1_000,
       drainMaxMs: 5_000,
-      serverPid: target.serverPid,
+      serverPids: target.serverPids,
       sutCommand: target.sutCommand,
     });
     target.report.step({
@@ -134,12 +145,12 @@ export async function connections(target: Target, options: ConnectionsOptions): 
   if (limit < needed) {
     throw new Error(`connections: ulimit -n is ${limit}, ${needed} needed; raise it first`);
   }
-  const pid = target.serverPid;
+  const pid = target.serverPids[0];
   await quietMachine(target);
   const idle = pid === undefined ? undefined : await sampleProc(pid);
   const [clientBefore, machineBefore] = await Promise.all([sampleProc(Deno.pid), sampleMachine()]);
   const peers = new PeerSet(
-    chatEndpoint(target.url),
+    [chatEndpoint(target.urls[0] ?? "")],
     connectionSpecs(`conn-${tag()}`, options.count, options.roomSize),
   );
   const opened = await peers.open({ concurrency: target.concurrency, timeoutMs: OPEN_TIMEOUT_MS });
@@ -234,12 +245,13 @@ export function isNoisy(result: StepResult): boolean {
  * over one short window, or {@linkcode QUIET_MAX_MS} passed: others' test runs come in bursts.
  */
 export async function quietMachine(target: Target): Promise<void> {
-  const pid = target.serverPid;
   const command = target.sutCommand;
   const sample = () =>
     Promise.all(
       [
-        pid === undefined ? 0 : sampleProc(pid).then((sample) => sample.cpuSeconds),
+        Promise.all(target.serverPids.map((pid) => sampleProc(pid))).then((samples) =>
+          samples.reduce((sum, sample) => sum + sample.cpuSeconds, 0)
+        ),
         sampleProc(Deno.pid).then((sample) => sample.cpuSeconds),
         command === undefined ? 0 : commandCpuSeconds(command),
         sampleMachine(),

@@ -2,12 +2,15 @@
  * One step of paced traffic: senders send at a fixed total rate for a while, every member
  * checks what it receives, and the step reports latency, loss, duplication and reordering.
  *
- * A message's content is `"<sender peer> <step> <seq> <send time µs>"`; every member of a room
- * (the sender included) must receive each of its senders' messages once, in order.
+ * A message's content is `"<sender peer> <step> <n> <send time µs>"`; every member of a room
+ * (the sender included) must receive each of its senders' messages once, in order: loss,
+ * duplication and order are judged by these fields, whatever the server adds. Frames of protocol
+ * 2 also carry the room's `seq`: every member must see it go up by one from frame to frame
+ * (a `gap` frame accounts for seqs that will never come, and is counted apart).
  *
  * @module
  */
-import type { FrameSink, PeerSet, PeerSpec } from "./_peers.ts";
+import type { PeerSet, PeerSpec } from "./_peers.ts";
 import {
   commandCpuSeconds,
   otherCpuPercent,
@@ -15,8 +18,8 @@ import {
   sampleProc,
   usageSince,
 } from "./_proc.ts";
-import { LatencyHistogram, type LatencySummary, round2 } from "./_stats.ts";
-import { indexOf, startsWith } from "./_ws_client.ts";
+import { type LatencySummary, round2 } from "./_stats.ts";
+import { StepSink } from "./_step_sink.ts";
 
 /** Rooms of equal size; the first `senders` members of each room send. */
 export interface Layout {
@@ -36,8 +39,8 @@ export interface StepOptions {
   readonly quietMs: number;
   /** ...or once this long has passed, whichever is first. */
   readonly drainMaxMs: number;
-  /** The server's pid, for its CPU and RSS; `undefined` when unknown. */
-  readonly serverPid: number | undefined;
+  /** The server's pid (each instance's, for a cluster), for CPU and RSS; empty when unknown. */
+  readonly serverPids: readonly number[];
   /** Processes of this command name are part of the system under test (e.g. `postgres`). */
   readonly sutCommand?: string;
 }
@@ -54,17 +57,26 @@ export interface StepResult {
   readonly lost: number;
   readonly duplicated: number;
   readonly reordered: number;
+  /**
+   * Message frames whose room `seq` was not one more than that of the previous message (or gap)
+   * the same member got in this step: the server's sequence skipped, repeated or went back.
+   */
+  readonly seqBroken: number;
+  /** `gap` frames received: seqs the server could not deliver. */
+  readonly gaps: number;
   /** Messages the server answered with an `error` frame, by code. */
   readonly refused: Readonly<Record<string, number>>;
   /** Connections closed by the server during the step. */
   readonly dropped: number;
+  /** CPU of the server (of its instances together), in percent of one core. */
   readonly serverCpuPercent: number | undefined;
+  /** RSS of the server (of its instances together). */
   readonly serverRssKiB: number | undefined;
   /** The generator's own CPU, in percent of one core. */
   readonly clientCpuPercent: number;
   /**
    * CPU used meanwhile by every other task on the machine (user + system, in percent of one
-   * core); with `serverPid` unknown it includes the server.
+   * core); without `serverPids` it includes the server.
    */
   readonly otherCpuPercent: number;
   /** CPU of the `sutCommand` processes, in percent of one core; absent without one. */
@@ -73,17 +85,18 @@ export interface StepResult {
 
 const TICK_MS = 2;
 const DRAIN_POLL_MS = 10;
-const encoder = new TextEncoder();
-const MESSAGE_PREFIX = encoder.encode('{"type":"message"');
-const ERROR_PREFIX = encoder.encode('{"type":"error"');
-const CONTENT_FIELD = encoder.encode('"content":"');
 
-/** Members of `layout`, rooms named `<prefix>-<n>`, users `m<n>`. */
-export function layoutSpecs(prefix: string, layout: Layout): PeerSpec[] {
-  return Array.from({ length: layout.rooms * layout.members }, (_, peer) => ({
-    room: `${prefix}-${Math.floor(peer / layout.members)}`,
-    user: `m${peer % layout.members}`,
-  }));
+/**
+ * Members of `layout`, rooms named `<prefix>-<n>`, users `m<n>`. With several `instances` (of
+ * one cluster) each room's members, senders included, are spread over them in turn, starting
+ * one further along in each room.
+ */
+export function layoutSpecs(prefix: string, layout: Layout, instances = 1): PeerSpec[] {
+  return Array.from({ length: layout.rooms * layout.members }, (_, peer) => {
+    const room = Math.floor(peer / layout.members);
+    const slot = peer % layout.members;
+    return { room: `${prefix}-${room}`, user: `m${slot}`, instance: (room + slot) % instances };
+  });
 }
 
 /**
@@ -92,7 +105,7 @@ export function layoutSpecs(prefix: string, layout: Layout): PeerSpec[] {
  * @example
  * ```ts
  * const result = await runStep(peers, layout, { step: 1, ratePerSecond: 500, durationMs: 5000,
- *   quietMs: 1000, drainMaxMs: 5000, serverPid: undefined });
+ *   quietMs: 1000, drainMaxMs: 5000, serverPids: [] });
  * ```
  */
 export async function runStep(
@@ -111,7 +124,7 @@ export async function runStep(
   const droppedBefore = peers.droppedSinceOpen;
   peers.sink = sink;
   const [server, client, machine, sut] = await Promise.all([
-    options.serverPid === undefined ? undefined : sampleProc(options.serverPid),
+    Promise.all(options.serverPids.map(async (pid) => ({ pid, before: await sampleProc(pid) }))),
     sampleProc(Deno.pid),
     sampleMachine(),
     options.sutCommand === undefined ? 0 : commandCpuSeconds(options.sutCommand),
@@ -143,13 +156,18 @@ export async function runStep(
     tick();
   });
   const sendEnded = performance.now();
-  const [serverUsage, clientUsage, machineAfter, sutAfter] = await Promise.all([
-    server && options.serverPid !== undefined ? usageSince(options.serverPid, server) : undefined,
+  const [serverUsages, clientUsage, machineAfter, sutAfter] = await Promise.all([
+    Promise.all(server.map(({ pid, before }) => usageSince(pid, before))),
     usageSince(Deno.pid, client),
     sampleMachine(),
     options.sutCommand === undefined ? 0 : commandCpuSeconds(options.sutCommand),
   ]);
   const sutSeconds = sutAfter - sut;
+  const serverUsage = serverUsages.length === 0 ? undefined : {
+    cpuPercent: serverUsages.reduce((sum, usage) => sum + usage.cpuPercent, 0),
+    cpuSeconds: serverUsages.reduce((sum, usage) => sum + usage.cpuSeconds, 0),
+    rssKiB: serverUsages.reduce((sum, usage) => sum + usage.rssKiB, 0),
+  };
   const other = otherCpuPercent(machine, machineAfter, [
     serverUsage?.cpuSeconds ?? 0,
     clientUsage.cpuSeconds,
@@ -171,6 +189,8 @@ export async function runStep(
     lost: Math.max(0, expected - sink.delivered),
     duplicated: sink.duplicated,
     reordered: sink.reordered,
+    seqBroken: sink.seqBroken,
+    gaps: sink.gaps,
     refused: Object.fromEntries(sink.refusedCodes),
     dropped: peers.droppedSinceOpen - droppedBefore,
     serverCpuPercent: serverUsage && round2(serverUsage.cpuPercent),
@@ -200,86 +220,4 @@ function drain(
       }
     }, DRAIN_POLL_MS);
   });
-}
-
-/** Checks every frame of one step. Per (receiver, sender) stream: a bitmap of seqs seen. */
-class StepSink implements FrameSink {
-  readonly latency = new LatencyHistogram();
-  readonly refusedCodes = new Map<string, number>();
-  delivered = 0;
-  duplicated = 0;
-  reordered = 0;
-  /** Frames of another step, or whose content this step did not send. */
-  foreign = 0;
-  refused = 0;
-  lastReceivedAt = 0;
-  readonly #step: number;
-  readonly #layout: Layout;
-  readonly #perSender: number;
-  readonly #bytesPerStream: number;
-  readonly #seen: Uint8Array;
-  readonly #highest: Int32Array;
-
-  constructor(step: number, layout: Layout, perSender: number) {
-    this.#step = step;
-    this.#layout = layout;
-    this.#perSender = perSender;
-    this.#bytesPerStream = Math.ceil(perSender / 8);
-    const streams = layout.rooms * layout.members * layout.senders;
-    this.#seen = new Uint8Array(streams * this.#bytesPerStream);
-    this.#highest = new Int32Array(streams).fill(-1);
-  }
-
-  /** Deliveries due: every accepted message reaches every member of its room. */
-  expected(sent: number): number {
-    return (sent - this.refused) * this.#layout.members;
-  }
-
-  frame(peer: number, payload: Uint8Array): void {
-    if (startsWith(payload, MESSAGE_PREFIX)) return this.#message(peer, payload);
-    if (startsWith(payload, ERROR_PREFIX)) {
-      const code = /"code":"([a-z_]+)"/.exec(new TextDecoder().decode(payload))?.[1] ?? "unknown";
-      this.refused++;
-      this.refusedCodes.set(code, (this.refusedCodes.get(code) ?? 0) + 1);
-    }
-  }
-
-  #message(peer: number, payload: Uint8Array): void {
-    const at = performance.now();
-    this.lastReceivedAt = at;
-    const field = indexOf(payload, CONTENT_FIELD, MESSAGE_PREFIX.length);
-    if (field < 0) return void this.foreign++;
-    // Four space-separated integers: sender, step, seq, send time in µs.
-    const numbers = [0, 0, 0, 0];
-    let position = field + CONTENT_FIELD.length;
-    for (let n = 0; n < 4; n++) {
-      let value = 0;
-      let digit = payload[position] ?? 0;
-      while (digit >= 48 && digit <= 57) {
-        value = value * 10 + digit - 48;
-        digit = payload[++position] ?? 0;
-      }
-      numbers[n] = value;
-      position++; // the space
-    }
-    const [sender = 0, step = 0, seq = 0, sentUs = 0] = numbers;
-    const slot = sender % this.#layout.members;
-    const sameRoom = Math.floor(sender / this.#layout.members) ===
-      Math.floor(peer / this.#layout.members);
-    if (
-      step !== this.#step || slot >= this.#layout.senders || !sameRoom || seq >= this.#perSender
-    ) {
-      return void this.foreign++;
-    }
-    const stream = peer * this.#layout.senders + slot;
-    const byte = stream * this.#bytesPerStream + (seq >> 3);
-    const bit = 1 << (seq & 7);
-    const seen = this.#seen[byte] ?? 0;
-    if (seen & bit) return void this.duplicated++;
-    this.#seen[byte] = seen | bit;
-    this.delivered++;
-    if (seq < (this.#highest[stream] ?? -1)) this.reordered++;
-    else this.#highest[stream] = seq;
-    this.latency.record(at - sentUs / 1000);
-  }
 }

@@ -1,356 +1,223 @@
 /**
- * `deno task bench:cluster`: how many messages per second cross from one instance to another
- * through Redis, and how late. Two real servers (`main.ts`) run as child processes sharing one
- * Redis under a fresh key prefix. In each of `--rooms` rooms one sender on instance A sends at an
- * offered rate (open loop, each message carrying its send time) and `--receivers` members on
- * instance B receive; the rate is stepped up. Every step gets fresh sockets and rooms.
+ * `deno task bench:cluster [-- options]`: fan-out through the shared sequencer (issue 13) next to
+ * one instance's, measured in the same run, on the same machine, with the same load shape.
  *
- *     --rates 1000,2000,5000,10000,15000,20000,25000,30000   offered msg/s in total, a step each
- *     --step-ms 4000 --rooms 10 --receivers 2 --json (JSON lines only)
+ * The load generator's fanout scenario (bench/_fanout.ts: `--rooms` x `--members`, one sender per
+ * room, the offered load stepped up until a rate fails after its retries, then one step at half
+ * load) runs in this process, first against one instance on its own (`main.ts`, no Redis), then
+ * against `--instances` instances sharing one Redis. There each room's members, its sender
+ * included, are spread over the instances, so every message takes one script call on Redis (its
+ * seq), comes back over pub/sub to every instance (the sender's own included) and is fanned out
+ * there. The cluster's half-load step runs at one instance's half load, so that the two p99s are
+ * taken at the same offered load.
  *
- * Redis: BENCH_REDIS_URL, else TEST_REDIS_URL, else redis://127.0.0.1:6379. Prints one JSON line
- * per step, then a table; stops by itself after two minutes at most; deletes its keys.
+ *     --instances 2         instances in the cluster
+ *     --rooms 10 --members 100 --rates 200,500,800,... --step-ms 3000 --retries 1
+ *     --budget-s 75         no new ladder step after this long, per ladder
+ *     --p99-ms 100 --half-p99-ms 25    what a ladder step and the half-load step must meet
+ *     --target-ratio 0.5    the cluster's sustained deliveries/s over one instance's
+ *     --short               a smoke run of seconds: 2 rooms x 5 members, 60 msg/s, 0.5 s steps
+ *     --json                JSON lines only (the verdict is one too)
+ *     --time-limit-s 300    the whole run stops by itself after this long (exit 1)
+ *
+ * Prints one JSON line per step and per summary (`target`: "one" or "cluster"), then tables and
+ * one verdict line. Exits 0 once both are measured, whatever the verdict; 1 on a failure or at
+ * the time limit. Redis: BENCH_REDIS_URL, else TEST_REDIS_URL, else redis://127.0.0.1:6379; it
+ * must be on this machine, like the servers (127.0.0.1). Its keys get a fresh REDIS_PREFIX and
+ * are deleted at the end. The file limit (`ulimit -n`) must exceed the sockets.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
-import { type ProcSample, sampleProc, usageSince } from "./_proc.ts";
-import { type RunningServer, startServer } from "./_server.ts";
-import { formatTable, LatencyHistogram, round2 } from "./_stats.ts";
-import { BenchSocket, startsWith } from "./_ws_client.ts";
+import { fanout, type FanoutSummary } from "./_fanout.ts";
+import { openFileLimit } from "./_proc.ts";
+import type { Report, Target } from "./_scenarios.ts";
+import { BENCH_SERVER_ENV, type RunningServer, startServer } from "./_server.ts";
+import { clusterVerdict, printClusterTables, type RunFacts } from "./_cluster_report.ts";
 
-const TIME_LIMIT_MS = 115_000;
-/** After the load stops, how long accepted messages may take to arrive before counting as lost. */
-const DRAIN_MS = 5_000;
-/** How long a step's rooms may take to be joined and subscribed on both instances. */
-const SETUP_MS = 10_000;
-const TICK_MS = 2;
+/**
+ * Offered msg/s in total. One instance tops out at 1,000-1,800 here, two at 2,000 or more (then
+ * the generator's one thread is close to full): about 10% apart where either may stop.
+ */
+const DEFAULT_RATES = "200,500,800,1000,1200,1400,1600,1800,2000,2200,2400,2700,3000,3500";
+const SHORT = { rooms: 2, members: 5, rates: "60", stepMs: 500, retries: 0, budgetS: 20 };
+/** How long the instances may take to report `"cluster":"ok"` on `/readyz`. */
+const CLUSTER_READY_MS = 10_000;
+const CLEANUP_TIMEOUT_MS = 5_000;
+const LOOPBACK = ["127.0.0.1", "localhost", "[::1]"];
 
 const { values } = parseArgs({
+  // `deno task bench:cluster -- ...` passes the `--` on; it would end option parsing here.
+  args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
   options: {
-    rates: { type: "string", default: "1000,2000,5000,10000,15000,20000,25000,30000" },
-    "step-ms": { type: "string", default: "4000" },
-    rooms: { type: "string", default: "10" },
-    receivers: { type: "string", default: "2" },
+    instances: { type: "string", default: "2" },
+    rooms: { type: "string" },
+    members: { type: "string" },
+    rates: { type: "string" },
+    "step-ms": { type: "string" },
+    retries: { type: "string" },
+    "budget-s": { type: "string" },
+    "p99-ms": { type: "string", default: "100" },
+    "half-p99-ms": { type: "string", default: "25" },
+    "target-ratio": { type: "string", default: "0.5" },
+    short: { type: "boolean", default: false },
     json: { type: "boolean", default: false },
+    "time-limit-s": { type: "string", default: "300" },
   },
 });
-const rates = (values.rates ?? "").split(",").map(Number);
-const stepMs = Number(values["step-ms"]);
-const roomCount = Number(values.rooms);
-const receiversPerRoom = Number(values.receivers);
-for (const value of [...rates, stepMs, roomCount, receiversPerRoom]) {
-  if (!Number.isInteger(value) || value <= 0) {
-    console.error("bench:cluster: --rates, --step-ms, --rooms, --receivers take positive integers");
-    Deno.exit(2);
-  }
+
+function usage(message: string): never {
+  console.error(`bench:cluster: ${message}`);
+  Deno.exit(2);
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const MESSAGE = encoder.encode('{"type":"message"');
-const ERROR = encoder.encode('{"type":"error"');
-
-/** One room of a step: a sender on A, receivers on B, and what each saw. */
-class RoomLoad {
-  readonly sender: BenchSocket;
-  readonly receivers: BenchSocket[];
-  sent = 0;
-  readonly refused = new Map<string, number>();
-  /** Per sequence number: 1 once echoed to the sender (accepted and broadcast). */
-  readonly accepted: Uint8Array;
-  readonly received: Uint8Array[];
-  readonly highest: number[];
-  warmed = 0;
-  echoed = 0;
-  delivered = 0;
-  duplicated = 0;
-  reordered = 0;
-  lastDeliveryAt = 0;
-
-  private constructor(sender: BenchSocket, receivers: BenchSocket[], capacity: number) {
-    this.sender = sender;
-    this.receivers = receivers;
-    this.accepted = new Uint8Array(capacity);
-    this.received = receivers.map(() => new Uint8Array(capacity));
-    this.highest = receivers.map(() => -1);
+/** A positive number from an option, else from the short or default run. */
+function positive(name: keyof typeof values, fallback: number, integer = true): number {
+  const raw = values[name];
+  const value = typeof raw === "string" ? Number(raw) : fallback;
+  if (!(value > 0) || (integer && !Number.isInteger(value))) {
+    usage(`--${name} takes a positive ${integer ? "integer" : "number"}`);
   }
-
-  static async open(
-    urls: { a: string; b: string },
-    room: string,
-    context: { capacity: number; latency: LatencyHistogram },
-  ): Promise<RoomLoad> {
-    const receivers = await Promise.all(
-      Array.from(
-        { length: receiversPerRoom },
-        (_, i) => BenchSocket.open(new URL(`${urls.b}/chat?r=${room}&u=rx${i}`), ignore, SETUP_MS),
-      ),
-    );
-    const sender = await BenchSocket.open(
-      new URL(`${urls.a}/chat?r=${room}&u=tx`),
-      ignore,
-      SETUP_MS,
-    );
-    const load = new RoomLoad(sender, receivers, context.capacity);
-    sender.onText = (payload) => load.#onSenderFrame(payload);
-    receivers.forEach((socket, i) => {
-      socket.onText = (payload) => load.#onReceiverFrame(i, payload, context.latency);
-    });
-    return load;
-  }
-
-  /** Sends the next message, stamped with its send time. */
-  send(): void {
-    if (this.sent < this.accepted.length) {
-      this.sender.sendText(`${this.sent++} ${performance.now().toFixed(3)}`);
-    }
-  }
-
-  get warm(): boolean {
-    return this.warmed === this.receivers.length;
-  }
-
-  /** Every sent message answered, and every accepted one delivered to every receiver. */
-  get settled(): boolean {
-    const answered = this.echoed + [...this.refused.values()].reduce((sum, n) => sum + n, 0);
-    return answered === this.sent && this.delivered === this.echoed * this.receivers.length;
-  }
-
-  get lost(): number {
-    let lost = 0;
-    for (const received of this.received) {
-      for (let seq = 0; seq < this.sent; seq++) {
-        if (this.accepted[seq] === 1 && received[seq] !== 1) lost++;
-      }
-    }
-    return lost;
-  }
-
-  /** Closes every socket. @returns the close codes other than 1000 (1013: cut off as slow). */
-  async close(): Promise<number[]> {
-    const codes = await Promise.all([this.sender, ...this.receivers].map((s) => s.close()));
-    return codes.filter((code) => code !== 1000);
-  }
-
-  #onSenderFrame(payload: Uint8Array): void {
-    if (startsWith(payload, MESSAGE)) {
-      const seq = parseInt(contentOf(payload), 10);
-      if (seq >= 0 && this.accepted[seq] === 0) {
-        this.accepted[seq] = 1;
-        this.echoed++;
-      }
-    } else if (startsWith(payload, ERROR)) {
-      const frame = JSON.parse(decoder.decode(payload));
-      this.refused.set(frame.code, (this.refused.get(frame.code) ?? 0) + 1);
-    }
-  }
-
-  #onReceiverFrame(i: number, payload: Uint8Array, latency: LatencyHistogram): void {
-    if (!startsWith(payload, MESSAGE)) return;
-    const now = performance.now();
-    const content = contentOf(payload);
-    const space = content.indexOf(" ");
-    if (space < 0) {
-      if (content === "warm" && this.warmed < this.receivers.length) this.warmed++;
-      return;
-    }
-    const seq = Number(content.slice(0, space));
-    latency.record(now - Number(content.slice(space + 1)));
-    const received = this.received[i];
-    if (!received) return;
-    if (received[seq] === 1) this.duplicated++;
-    received[seq] = 1;
-    if (seq < (this.highest[i] ?? -1)) this.reordered++;
-    else this.highest[i] = seq;
-    this.delivered++;
-    this.lastDeliveryAt = now;
-  }
+  return value;
 }
 
-/** Frames before a socket's handler is set (its welcome) matter to no one. */
-function ignore(_payload: Uint8Array): void {}
-
-function contentOf(payload: Uint8Array): string {
-  const frame: { content?: unknown } = JSON.parse(decoder.decode(payload));
-  return typeof frame.content === "string" ? frame.content : "";
+const short = values.short ?? false;
+const instances = positive("instances", 2);
+const rooms = positive("rooms", short ? SHORT.rooms : 10);
+const members = positive("members", short ? SHORT.members : 100);
+const rates = (values.rates ?? (short ? SHORT.rates : DEFAULT_RATES)).split(",").map(Number);
+if (rates.some((rate) => !(rate > 0))) usage("--rates takes positive numbers");
+const fanoutOptions = {
+  rooms,
+  members,
+  rates,
+  stepMs: positive("step-ms", short ? SHORT.stepMs : 3000),
+  retries: values.retries === undefined ? (short ? SHORT.retries : 1) : Number(values.retries),
+  budgetMs: positive("budget-s", short ? SHORT.budgetS : 75, false) * 1000,
+  p99LimitMs: positive("p99-ms", 100, false),
+  halfP99LimitMs: positive("half-p99-ms", 25, false),
+};
+const targetRatio = positive("target-ratio", 0.5, false);
+const timeLimitMs = positive("time-limit-s", 300, false) * 1000;
+const redisUrl = Deno.env.get("BENCH_REDIS_URL") || Deno.env.get("TEST_REDIS_URL") ||
+  "redis://127.0.0.1:6379";
+if (!LOOPBACK.includes(new URL(redisUrl).hostname)) {
+  usage(`Redis must be on this machine (127.0.0.1), not ${new URL(redisUrl).host}`);
 }
+const prefix = `bench:cluster:${crypto.randomUUID()}:`;
+const entry = new URL("../main.ts", import.meta.url).pathname;
+const running = new Set<RunningServer>();
+const lines: Record<string, unknown>[] = [];
 
-/** Opens a step's rooms, and sends `warm` until every receiver has one (B subscribed). */
-async function openRooms(
-  urls: { a: string; b: string },
-  step: number,
-  context: { capacity: number; latency: LatencyHistogram },
-): Promise<RoomLoad[]> {
-  const rooms = await Promise.all(
-    Array.from({ length: roomCount }, (_, i) => RoomLoad.open(urls, `s${step}-r${i}`, context)),
-  );
-  const deadline = performance.now() + SETUP_MS;
-  while (!rooms.every((room) => room.warm)) {
-    if (performance.now() > deadline) throw new Error(`step ${step}: rooms not linked in time`);
-    for (const room of rooms) if (!room.warm) room.sender.sendText("warm");
-    await delay(100);
-  }
-  return rooms;
-}
-
-/** Sends at `rate` msg/s in total, round-robin over the rooms, for `stepMs`. */
-async function offer(rooms: RoomLoad[], rate: number): Promise<number> {
-  const started = performance.now();
-  let sent = 0;
-  for (let now = started; now - started < stepMs; now = performance.now()) {
-    const due = Math.floor((rate * (now - started)) / 1000);
-    for (; sent < due; sent++) rooms[sent % rooms.length]?.send();
-    await delay(TICK_MS);
-  }
-  return started;
-}
-
-async function runStep(
-  servers: { a: RunningServer; b: RunningServer; redisPid: number | undefined },
-  step: number,
-  rate: number,
-): Promise<Record<string, unknown>> {
-  const latency = new LatencyHistogram();
-  const capacity = Math.ceil((rate / roomCount) * (stepMs / 1000) * 1.2) + 16;
-  const rooms = await openRooms({ a: servers.a.url, b: servers.b.url }, step, {
-    capacity,
-    latency,
-  });
-  const pids = [servers.a.pid, servers.b.pid, servers.redisPid, Deno.pid];
-  const before = await Promise.all(pids.map((pid) => procSample(pid)));
-  const started = await offer(rooms, rate);
-  const drainUntil = performance.now() + DRAIN_MS;
-  while (!rooms.every((room) => room.settled) && performance.now() < drainUntil) await delay(20);
-  const cpu = await Promise.all(pids.map((pid, i) => cpuPercent(pid, before[i])));
-  const sum = (pick: (room: RoomLoad) => number) => rooms.reduce((n, room) => n + pick(room), 0);
-  const lastDelivery = Math.max(...rooms.map((room) => room.lastDeliveryAt));
-  const seconds = Math.max(stepMs, lastDelivery - started) / 1000;
-  const refused: Record<string, number> = {};
-  for (const room of rooms) {
-    for (const [code, n] of room.refused) refused[code] = (refused[code] ?? 0) + n;
-  }
-  const result = {
-    scenario: "cluster",
-    offered: rate,
-    sent: sum((room) => room.sent),
-    accepted: sum((room) => room.echoed),
-    crossMessagesPerSecond: Math.round(sum((room) => room.delivered) / receiversPerRoom / seconds),
-    deliveriesPerSecond: Math.round(sum((room) => room.delivered) / seconds),
-    latencyMs: latency.summary(),
-    lost: sum((room) => room.lost),
-    duplicated: sum((room) => room.duplicated),
-    reordered: sum((room) => room.reordered),
-    refused,
-    closed: {} as Record<string, number>,
-    cpuPercent: { a: cpu[0], b: cpu[1], redis: cpu[2], generator: cpu[3] },
+/** Prints a line (JSON, tagged with the target) and keeps it for the report. */
+function reportFor(target: "one" | "cluster"): Report {
+  const print = (line: Record<string, unknown>) => {
+    const tagged = { target, instances: target === "one" ? 1 : instances, ...line };
+    lines.push(tagged);
+    console.log(JSON.stringify(tagged));
   };
-  for (const code of (await Promise.all(rooms.map((room) => room.close()))).flat()) {
-    result.closed[code] = (result.closed[code] ?? 0) + 1;
+  return {
+    step: print,
+    summary: (line) => print({ summary: true, ...line }),
+    warn: (text) => console.error(`WARNING (${target}): ${text}`),
+  };
+}
+
+/** Starts `count` servers with `env`, runs the fanout ladder over them, stops them. */
+async function measure(
+  target: "one" | "cluster",
+  count: number,
+  options: { env: Record<string, string>; halfRate?: number },
+): Promise<FanoutSummary> {
+  const servers: RunningServer[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = await startServer({ entry, env: options.env });
+      running.add(server);
+      servers.push(server);
+    }
+    if (target === "cluster") await Promise.all(servers.map(untilClusterOk));
+    const fanoutTarget: Target = {
+      urls: servers.map((server) => server.url),
+      serverPids: servers.map((server) => server.pid),
+      // Redis does the sequencing: its CPU is the system's, not other tasks' noise.
+      sutCommand: target === "cluster" ? "redis-server" : undefined,
+      concurrency: 200,
+      report: reportFor(target),
+    };
+    return await fanout(fanoutTarget, { ...fanoutOptions, halfRate: options.halfRate });
+  } finally {
+    await Promise.all(servers.map(async (server) => {
+      await server.stop();
+      running.delete(server);
+    }));
   }
-  return result;
-}
-
-async function procSample(pid: number | undefined): Promise<ProcSample | undefined> {
-  return pid === undefined ? undefined : await sampleProc(pid);
-}
-
-async function cpuPercent(
-  pid: number | undefined,
-  before: ProcSample | undefined,
-): Promise<number | undefined> {
-  if (pid === undefined || before === undefined) return undefined;
-  return round2((await usageSince(pid, before)).cpuPercent);
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function untilClusterOk(server: RunningServer): Promise<void> {
   const url = `${server.url.replace(/^ws/, "http")}/readyz`;
-  const deadline = performance.now() + SETUP_MS;
+  const deadline = performance.now() + CLUSTER_READY_MS;
   for (;;) {
     const body = await (await fetch(url)).json();
     if (body.cluster === "ok") return;
     if (performance.now() > deadline) throw new Error(`${url}: cluster ${body.cluster}`);
-    await delay(50);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
-/** Redis's own pid when it runs on this machine (its CPU is part of the cost), else undefined. */
-async function localRedisPid(redis: Redis, url: string): Promise<number | undefined> {
-  if (!["127.0.0.1", "localhost", "[::1]"].includes(new URL(url).hostname)) return undefined;
-  const match = /^process_id:(\d+)/m.exec(await redis.info("server"));
-  return match ? Number(match[1]) : undefined;
-}
-
-function printTable(results: readonly Record<string, unknown>[]): void {
-  const header = ["offered/s", "accepted/s", "crossed/s", "deliveries/s", "p50 ms", "p99 ms"];
-  header.push("max ms", "lost", "dup", "reord", "refused", "closed", "cpu A/B/redis/gen %");
-  const rows = results.map((result) => {
-    const latency = result.latencyMs as { p50: number; p99: number; max: number };
-    const cpu = Object.values(result.cpuPercent as Record<string, number | undefined>);
-    return [
-      String(result.offered),
-      String(Math.round(Number(result.accepted) / (stepMs / 1000))),
-      String(result.crossMessagesPerSecond),
-      String(result.deliveriesPerSecond),
-      String(latency.p50),
-      String(latency.p99),
-      String(latency.max),
-      String(result.lost),
-      String(result.duplicated),
-      String(result.reordered),
-      JSON.stringify(result.refused),
-      JSON.stringify(result.closed),
-      cpu.map((value) => value === undefined ? "-" : String(Math.round(value))).join("/"),
-    ];
-  });
-  console.log(`\n${formatTable(header, rows)}`);
+/** Deletes every key under the run's prefix. @returns how many there were. */
+async function deleteKeys(redis: Redis): Promise<number> {
+  let deleted = 0;
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.del(...keys);
+  } while (cursor !== "0");
+  return deleted;
 }
 
 async function main(): Promise<void> {
-  const redisUrl = Deno.env.get("BENCH_REDIS_URL") || Deno.env.get("TEST_REDIS_URL") ||
-    "redis://127.0.0.1:6379";
-  const prefix = `bench:${crypto.randomUUID()}:`;
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
-  const env = {
-    REDIS_URL: redisUrl,
-    REDIS_PREFIX: prefix,
-    LOG_LEVEL: "warn",
-    RATE_LIMIT_PER_SECOND: "100000",
-    RATE_LIMIT_BURST: "100000",
-    MAX_CONNECTIONS_PER_IP: "10000",
-  };
-  const entry = new URL("../main.ts", import.meta.url).pathname;
-  const servers: RunningServer[] = [];
+  const sockets = rooms * members;
+  const limit = await openFileLimit();
+  if (limit < sockets + 256) usage(`ulimit -n is ${limit}, ${sockets + 256} needed; raise it`);
+  const started = performance.now();
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
   const watchdog = setTimeout(() => {
-    console.error(`bench:cluster: not done after ${TIME_LIMIT_MS} ms, stopping`);
-    Promise.all(servers.map((server) => server.stop())).finally(() => Deno.exit(1));
-  }, TIME_LIMIT_MS);
+    console.error(`bench:cluster: not done after ${timeLimitMs / 1000} s, stopping`);
+    for (const server of running) Deno.kill(server.pid, "SIGKILL");
+    const cleanup = deleteKeys(redis).catch(() => 0);
+    const giveUp = new Promise((resolve) => setTimeout(resolve, CLEANUP_TIMEOUT_MS));
+    Promise.race([cleanup, giveUp]).finally(() => Deno.exit(1));
+  }, timeLimitMs);
   try {
-    const [a, b] = await Promise.all([startServer({ entry, env }), startServer({ entry, env })]);
-    servers.push(a, b);
-    await Promise.all([untilClusterOk(a), untilClusterOk(b)]);
-    const redisPid = await localRedisPid(redis, redisUrl);
-    const results = [];
-    for (const [step, rate] of rates.entries()) {
-      const result = await runStep({ a, b, redisPid }, step, rate);
-      console.log(JSON.stringify({ ...result, rooms: roomCount, receiversPerRoom, stepMs }));
-      results.push(result);
+    await redis.connect();
+    const one = await measure("one", 1, { env: BENCH_SERVER_ENV });
+    const cluster = await measure("cluster", instances, {
+      env: { ...BENCH_SERVER_ENV, REDIS_URL: redisUrl, REDIS_PREFIX: prefix },
+      halfRate: one.halfLoadOfferedPerSecond,
+    });
+    const run: RunFacts = {
+      lines,
+      instances,
+      rooms,
+      members,
+      targetRatio,
+      seconds: (performance.now() - started) / 1000,
+      prefix,
+    };
+    const { line, text } = clusterVerdict(one, cluster, run);
+    console.log(JSON.stringify(line));
+    if (!values.json) {
+      printClusterTables(one, cluster, run);
+      console.log(`\n${text}`);
     }
-    if (!values.json) printTable(results);
   } finally {
     clearTimeout(watchdog);
-    await Promise.all(servers.map((server) => server.stop()));
-    const left = await redis.keys(`${prefix}*`);
-    if (left.length > 0) {
-      console.error(`bench:cluster: deleting ${left.length} keys the servers left`);
-      await redis.del(...left);
-    }
-    await redis.quit();
+    await Promise.all([...running].map((server) => server.stop()));
+    if (redis.status === "ready") await deleteKeys(redis);
+    redis.disconnect();
   }
 }
 

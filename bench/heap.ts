@@ -57,7 +57,7 @@ let loaded: HeapSummary;
 try {
   idle = await takeHeapSummary(inspectorPort);
   const peers = new PeerSet(
-    chatEndpoint(server.url),
+    [chatEndpoint(server.url)],
     connectionSpecs(`heap-${tag()}`, count, roomSize),
   );
   const opened = await peers.open({ concurrency: 200, timeoutMs: 30_000 });

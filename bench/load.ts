@@ -36,6 +36,7 @@ import {
   type Target,
 } from "./_scenarios.ts";
 import { formatTable } from "./_stats.ts";
+import { stepTable } from "./_step_table.ts";
 
 const SCENARIOS = ["fanout", "chatty", "connections"] as const;
 /** Fine (about 10%) where both servers of this project top out on a 2-core machine. */
@@ -115,8 +116,8 @@ const report: Report = {
   },
 };
 const target: Target = {
-  url,
-  serverPid: values.pid === undefined ? undefined : positive("pid"),
+  urls: [url],
+  serverPids: values.pid === undefined ? [] : [positive("pid")],
   sutCommand: values["sut-command"],
   concurrency: positive("concurrency"),
   report,
@@ -167,56 +168,7 @@ function printTables(): void {
   const traffic = steps.filter((line) => line.scenario !== "connections");
   if (traffic.length > 0) {
     console.log(`\n${values.label ?? url}: traffic (latency in ms)`);
-    console.log(formatTable(
-      [
-        "scenario",
-        "phase",
-        "offered/s",
-        "sent/s",
-        "deliveries/s",
-        "p50",
-        "p90",
-        "p99",
-        "max",
-        "lost",
-        "dup",
-        "reord",
-        "refused",
-        "dropped",
-        "srv CPU%",
-        "srv RSS MiB",
-        "gen CPU%",
-        "other CPU%",
-        "result",
-      ],
-      traffic.map((line) => {
-        const latency = (line.latencyMs ?? {}) as Record<string, number>;
-        const refused = Object.values((line.refused ?? {}) as Record<string, number>);
-        return [
-          line.scenario,
-          line.phase,
-          line.offeredPerSecond,
-          line.sentPerSecond,
-          line.deliveriesPerSecond,
-          latency.p50,
-          latency.p90,
-          latency.p99,
-          latency.max,
-          line.lost,
-          line.duplicated,
-          line.reordered,
-          refused.reduce((sum, n) => sum + n, 0),
-          line.dropped,
-          line.serverCpuPercent,
-          typeof line.serverRssKiB === "number" ? Math.round(line.serverRssKiB / 1024) : undefined,
-          line.clientCpuPercent,
-          line.otherCpuPercent,
-          `${line.pass ? "ok" : "FAIL"}${line.clientBound ? " client-bound" : ""}${
-            line.noisy ? " noisy" : ""
-          }`,
-        ].map(cell);
-      }),
-    ));
+    console.log(stepTable(traffic));
   }
   const ramps = steps.filter((line) => line.scenario === "connections");
   if (ramps.length > 0) {
