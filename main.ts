@@ -72,6 +72,7 @@ async function main(): Promise<void> {
   const cluster = config.redisUrl === undefined ? undefined : RedisCluster.start(config.redisUrl, {
     prefix: config.redisPrefix,
     presenceTtlMs: config.presenceTtlMs,
+    sentWindowMs: config.idempotencyWindowMs,
     logger,
   });
   if (cluster) {

@@ -2,7 +2,7 @@
  * What every member of a traffic step checks in each frame it gets: its own payload fields
  * (`"<sender peer> <step> <n> <send time µs>"`: latency, loss, duplication, order) and, on
  * protocol 2, the room's `seq` (up by one from frame to frame; a `gap` frame says where the next
- * one starts).
+ * one starts). A sender's `ack` frames are counted.
  *
  * @module
  */
@@ -15,6 +15,7 @@ const encoder = new TextEncoder();
 const MESSAGE_PREFIX = encoder.encode('{"type":"message"');
 const ERROR_PREFIX = encoder.encode('{"type":"error"');
 const GAP_PREFIX = encoder.encode('{"type":"gap"');
+const ACK_PREFIX = encoder.encode('{"type":"ack"');
 const CONTENT_FIELD = encoder.encode('"content":"');
 const SEQ_FIELD = encoder.encode('"seq":');
 const TO_SEQ_FIELD = encoder.encode('"to_seq":');
@@ -41,6 +42,8 @@ export class StepSink implements FrameSink {
   /** Frames of another step, or whose content this step did not send. */
   foreign = 0;
   refused = 0;
+  /** `ack` frames: servers that acknowledge send one per accepted message to its sender. */
+  acked = 0;
   lastReceivedAt = 0;
   readonly #step: number;
   readonly #layout: Layout;
@@ -72,6 +75,7 @@ export class StepSink implements FrameSink {
       this.#checkSeq(peer, numberAfter(payload, SEQ_FIELD));
       return this.#message(peer, payload);
     }
+    if (startsWith(payload, ACK_PREFIX)) return void this.acked++;
     if (startsWith(payload, GAP_PREFIX)) {
       // The seqs up to `to_seq` will never come: the next message follows it.
       this.gaps++;

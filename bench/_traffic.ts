@@ -66,6 +66,8 @@ export interface StepResult {
   readonly gaps: number;
   /** Messages the server answered with an `error` frame, by code. */
   readonly refused: Readonly<Record<string, number>>;
+  /** `ack` frames the senders got: one per accepted message, or none from a server without. */
+  readonly acked: number;
   /** Connections closed by the server during the step. */
   readonly dropped: number;
   /** CPU of the server (of its instances together), in percent of one core. */
@@ -174,7 +176,7 @@ export async function runStep(
     sutSeconds,
   ]);
   const sent = senders.length * perSender;
-  await drain(sink, { expected: () => sink.expected(sent), sendEnded, ...options });
+  await drain(sink, { sent, sendEnded, ...options });
   peers.sink = previousSink;
   const receiveSeconds = (Math.max(sink.lastReceivedAt, sendEnded) - started) / 1000;
   const expected = sink.expected(sent);
@@ -192,6 +194,7 @@ export async function runStep(
     seqBroken: sink.seqBroken,
     gaps: sink.gaps,
     refused: Object.fromEntries(sink.refusedCodes),
+    acked: sink.acked,
     dropped: peers.droppedSinceOpen - droppedBefore,
     serverCpuPercent: serverUsage && round2(serverUsage.cpuPercent),
     serverRssKiB: serverUsage?.rssKiB,
@@ -203,16 +206,21 @@ export async function runStep(
   };
 }
 
+/**
+ * Waits for every delivery due and, from a server that acknowledges (it acked something this
+ * step), every ack; or until nothing arrived for `quietMs`, or `drainMaxMs` passed.
+ */
 function drain(
   sink: StepSink,
-  options: { expected: () => number; sendEnded: number; quietMs: number; drainMaxMs: number },
+  options: { sent: number; sendEnded: number; quietMs: number; drainMaxMs: number },
 ): Promise<void> {
   return new Promise((resolve) => {
     const poll = setInterval(() => {
       const now = performance.now();
       const quiet = now - Math.max(sink.lastReceivedAt, options.sendEnded) > options.quietMs;
+      const acked = sink.acked === 0 || sink.acked >= options.sent - sink.refused;
       if (
-        sink.delivered >= options.expected() || quiet ||
+        (sink.delivered >= sink.expected(options.sent) && acked) || quiet ||
         now - options.sendEnded > options.drainMaxMs
       ) {
         clearInterval(poll);

@@ -5,7 +5,8 @@
  */
 import { Channel } from "./channel.ts";
 import type { Flushable, OutboxWriter } from "./outbox_writer.ts";
-import { CLOSE_CODES, type CloseCode, ERROR_FRAMES, type ErrorCode } from "./protocol.ts";
+import type { Submission } from "./message.ts";
+import { ackFrame, CLOSE_CODES, type CloseCode, type ErrorCode, errorFrame } from "./protocol.ts";
 
 /**
  * What the chat core needs of a connection. The server adapts a WebSocket to it; tests can
@@ -37,7 +38,7 @@ export interface OutboxLimits {
 /** What a client tells the hub about itself. */
 export interface ClientOwner {
   /** Takes a validated message of `client` for its room. Returns an error code if refused. */
-  submit(client: Client, content: string): ErrorCode | undefined;
+  submit(client: Client, submission: Submission): ErrorCode | undefined;
   /** A frame of `client` was refused with `code`. */
   refused(code: ErrorCode): void;
   /**
@@ -76,6 +77,8 @@ export class Client implements Flushable {
   readonly room: string;
   /** User name. */
   readonly user: string;
+  /** `performance.now()` when the connection joined. */
+  readonly joinedAt = performance.now();
   readonly #transport: Transport;
   readonly #owner: ClientOwner;
   readonly #limits: OutboxLimits;
@@ -155,17 +158,29 @@ export class Client implements Flushable {
     if (this.#outbox.size > 0) this.#flushSoon();
   }
 
-  /** Handles a validated frame from the peer. */
-  receive(content: string): void {
+  /** Handles a validated message from the peer. */
+  receive(submission: Submission): void {
     if (this.#gone) return;
-    const refused = this.#owner.submit(this, content);
-    if (refused) this.reject(refused);
+    const refused = this.#owner.submit(this, submission);
+    if (refused) this.reject(refused, submission.clientId);
   }
 
-  /** Sends the peer an `error` frame; the connection stays open. */
-  reject(code: ErrorCode): void {
+  /**
+   * Sends the peer an `error` frame, naming the refused message by its client id when it had
+   * one; the connection stays open.
+   */
+  reject(code: ErrorCode, clientId?: string): void {
     this.#owner.refused(code);
-    if (!this.offer(ERROR_FRAMES[code])) this.disconnect(CLOSE_CODES.slowConsumer);
+    this.#send(errorFrame(code, clientId));
+  }
+
+  /** Tells the peer its message is in the room at `seq` (or was already, for a re-send). */
+  acknowledge(clientId: string | undefined, id: string, seq: number): void {
+    this.#send(ackFrame(clientId, id, seq));
+  }
+
+  #send(frame: string): void {
+    if (!this.offer(frame)) this.disconnect(CLOSE_CODES.slowConsumer);
   }
 
   /** Closes the connection from the server side after writing what is queued. */

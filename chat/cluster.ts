@@ -16,6 +16,12 @@ export interface SequencedMessage {
 /** A message the room accepted, before it has a seq. */
 export type MessageDraft = Omit<ChatMessage, "seq">;
 
+/** Where a published message stands in the room's sequence. */
+export interface Placement {
+  readonly id: string;
+  readonly seq: number;
+}
+
 /** What the cluster tells one room. */
 export interface RemoteSink {
   /**
@@ -54,11 +60,13 @@ export interface RoomLink {
   readonly ready: Promise<LinkReady>;
   /**
    * Hands messages to the shared sequencer; they come back, with seqs, through
-   * {@linkcode RemoteSink.messages}. Resolves `false` if the sequencer could not be reached in
-   * time: the messages were most likely not sent (see docs/protocol.md). Never rejects.
-   * Only called when {@linkcode LinkReady.sequence} is defined.
+   * {@linkcode RemoteSink.messages}. Resolves with where each draft stands, in order: its seq,
+   * or, for a re-send of a client id the sequencer knows, the first message's id and seq. Resolves
+   * `undefined` if the sequencer could not be reached in time: the messages were most likely not
+   * sent (see docs/protocol.md). Never rejects. Only called when {@linkcode LinkReady.sequence}
+   * is defined.
    */
-  publish(drafts: readonly MessageDraft[]): Promise<boolean>;
+  publish(drafts: readonly MessageDraft[]): Promise<readonly Placement[] | undefined>;
   /** Tells the others which users this instance has in the room now. Never waits. */
   announce(users: readonly string[]): void;
   /** Leaves the room's cluster traffic. */
@@ -85,7 +93,7 @@ const NO_MEMBERS: ReadonlyMap<string, readonly string[]> = new Map();
 // Stateless, so every room of a single instance shares it.
 const SOLO_LINK: RoomLink = Object.freeze({
   ready: Promise.resolve({ members: NO_MEMBERS, sequence: undefined }),
-  publish: () => Promise.resolve(false),
+  publish: () => Promise.resolve(undefined),
   announce() {},
   close() {},
 });

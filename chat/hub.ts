@@ -9,8 +9,9 @@ import { CLOSE_CODES, type CloseCode, type ErrorCode } from "./protocol.ts";
 import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster } from "./cluster.ts";
 import { OutboxWriter } from "./outbox_writer.ts";
-import type { MessageLog, RoomSequence } from "./message.ts";
-import { Room } from "./room.ts";
+import type { MessageLog, RoomSequence, Submission } from "./message.ts";
+import { type PersistMode, Room } from "./room.ts";
+import { SentMessages, type SentMessagesOptions } from "./sent_messages.ts";
 import type { ResumeCursor } from "./room_replays.ts";
 
 /** Options of {@linkcode Hub}. */
@@ -23,6 +24,10 @@ export interface HubOptions {
   readonly log: MessageLog;
   /** Messages one resume replays at most (and recent messages each room keeps for it). */
   readonly resumeLimit: number;
+  /** How long, and within how many bytes, client ids are remembered in memory. */
+  readonly sentWindow: SentMessagesOptions;
+  /** When a message goes out: once queued for storage (`async`), or once committed. */
+  readonly persistMode?: PersistMode;
   /** Other instances serving the same rooms; {@linkcode SoloCluster} when there are none. */
   readonly cluster: Cluster;
   /** Where counts go; {@linkcode NO_METRICS} counts nothing. */
@@ -46,6 +51,7 @@ export class Hub implements ClientOwner {
   readonly #outboxLimits: OutboxLimits;
   readonly #writer = new OutboxWriter();
   readonly #rooms = new Map<string, Room>();
+  readonly #sent: SentMessages;
   readonly #clients = new Set<Client>();
   readonly #retired = new Set<Promise<void>>();
   /** Rooms whose loops are ending, by name: a new room of that name starts after the old ends. */
@@ -55,6 +61,7 @@ export class Hub implements ClientOwner {
 
   constructor(options: HubOptions) {
     this.#options = options;
+    this.#sent = new SentMessages(options.sentWindow);
     this.#outboxLimits = { ...options.outbox, replayFrames: options.resumeLimit };
   }
 
@@ -114,6 +121,8 @@ export class Hub implements ClientOwner {
       room = new Room(identity.room, {
         inboxLimit: this.#options.roomInboxLimit,
         log: this.#options.log,
+        sent: this.#sent,
+        persistMode: this.#options.persistMode,
         resumeLimit: this.#options.resumeLimit,
         cluster: this.#options.cluster,
         metrics: this.#options.metrics,
@@ -128,11 +137,11 @@ export class Hub implements ClientOwner {
   }
 
   /** @internal Called by a client with a validated message. */
-  submit(client: Client, content: string): ErrorCode | undefined {
+  submit(client: Client, submission: Submission): ErrorCode | undefined {
     this.#options.metrics.messageReceived();
     if (this.#closing) return "shutting_down";
     const room = this.#rooms.get(client.room);
-    if (!room || !room.submit(client, content)) return "room_busy";
+    if (!room || !room.submit(client, submission)) return "room_busy";
     return undefined;
   }
 

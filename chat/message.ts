@@ -23,6 +23,25 @@ export interface ChatMessage {
   readonly content: string;
   /** ISO-8601 UTC time at which the server accepted the message. */
   readonly timestamp: string;
+  /**
+   * The sender's own id for the message (1 to 64 of `A-Za-z0-9_-`), when it gave one: a re-send
+   * with the same one by the same sender in the same room is not a new message.
+   */
+  readonly clientId?: string;
+}
+
+/** What a client submits: validated content, and its id for the message if it gave one. */
+export interface Submission {
+  readonly content: string;
+  readonly clientId?: string;
+}
+
+/** Where an earlier message with the same client id stands: what its ack said. */
+export interface SentMessage {
+  readonly sender: string;
+  readonly clientId: string;
+  readonly id: string;
+  readonly seq: number;
 }
 
 /** Where a room's sequence stands: its epoch and the last seq handed out in it. */
@@ -83,6 +102,24 @@ export interface MessageLog {
   openRoom(room: string): Promise<RoomSequence>;
   /** The room's epoch and last seq if it has one; never creates it. */
   roomSequence(room: string): Promise<RoomSequence | undefined>;
+  /**
+   * The messages of `room` (stored or queued) that `keys` name by sender and client id; keys
+   * without one are left out.
+   */
+  findSent(
+    room: string,
+    keys: readonly { readonly sender: string; readonly clientId: string }[],
+  ): Promise<SentMessage[]>;
+  /**
+   * Tells `listener` of every message of `room` that is stored (`stored` true) or given up on
+   * from now on, in batches; one listener per room.
+   *
+   * @returns a function that stops it.
+   */
+  watch(
+    room: string,
+    listener: (messages: readonly ChatMessage[], stored: boolean) => void,
+  ): () => void;
 }
 
 /** Orders messages by seq. */
@@ -108,10 +145,12 @@ export function newEpoch(): string {
 export function draftMessage(
   room: string,
   sender: string,
-  content: string,
+  submission: Submission,
 ): Omit<ChatMessage, "seq"> {
   const id = uuidv7();
-  return { id, room, sender, content, timestamp: new Date(timeOfUuidv7(id)).toISOString() };
+  const { content, clientId } = submission;
+  const timestamp = new Date(timeOfUuidv7(id)).toISOString();
+  return { id, room, sender, content, timestamp, ...(clientId !== undefined && { clientId }) };
 }
 
 /** Milliseconds since the epoch encoded in the first 48 bits of a UUIDv7. */

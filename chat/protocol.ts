@@ -20,6 +20,7 @@ export const PROTOCOL_ERRORS = {
   empty_content: "message content is empty after trimming",
   content_too_long: "message content is longer than the server allows",
   invalid_text: "message content contains a NUL character or invalid Unicode",
+  invalid_client_id: "client_id must be 1 to 64 characters of A-Z a-z 0-9 _ -",
   room_busy: "the room is receiving more messages than it can process; try again shortly",
   backlog: "the server cannot store more messages right now; the message was not sent",
   shutting_down: "the server is shutting down; the message was not sent",
@@ -70,7 +71,22 @@ export type ServerFrame =
     readonly epoch: string;
     readonly last_seq: number;
   }
-  | ({ readonly type: "message" } & ChatMessage)
+  | {
+    readonly type: "message";
+    readonly id: string;
+    readonly room: string;
+    readonly seq: number;
+    readonly sender: string;
+    readonly content: string;
+    readonly timestamp: string;
+    readonly client_id?: string;
+  }
+  | {
+    readonly type: "ack";
+    readonly client_id?: string;
+    readonly id: string;
+    readonly seq: number;
+  }
   | {
     readonly type: "presence";
     readonly event: PresenceEvent;
@@ -78,7 +94,12 @@ export type ServerFrame =
     readonly user: string;
     readonly members: readonly string[];
   }
-  | { readonly type: "error"; readonly code: ErrorCode; readonly message: string }
+  | {
+    readonly type: "error";
+    readonly code: ErrorCode;
+    readonly message: string;
+    readonly client_id?: string;
+  }
   | {
     readonly type: "resume";
     readonly complete: boolean;
@@ -115,6 +136,7 @@ export function encodeMessageParts(message: Omit<ChatMessage, "seq">): [string, 
     sender: message.sender,
     content: message.content,
     timestamp: message.timestamp,
+    ...(message.clientId !== undefined && { client_id: message.clientId }),
   });
   return [head.slice(0, -1) + ',"seq":', "," + tail.slice(1)];
 }
@@ -128,3 +150,26 @@ export const ERROR_FRAMES: Readonly<Record<ErrorCode, string>> = Object.freeze(
     ]),
   ) as Record<ErrorCode, string>,
 );
+
+/** The `error` frame for `code`, naming the message it refuses when the client gave an id. */
+export function errorFrame(code: ErrorCode, clientId: string | undefined): string {
+  if (clientId === undefined) return ERROR_FRAMES[code];
+  return encodeFrame({ type: "error", code, message: PROTOCOL_ERRORS[code], client_id: clientId });
+}
+
+/** The `ack` frame telling a sender its message is in the room at `seq`. */
+export function ackFrame(clientId: string | undefined, id: string, seq: number): string {
+  return encodeFrame({
+    type: "ack",
+    ...(clientId !== undefined && { client_id: clientId }),
+    id,
+    seq,
+  });
+}
+
+/** A message as `/history` lists it: the `message` frame without `type`. */
+export function historyItem(message: ChatMessage): Record<string, unknown> {
+  const { id, room, seq, sender, content, timestamp, clientId } = message;
+  const item = { id, room, seq, sender, content, timestamp };
+  return clientId === undefined ? item : { ...item, client_id: clientId };
+}

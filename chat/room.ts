@@ -7,7 +7,17 @@
 import type { Logger } from "../log/logger.ts";
 import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster, LinkReady, MessageDraft, RoomLink, SequencedMessage } from "./cluster.ts";
-import { type ChatMessage, draftMessage, type MessageLog, type RoomSequence } from "./message.ts";
+import {
+  type ChatMessage,
+  draftMessage,
+  type MessageLog,
+  type RoomSequence,
+  type Submission,
+} from "./message.ts";
+import type { SentMessages } from "./sent_messages.ts";
+
+/** What an ack means: queued for storage (`async`) or committed (`durable`). */
+export type PersistMode = "async" | "durable";
 import { RecentMessages } from "./recent_messages.ts";
 import { RoomMembers } from "./room_members.ts";
 import { RoomPresence } from "./room_presence.ts";
@@ -29,13 +39,18 @@ type RoomEvent =
   | {
     readonly type: "message";
     readonly client: Client;
-    readonly content: string;
+    readonly submission: Submission;
     /** `performance.now()` when the message arrived, for the broadcast latency. */
     readonly receivedAt: number;
   }
   | { readonly type: "sequenced"; readonly messages: readonly SequencedMessage[] }
   | { readonly type: "gap"; readonly fromSeq: number; readonly toSeq: number }
   | { readonly type: "reset"; readonly sequence: RoomSequence }
+  | {
+    readonly type: "settled";
+    readonly messages: readonly ChatMessage[];
+    readonly stored: boolean;
+  }
   | {
     readonly type: "remote_presence";
     readonly instance: string;
@@ -48,6 +63,13 @@ export interface RoomOptions {
   readonly inboxLimit: number;
   /** Where every delivered message goes to be stored, and where replays read. Never awaited. */
   readonly log: MessageLog;
+  /** Client ids used lately, shared by the hub's rooms: re-sends are acknowledged, not sent. */
+  readonly sent: SentMessages;
+  /**
+   * `async` (default): a message goes out once queued for storage; `durable`: once the batch
+   * holding it committed (a single instance only).
+   */
+  readonly persistMode?: PersistMode;
   /** Messages one resume replays at most; also how many recent messages the room keeps. */
   readonly resumeLimit: number;
   /** The same room on other instances. */
@@ -67,6 +89,10 @@ export interface RoomOptions {
  */
 const FRAMES_PER_TURN = 256;
 const OPEN_RETRY_BASE_MS = 50;
+/** Longest a turn waits for the log to say whether its client ids were used before. */
+const LOOKUP_TIMEOUT_MS = 250;
+/** How long look-ups pause after one failed or timed out. */
+const LOOKUP_PAUSE_MS = 5_000;
 const OPEN_RETRY_MAX_MS = 2_000;
 
 /**
@@ -94,6 +120,7 @@ export class Room {
   readonly done: Promise<void>;
   readonly #inbox: Channel<RoomEvent>;
   readonly #log: MessageLog;
+  readonly #sent: SentMessages;
   readonly #members = new RoomMembers();
   readonly #presence = new RoomPresence();
   readonly #link: RoomLink;
@@ -104,7 +131,16 @@ export class Room {
   #pendingMembers = 0;
   readonly #previous: Promise<void> | undefined;
   #epoch = "";
+  /** The last seq handed out (or, with a cluster, received). */
   #lastSeq = 0;
+  /** The last seq members were sent: behind `#lastSeq` while durable messages await commit. */
+  #deliveredSeq = 0;
+  readonly #durable: boolean;
+  /** Durable mode: sequenced messages waiting for their batch to commit, in seq order. */
+  readonly #uncommitted: Uncommitted[] = [];
+  #closing = false;
+  /** Client id look-ups are skipped until then, after one failed. */
+  #lookupsPausedUntil = 0;
   /** Whether the cluster sequences this room (else the loop does). */
   #shared = false;
   /** Whether the link was ready and the loop started. */
@@ -114,11 +150,13 @@ export class Room {
     this.name = name;
     this.#inbox = new Channel(options.inboxLimit);
     this.#log = options.log;
+    this.#sent = options.sent;
     this.#recent = new RecentMessages(options.resumeLimit);
     this.#replays = new RoomReplays(options.log, options.resumeLimit);
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#previous = options.previous;
+    this.#durable = options.persistMode === "durable";
     this.#link = options.cluster.link(name, {
       messages: (messages) => this.#enqueueRemote({ type: "sequenced", messages }),
       gap: (fromSeq, toSeq) => this.#enqueueRemote({ type: "gap", fromSeq, toSeq }),
@@ -137,7 +175,7 @@ export class Room {
 
   /** The room's epoch and last delivered seq; epoch `""` until the loop has started. */
   get sequence(): RoomSequence {
-    return { epoch: this.#epoch, lastSeq: this.#lastSeq };
+    return { epoch: this.#epoch, lastSeq: this.#deliveredSeq };
   }
 
   /**
@@ -156,8 +194,13 @@ export class Room {
   }
 
   /** Queues a message for broadcast. @returns `false` if the inbox is full. */
-  submit(client: Client, content: string): boolean {
-    return this.#inbox.trySend({ type: "message", client, content, receivedAt: performance.now() });
+  submit(client: Client, submission: Submission): boolean {
+    return this.#inbox.trySend({
+      type: "message",
+      client,
+      submission,
+      receivedAt: performance.now(),
+    });
   }
 
   /**
@@ -165,7 +208,9 @@ export class Room {
    * started (its link was not ready): then the link is given up.
    */
   close(): void {
-    this.#inbox.close();
+    this.#closing = true;
+    // Durable messages still waiting for their commit keep the loop going until they settle.
+    if (this.#uncommitted.length === 0) this.#inbox.close();
     if (!this.#started) this.#link.close();
   }
 
@@ -193,8 +238,18 @@ export class Room {
       const sequence = ready.sequence ?? await this.#openRoom();
       if (!sequence) return;
       this.#epoch = sequence.epoch;
-      this.#lastSeq = sequence.lastSeq;
-      await this.#loop();
+      this.#lastSeq = this.#deliveredSeq = sequence.lastSeq;
+      const unwatch = this.#durable
+        ? this.#log.watch(
+          this.name,
+          (messages, stored) => this.#enqueueRemote({ type: "settled", messages, stored }),
+        )
+        : undefined;
+      try {
+        await this.#loop();
+      } finally {
+        unwatch?.();
+      }
     } finally {
       this.#link.close();
     }
@@ -238,6 +293,10 @@ export class Room {
         }
       }
       carried = this.#fillTurn(events);
+      // Awaited only when a message names a client id this instance does not know yet: the
+      // store may have it from before (another instance, an earlier run).
+      const unknown = this.#unknownClientIds(events);
+      if (unknown) await this.#lookUpSent(unknown);
       let drafts: Outgoing[] | undefined;
       for (const event of events) {
         if (event.type === "message" && this.#shared) (drafts ??= []).push(this.#draft(event));
@@ -277,7 +336,7 @@ export class Room {
   #handle(event: RoomEvent): void {
     switch (event.type) {
       case "message":
-        return this.#sequenceLocally(event.client, event.content, event.receivedAt);
+        return this.#sequenceLocally(event.client, event.submission, event.receivedAt);
       case "join":
         return this.#add(event.client, event.cursor);
       case "leave":
@@ -286,6 +345,8 @@ export class Room {
         return this.#deliverSequenced(event.messages);
       case "reset":
         return this.#resetEpoch(event.sequence);
+      case "settled":
+        return this.#committed(event.messages, event.stored);
       case "gap":
         return this.#gap(event.fromSeq, event.toSeq);
       case "remote_presence":
@@ -301,34 +362,147 @@ export class Room {
     for (const user of left) this.#announce("leave", user, members);
   }
 
+  /**
+   * The turn's client ids to look up in the log: those not in the window, sent by connections
+   * younger than the window. A connection that has been open longer re-sends only what it sent
+   * itself, which the window (or Redis) still knows; re-sends from before (another instance, an
+   * earlier run) come right after a reconnect. So long-lived connections cost no look-up.
+   */
+  #unknownClientIds(events: readonly RoomEvent[]): SentKey[] | undefined {
+    const now = performance.now();
+    if (now < this.#lookupsPausedUntil) return undefined;
+    let unknown: SentKey[] | undefined;
+    for (const event of events) {
+      if (event.type !== "message" || now - event.client.joinedAt > this.#sent.windowMs) continue;
+      const { clientId } = event.submission;
+      const sender = event.client.user;
+      if (clientId === undefined || this.#sent.find(this.name, sender, clientId)) continue;
+      (unknown ??= []).push({ sender, clientId });
+    }
+    return unknown;
+  }
+
+  /**
+   * Puts what the log knows of these client ids into the window, waiting at most
+   * {@linkcode LOOKUP_TIMEOUT_MS}. A log that cannot answer (the store is down) leaves the
+   * window as it is, and look-ups pause for {@linkcode LOOKUP_PAUSE_MS} so that the room is not
+   * slowed during an outage: a re-send from before this run, or older than the window, could
+   * then go out twice. Logged at warn.
+   */
+  async #lookUpSent(keys: readonly SentKey[]): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("look-up timed out")), LOOKUP_TIMEOUT_MS);
+    });
+    try {
+      for (const sent of await Promise.race([this.#log.findSent(this.name, keys), late])) {
+        this.#sent.remember(this.name, sent);
+      }
+    } catch (error) {
+      this.#lookupsPausedUntil = performance.now() + LOOKUP_PAUSE_MS;
+      this.#logger.warn("room.sent_lookup_failed", {
+        room: this.name,
+        pausedMs: LOOKUP_PAUSE_MS,
+        error: error instanceof Error ? error.name : typeof error,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A re-send of a message the window knows: its sender gets the first ack again. */
+  #resent(sender: Client, clientId: string | undefined): boolean {
+    if (clientId === undefined) return false;
+    const sent = this.#sent.find(this.name, sender.user, clientId);
+    if (!sent) return false;
+    // Durable mode: the first is not committed yet, so neither is this ack due.
+    const waiting = this.#uncommitted.find((entry) => entry.message.id === sent.id);
+    if (waiting) (waiting.resent ??= []).push(sender);
+    else sender.acknowledge(clientId, sent.id, sent.seq);
+    return true;
+  }
+
   /** A single instance: this loop hands out the seq. */
-  #sequenceLocally(sender: Client, content: string, receivedAt: number): void {
-    const draft = draftMessage(this.name, sender.user, content);
+  #sequenceLocally(sender: Client, submission: Submission, receivedAt: number): void {
+    const { clientId } = submission;
+    if (this.#resent(sender, clientId)) return;
+    const draft = draftMessage(this.name, sender.user, submission);
     const message: ChatMessage = { ...draft, seq: this.#lastSeq + 1 };
     // Queued for storage first: a message the store cannot take is shown to no one and takes no
     // seq, so every seq anyone saw names a message that will be stored.
-    if (!this.#log.append(message)) return sender.reject("backlog");
+    if (!this.#log.append(message)) return sender.reject("backlog", clientId);
     this.#lastSeq = message.seq;
-    this.#deliver(message, encodeMessage(message), receivedAt);
+    if (clientId !== undefined) {
+      this.#sent.remember(this.name, {
+        sender: sender.user,
+        clientId,
+        id: message.id,
+        seq: message.seq,
+      });
+    }
+    const frame = encodeMessage(message);
+    if (this.#durable) {
+      this.#uncommitted.push({ message, frame, sender, receivedAt, stored: undefined });
+      return;
+    }
+    this.#deliver(message, frame, receivedAt);
+    sender.acknowledge(clientId, message.id, message.seq);
+  }
+
+  /**
+   * Durable mode: the workers settled these messages. The committed ones at the head of the
+   * queue go out in seq order, with their acks; one given up on (the shutdown deadline passed
+   * with the store down) goes to no one: its sender gets `shutting_down`, the members a `gap`.
+   */
+  #committed(messages: readonly ChatMessage[], stored: boolean): void {
+    const ids = new Set(messages.map((message) => message.id));
+    for (const entry of this.#uncommitted) if (ids.has(entry.message.id)) entry.stored = stored;
+    while (this.#uncommitted[0]?.stored !== undefined) {
+      const entry = this.#uncommitted.shift() as Uncommitted;
+      const { message, sender } = entry;
+      const senders = [sender, ...entry.resent ?? []];
+      if (entry.stored) {
+        this.#deliver(message, entry.frame, entry.receivedAt);
+        for (const each of senders) each.acknowledge(message.clientId, message.id, message.seq);
+      } else {
+        for (const each of senders) each.reject("shutting_down", message.clientId);
+        this.#announceGap(message.seq, message.seq);
+      }
+    }
+    if (this.#closing && this.#uncommitted.length === 0) this.#inbox.close();
   }
 
   #draft(event: RoomEvent & { type: "message" }): Outgoing {
     return {
       sender: event.client,
-      draft: draftMessage(this.name, event.client.user, event.content),
+      draft: draftMessage(this.name, event.client.user, event.submission),
       receivedAt: event.receivedAt,
     };
   }
 
-  /** A cluster: one call to the shared sequencer per turn; the messages come back in order. */
+  /**
+   * A cluster: one call to the shared sequencer per turn; the messages come back in order. The
+   * sequencer also knows the client ids used on every instance: a re-send it recognises comes
+   * back with the first message's id and seq.
+   */
   #publish(outgoing: Outgoing[]): void {
+    const fresh = outgoing.filter(({ sender, draft }) => !this.#resent(sender, draft.clientId));
+    if (fresh.length === 0) return;
     // Every instance delivering a message also stores it, so refuse what this one cannot store.
-    if (!this.#log.hasRoomFor(outgoing.length)) {
-      for (const { sender } of outgoing) sender.reject("backlog");
+    if (!this.#log.hasRoomFor(fresh.length)) {
+      for (const { sender, draft } of fresh) sender.reject("backlog", draft.clientId);
       return;
     }
-    this.#link.publish(outgoing.map((entry) => entry.draft)).then((sent) => {
-      if (!sent) { for (const { sender } of outgoing) sender.reject("unavailable"); }
+    this.#link.publish(fresh.map((entry) => entry.draft)).then((placed) => {
+      fresh.forEach(({ sender, draft }, i) => {
+        const at = placed?.[i];
+        if (!at) return sender.reject("unavailable", draft.clientId);
+        const { clientId } = draft;
+        if (clientId !== undefined) {
+          this.#sent.remember(this.name, { sender: sender.user, clientId, ...at });
+        }
+        sender.acknowledge(clientId, at.id, at.seq);
+      });
     });
   }
 
@@ -353,7 +527,7 @@ export class Room {
   #resetEpoch(sequence: RoomSequence): void {
     this.#logger.warn("room.epoch_changed", { room: this.name });
     this.#epoch = sequence.epoch;
-    this.#lastSeq = sequence.lastSeq;
+    this.#lastSeq = this.#deliveredSeq = sequence.lastSeq;
     this.#recent.clear();
     this.#members.disconnectAll(CLOSE_CODES.epochChanged);
   }
@@ -365,6 +539,12 @@ export class Room {
     this.#metrics.sequenceGap(toSeq - fromSeq + 1);
     this.#logger.warn("room.sequence_gap", { room: this.name, fromSeq, toSeq });
     this.#lastSeq = toSeq;
+    this.#announceGap(fromSeq, toSeq);
+  }
+
+  /** Tells the members seqs `fromSeq`..`toSeq` will not reach them. */
+  #announceGap(fromSeq: number, toSeq: number): void {
+    this.#deliveredSeq = toSeq;
     this.#members.skipThrough(toSeq);
     this.#members.fanOut(encodeFrame({
       type: "gap",
@@ -377,6 +557,7 @@ export class Room {
 
   #deliver(message: ChatMessage, frame: string, receivedAt: number | undefined): void {
     this.#recent.add({ seq: message.seq, id: message.id, frame });
+    this.#deliveredSeq = message.seq;
     this.#members.deliver(frame, message.seq);
     const latencyMs = receivedAt === undefined ? undefined : performance.now() - receivedAt;
     this.#metrics.messageBroadcast(this.#members.size, latencyMs);
@@ -395,14 +576,14 @@ export class Room {
       user: client.user,
       members,
       epoch: this.#epoch,
-      last_seq: this.#lastSeq,
+      last_seq: this.#deliveredSeq,
     }));
     this.#announce("join", client.user, members, client);
     if (cursor === undefined) return;
     const view = {
       name: this.name,
       epoch: this.#epoch,
-      lastSeq: this.#lastSeq,
+      lastSeq: this.#deliveredSeq,
       recent: this.#recent,
     };
     const ahead = this.#replays.start(client, cursor, view);
@@ -421,6 +602,24 @@ export class Room {
     const frame = encodeFrame({ type: "presence", event, room: this.name, user, members });
     this.#members.fanOut(frame, except);
   }
+}
+
+/** Durable mode: a sequenced message waiting for its batch to commit. */
+interface Uncommitted {
+  readonly message: ChatMessage;
+  readonly frame: string;
+  readonly sender: Client;
+  readonly receivedAt: number;
+  /** Whether the workers stored it; `undefined` until they settle it. */
+  stored: boolean | undefined;
+  /** Connections that re-sent it meanwhile: acknowledged with it. */
+  resent?: Client[];
+}
+
+/** A client id of a sender, to look up. */
+interface SentKey {
+  readonly sender: string;
+  readonly clientId: string;
 }
 
 /** A message of a turn waiting for the shared sequencer. */

@@ -5,7 +5,14 @@
  * @module
  */
 import { Redis } from "ioredis";
-import type { Cluster, LinkReady, MessageDraft, RemoteSink, RoomLink } from "../chat/cluster.ts";
+import type {
+  Cluster,
+  LinkReady,
+  MessageDraft,
+  Placement,
+  RemoteSink,
+  RoomLink,
+} from "../chat/cluster.ts";
 import type { Logger } from "../log/logger.ts";
 import {
   RedisSequencer,
@@ -22,6 +29,8 @@ export interface RedisClusterOptions {
   readonly presenceTtlMs: number;
   /** Messages each room's Redis stream keeps (about; trimmed in whole nodes), for gap fills. */
   readonly streamLength?: number;
+  /** How long a client id is remembered in Redis (`IDEMPOTENCY_WINDOW`); 10 minutes by default. */
+  readonly sentWindowMs?: number;
   readonly logger: Logger;
 }
 
@@ -84,6 +93,7 @@ export class RedisCluster implements Cluster {
       rooms: this.#rooms,
       channel: (room) => this.#channel(room),
       payloadHead: `${MESSAGE}\n${this.instance}\n`,
+      sentWindowMs: options.sentWindowMs ?? 600_000,
       onFailure: (event, error) => this.#fail(event, error),
     });
     for (
@@ -170,10 +180,13 @@ export class RedisCluster implements Cluster {
 
   // Refused at once while Redis is away, counted but not logged as in #publish: the command
   // client has no offline queue, and every send would fail the same way.
-  #sequence(room: string, drafts: readonly MessageDraft[]): Promise<boolean> {
+  #sequence(
+    room: string,
+    drafts: readonly MessageDraft[],
+  ): Promise<readonly Placement[] | undefined> {
     if (this.#commands.status !== "ready") {
       this.#failures++;
-      return Promise.resolve(false);
+      return Promise.resolve(undefined);
     }
     return this.#sequencer.sequence(room, drafts);
   }

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Redis } from "ioredis";
-import type { MessageDraft, RemoteSink, SequencedMessage } from "../chat/cluster.ts";
+import type { MessageDraft, Placement, RemoteSink, SequencedMessage } from "../chat/cluster.ts";
 import { type ChatMessage, newEpoch, type RoomSequence } from "../chat/message.ts";
 import { encodeMessageParts } from "../chat/protocol.ts";
 import type { Logger } from "../log/logger.ts";
@@ -17,27 +17,41 @@ const STREAM_LENGTH = 10_000;
 /** An idle room's stream goes after a day; its sequence hash stays (see docs/scaling.md). */
 const STREAM_TTL_MS = 86_400_000;
 
-// One atomic step per batch: take the next seqs, finish each frame with its seq, append it to
-// the room's stream (id "<seq>-1", so a gap is read back by seq) and publish the batch. Redis runs
-// scripts one at a time, so publish order is seq order. A room without a sequence returns nil:
-// the caller seeds it first. KEYS: sequence hash, stream. ARGV: channel, payload prefix ("M\n
-// <instance>\n"), stream length, stream TTL, then the head and tail of each frame.
+// One atomic step per batch: for each message, unless its sender's client id is known (then
+// its first placement is returned instead), take the next seq, finish the frame with it, append
+// it to the room's stream (id "<seq>-1", so a gap is read back by seq) and remember the client id
+// for the window; then publish the new frames as one payload. Redis runs scripts one at a time,
+// so publish order is seq order, and two instances cannot both take one client id. A room
+// without a sequence returns nil: the caller seeds it first. KEYS: sequence hash, stream. ARGV:
+// channel, payload prefix ("M\n<instance>\n"), stream length, stream TTL, client id window (ms),
+// then per message its frame's head and tail, its client id key ("" for none) and its id.
+// Returns the epoch, then "<id> <seq>" per message.
 const SEQUENCE_SCRIPT = `
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then return false end
-local count = (#ARGV - 4) / 2
-local last = redis.call('HINCRBY', KEYS[1], 'seq', count)
-local first = last - count + 1
 local frames = {}
-for i = 1, count do
-  local seq = string.format('%d', first + i - 1)
-  local frame = ARGV[3 + 2 * i] .. seq .. ARGV[4 + 2 * i]
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1', 'f', frame)
-  frames[i] = frame
+local placed = {epoch}
+for i = 1, (#ARGV - 5) / 4 do
+  local at = 2 + 4 * i
+  local sentKey = ARGV[at + 2]
+  local prior = false
+  if sentKey ~= '' then prior = redis.call('GET', sentKey) end
+  if prior then
+    placed[i + 1] = prior
+  else
+    local seq = string.format('%d', redis.call('HINCRBY', KEYS[1], 'seq', 1))
+    local frame = ARGV[at] .. seq .. ARGV[at + 1]
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1', 'f', frame)
+    frames[#frames + 1] = frame
+    placed[i + 1] = ARGV[at + 3] .. ' ' .. seq
+    if sentKey ~= '' then redis.call('SET', sentKey, placed[i + 1], 'PX', ARGV[5]) end
+  end
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. epoch .. '\\n' .. table.concat(frames, '\\n'))
-return {epoch, string.format('%d', first)}
+if #frames > 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PUBLISH', ARGV[1], ARGV[2] .. epoch .. '\\n' .. table.concat(frames, '\\n'))
+end
+return placed
 `;
 
 // Gives a room a sequence if it has none: a new epoch (whatever Redis had is lost, and seqs of
@@ -71,7 +85,7 @@ return found
 
 /** The scripts, as ioredis defines them on the command client. */
 interface SequencerCommands {
-  chatSequence(...args: string[]): Promise<[string, string] | null>;
+  chatSequence(...args: string[]): Promise<string[] | null>;
   chatSeed(...args: string[]): Promise<[string, string]>;
   chatRebase(...args: string[]): Promise<[string | null, string | null]>;
 }
@@ -101,6 +115,8 @@ export interface RedisSequencerOptions {
   readonly channel: (room: string) => string;
   /** What each published batch starts with, before its epoch and frames (kind and instance). */
   readonly payloadHead: string;
+  /** How long a client id is remembered (`<prefix>sent:` keys), so a re-send is recognised. */
+  readonly sentWindowMs: number;
   /** Counts and logs a failed Redis call; called once per failure. */
   readonly onFailure: (event: string, error: unknown) => void;
 }
@@ -210,7 +226,10 @@ export class RedisSequencer {
    * One script call for a room's turn; resolves `false` if Redis did not answer in time. The
    * caller refuses a batch itself while the command client is not ready.
    */
-  async sequence(room: string, drafts: readonly MessageDraft[]): Promise<boolean> {
+  async sequence(
+    room: string,
+    drafts: readonly MessageDraft[],
+  ): Promise<readonly Placement[] | undefined> {
     const args = [
       this.#sequenceKey(room),
       this.#streamKey(room),
@@ -218,22 +237,28 @@ export class RedisSequencer {
       this.#options.payloadHead,
       String(this.#options.streamLength ?? STREAM_LENGTH),
       String(STREAM_TTL_MS),
+      String(this.#options.sentWindowMs),
     ];
-    for (const draft of drafts) args.push(...encodeMessageParts(draft));
+    for (const draft of drafts) {
+      const sentKey = draft.clientId === undefined
+        ? ""
+        : this.#sentKey(room, draft.sender, draft.clientId);
+      args.push(...encodeMessageParts(draft), sentKey, draft.id);
+    }
     try {
-      let sequenced = await withTimeout(this.#scripts.chatSequence(...args), SEQUENCE_TIMEOUT_MS);
-      if (sequenced === null) {
+      let placed = await withTimeout(this.#scripts.chatSequence(...args), SEQUENCE_TIMEOUT_MS);
+      if (placed === null) {
         // Redis lost the room's sequence (a restart without persistence): seed it, then retry.
         const entry = this.#options.rooms.get(room);
-        if (!entry) return false;
+        if (!entry) return undefined;
         await this.read(room, entry.sink);
-        sequenced = await withTimeout(this.#scripts.chatSequence(...args), SEQUENCE_TIMEOUT_MS);
+        placed = await withTimeout(this.#scripts.chatSequence(...args), SEQUENCE_TIMEOUT_MS);
       }
       this.#published++;
-      return sequenced !== null;
+      return placed?.slice(1).map(parsePlacement);
     } catch (error) {
       this.#options.onFailure("redis.sequence_failed", error);
-      return false;
+      return undefined;
     }
   }
 
@@ -320,6 +345,11 @@ export class RedisSequencer {
     return `${this.#options.prefix}seq:${room}`;
   }
 
+  #sentKey(room: string, sender: string, clientId: string): string {
+    // Room names and client ids have no newline, and user names no control character.
+    return `${this.#options.prefix}sent:${room}\n${sender}\n${clientId}`;
+  }
+
   #streamKey(room: string): string {
     return `${this.#options.prefix}stream:${room}`;
   }
@@ -331,7 +361,10 @@ function parseMessage(frame: string): ChatMessage | undefined {
     const value = JSON.parse(frame);
     if (typeof value?.seq !== "number" || typeof value.id !== "string") return undefined;
     const { id, room, seq, sender, content, timestamp } = value;
-    return { id, room, seq, sender, content, timestamp };
+    const message = { id, room, seq, sender, content, timestamp };
+    return typeof value.client_id === "string"
+      ? { ...message, clientId: value.client_id }
+      : message;
   } catch (error) {
     if (error instanceof SyntaxError) return undefined; // another deployment's junk on our prefix
     throw error;
@@ -360,4 +393,10 @@ export async function withTimeout<T>(pending: Promise<T>, ms: number): Promise<T
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** "<id> <seq>", as the sequencing script returns each message's place. */
+function parsePlacement(placed: string): Placement {
+  const space = placed.indexOf(" ");
+  return { id: placed.slice(0, space), seq: Number(placed.slice(space + 1)) };
 }

@@ -81,6 +81,8 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     roomInboxLimit: config.roomQueueLimit,
     log,
     resumeLimit: config.resumeLimit,
+    sentWindow: { windowMs: config.idempotencyWindowMs, maxBytes: config.idempotencyMaxBytes },
+    persistMode: config.persistMode,
     cluster,
     logger,
   });
@@ -93,7 +95,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
       retryMaxMs: RETRY_MAX_MS,
       logger,
       onBatch: (seconds, ok) => metrics.batchWritten(seconds, ok ? "ok" : "failed"),
-      onSettled: (batch) => log.settled(batch),
+      onSettled: (batch, stored) => log.settled(batch, stored),
     },
   );
   const retention = new RetentionJob(repository, {
@@ -133,6 +135,9 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   const shutdown = async (): Promise<PersistReport> => {
     draining = true;
     const deadline = AbortSignal.timeout(config.shutdownTimeoutMs);
+    // Durable rooms wait for their messages' commits before they close; past the deadline the
+    // workers give those up, so that the rooms (and this shutdown) end.
+    workers.giveUpAt(deadline);
     const retentionStopped = retention.stop();
     // New sockets are refused from here on (draining). The hub closes the open ones itself,
     // after their rooms broadcast what they accepted: Deno's own shutdown would close them

@@ -3,12 +3,18 @@
  *
  * @module
  */
+import type { Submission } from "../chat/message.ts";
 import type { ErrorCode } from "../chat/protocol.ts";
 
-/** A frame turned into message content, or the `error` code to answer it with. */
+/**
+ * A frame turned into a submission, or the `error` code to answer it with (and the frame's
+ * client id, when it had a valid one, so the client can tell which message was refused).
+ */
 export type ParsedFrame =
-  | { readonly ok: true; readonly content: string }
-  | { readonly ok: false; readonly code: ErrorCode };
+  | { readonly ok: true; readonly submission: Submission }
+  | { readonly ok: false; readonly code: ErrorCode; readonly clientId?: string };
+
+const CLIENT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 // Postgres text cannot hold NUL, and lone surrogates cannot be encoded as UTF-8: refuse both
 // here, so a message that was broadcast can always be stored.
@@ -16,28 +22,46 @@ const NUL = "\u0000";
 
 /**
  * Parses one WebSocket frame. A text frame that is a JSON object must be
- * `{"type":"message","content":"..."}`; any other text is the content itself.
+ * `{"type":"message","content":"..."}`, with an optional `client_id`; any other text is the
+ * content itself.
  *
  * @example
  * ```ts
- * parseClientFrame("hello", 4000); // { ok: true, content: "hello" }
+ * parseClientFrame("hello", 4000); // { ok: true, submission: { content: "hello" } }
  * parseClientFrame('{"type":"nope"}', 4000); // { ok: false, code: "unknown_type" }
  * ```
  */
 export function parseClientFrame(data: unknown, maxContentChars: number): ParsedFrame {
   if (typeof data !== "string") return { ok: false, code: "binary_frame" };
   let content: unknown = data;
+  let clientId: string | undefined;
   // Only frames that look like an object pay for JSON parsing.
   if (data.trimStart().startsWith("{")) {
     const object = parseObject(data);
     if (object) {
       if (typeof object.type !== "string") return { ok: false, code: "invalid_frame" };
       if (object.type !== "message") return { ok: false, code: "unknown_type" };
+      if (object.client_id !== undefined) {
+        if (typeof object.client_id !== "string" || !CLIENT_ID_PATTERN.test(object.client_id)) {
+          return { ok: false, code: "invalid_client_id" };
+        }
+        clientId = object.client_id;
+      }
       content = object.content;
     }
   }
-  if (typeof content !== "string") return { ok: false, code: "invalid_frame" };
-  return validateContent(content, maxContentChars);
+  const refuse = (code: ErrorCode): ParsedFrame => ({
+    ok: false,
+    code,
+    ...(clientId !== undefined && { clientId }),
+  });
+  if (typeof content !== "string") return refuse("invalid_frame");
+  const checked = validateContent(content, maxContentChars);
+  if (typeof checked !== "string") return refuse(checked.code);
+  return {
+    ok: true,
+    submission: clientId === undefined ? { content: checked } : { content: checked, clientId },
+  };
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {
@@ -53,15 +77,16 @@ function parseObject(text: string): Record<string, unknown> | undefined {
     : undefined;
 }
 
-function validateContent(raw: string, maxContentChars: number): ParsedFrame {
+/** The trimmed content, or why it is refused. */
+function validateContent(raw: string, maxContentChars: number): string | { code: ErrorCode } {
   const content = raw.trim();
-  if (content.length === 0) return { ok: false, code: "empty_content" };
+  if (content.length === 0) return { code: "empty_content" };
   // UTF-16 length bounds the code point count from above, so most frames skip the count.
   if (content.length > maxContentChars && codePoints(content) > maxContentChars) {
-    return { ok: false, code: "content_too_long" };
+    return { code: "content_too_long" };
   }
-  if (content.includes(NUL) || !content.isWellFormed()) return { ok: false, code: "invalid_text" };
-  return { ok: true, content };
+  if (content.includes(NUL) || !content.isWellFormed()) return { code: "invalid_text" };
+  return content;
 }
 
 function codePoints(text: string): number {

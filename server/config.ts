@@ -19,6 +19,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** What an acknowledgement means (`PERSIST_MODE`). */
+export const PERSIST_MODES = ["async", "durable"] as const;
+
 interface VariableSpec<T> {
   /** Environment variable name. */
   readonly name: string;
@@ -266,6 +269,27 @@ export const CONFIG_VARIABLES = {
       "estimated bytes of messages the in-memory store keeps (256 MiB; beyond it the oldest messages of the least recently written rooms go first)",
     parse: integer(1 << 20, Number.MAX_SAFE_INTEGER),
   },
+  idempotencyWindowMs: {
+    name: "IDEMPOTENCY_WINDOW",
+    fallback: "10m",
+    doc:
+      "how long a client_id is remembered in memory and Redis: a re-send within it is acknowledged, not sent again (PostgreSQL: as long as the row exists)",
+    parse: duration(7 * 86_400_000, 1_000),
+  },
+  idempotencyMaxBytes: {
+    name: "IDEMPOTENCY_MAX_BYTES",
+    fallback: "33554432",
+    doc:
+      "estimated bytes of remembered client_ids in memory (32 MiB, about 150,000); beyond it the oldest go first",
+    parse: integer(1 << 20, Number.MAX_SAFE_INTEGER),
+  },
+  persistMode: {
+    name: "PERSIST_MODE",
+    fallback: "async",
+    doc:
+      "async: a message is broadcast and acknowledged at once, stored within milliseconds; durable (PostgreSQL only): only once the batch holding it committed",
+    parse: oneOf(PERSIST_MODES),
+  },
   persistWorkers: {
     name: "PERSIST_WORKERS",
     fallback: "4",
@@ -327,6 +351,15 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     const value = spec.parse(raw);
     if (value instanceof ParseFailure) throw new ConfigError(spec.name, value.message);
     config[key] = value;
+  }
+  if (config.persistMode === "durable" && config.databaseUrl === undefined) {
+    throw new ConfigError("PERSIST_MODE", "durable needs DATABASE_URL (a PostgreSQL store)");
+  }
+  if (config.persistMode === "durable" && config.redisUrl !== undefined) {
+    throw new ConfigError(
+      "PERSIST_MODE",
+      "durable is for a single instance; with REDIS_URL use async (see docs/protocol.md)",
+    );
   }
   return Object.freeze(config) as Config;
 }

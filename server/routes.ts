@@ -4,6 +4,7 @@
  * @module
  */
 import type { MessageLog } from "../chat/message.ts";
+import { historyItem } from "../chat/protocol.ts";
 import type { Logger } from "../log/logger.ts";
 import clientHtml from "../static/client.html" with { type: "text" };
 import { AuthError, authorize, roomMatches, tokenOf, type TokenVerifier } from "./auth.ts";
@@ -131,7 +132,7 @@ async function history(request: Request, url: URL, deps: RouteDeps): Promise<Res
   // The epoch is read before the page: if it changes in between, the client's next resume with
   // this epoch is told so, rather than a page of the new epoch passing for the old one.
   const epoch = await deps.epochOf(room);
-  const response = jsonResponse(await deps.log.history(room, query));
+  const response = jsonResponse((await deps.log.history(room, query)).map(historyItem));
   if (epoch !== undefined) response.headers.set("x-chat-epoch", epoch);
   return response;
 }

@@ -150,8 +150,8 @@ class ChatSocket implements Transport, EventListenerObject {
       return client.reject("rate_limited");
     }
     const frame = parseClientFrame(data, policy.maxContentChars);
-    if (frame.ok) client.receive(frame.content);
-    else client.reject(frame.code);
+    if (frame.ok) client.receive(frame.submission);
+    else client.reject(frame.code, frame.clientId);
   }
 
   #closed(): void {

@@ -8,6 +8,7 @@ import {
   type HistoryQuery,
   newEpoch,
   type RoomSequence,
+  type SentMessage,
 } from "../chat/message.ts";
 import {
   checkRetentionPolicy,
@@ -34,10 +35,16 @@ export interface MemoryStoreOptions {
  * object, its id and timestamp (about 330 bytes measured for one-byte text).
  */
 export function estimatedBytes(message: ChatMessage): number {
-  return MESSAGE_OVERHEAD_BYTES + 2 * (message.content.length + message.sender.length);
+  const clientIdBytes = message.clientId === undefined
+    ? 0
+    : CLIENT_ID_OVERHEAD_BYTES + 2 * (message.clientId.length + message.sender.length);
+  return MESSAGE_OVERHEAD_BYTES + 2 * (message.content.length + message.sender.length) +
+    clientIdBytes;
 }
 
 const MESSAGE_OVERHEAD_BYTES = 360;
+/** A client id's entry in the room's index (map slot and key string), besides its characters. */
+const CLIENT_ID_OVERHEAD_BYTES = 100;
 
 /**
  * One room: its sequence and its messages sorted by seq, with their estimated bytes. A room
@@ -48,6 +55,8 @@ interface RoomHistory {
   readonly epoch: string;
   lastSeq: number;
   readonly messages: ChatMessage[];
+  /** The messages that have a client id, by sender and client id. */
+  readonly byClientId: Map<string, ChatMessage>;
   bytes: number;
 }
 
@@ -105,6 +114,19 @@ export class MemoryStore implements MessageRepository {
   roomSequence(room: string): Promise<RoomSequence | undefined> {
     const history = this.#rooms.get(room);
     return Promise.resolve(history && { epoch: history.epoch, lastSeq: history.lastSeq });
+  }
+
+  findSent(
+    room: string,
+    keys: readonly { readonly sender: string; readonly clientId: string }[],
+  ): Promise<SentMessage[]> {
+    const byClientId = this.#rooms.get(room)?.byClientId;
+    const found: SentMessage[] = [];
+    for (const { sender, clientId } of keys) {
+      const message = byClientId?.get(clientKey(sender, clientId));
+      if (message) found.push({ sender, clientId, id: message.id, seq: message.seq });
+    }
+    return Promise.resolve(found);
   }
 
   /** Nothing to release: no run after this one sees these rooms. */
@@ -170,6 +192,9 @@ export class MemoryStore implements MessageRepository {
       messages.splice(at, 0, message);
     }
     if (message.seq > history.lastSeq) history.lastSeq = message.seq;
+    if (message.clientId !== undefined) {
+      history.byClientId.set(clientKey(message.sender, message.clientId), message);
+    }
     const bytes = estimatedBytes(message);
     history.bytes += bytes;
     this.#bytes += bytes;
@@ -180,7 +205,13 @@ export class MemoryStore implements MessageRepository {
 
   #create(room: string): RoomHistory {
     if (this.#rooms.size >= this.#options.maxRooms) this.#evictOldestRoom();
-    const history: RoomHistory = { epoch: newEpoch(), lastSeq: 0, messages: [], bytes: 0 };
+    const history: RoomHistory = {
+      epoch: newEpoch(),
+      lastSeq: 0,
+      messages: [],
+      byClientId: new Map(),
+      bytes: 0,
+    };
     this.#rooms.set(room, history);
     return history;
   }
@@ -201,7 +232,12 @@ export class MemoryStore implements MessageRepository {
 
   #forget(history: RoomHistory, gone: readonly ChatMessage[]): void {
     let bytes = 0;
-    for (const message of gone) bytes += estimatedBytes(message);
+    for (const message of gone) {
+      bytes += estimatedBytes(message);
+      if (message.clientId !== undefined) {
+        history.byClientId.delete(clientKey(message.sender, message.clientId));
+      }
+    }
     history.bytes -= bytes;
     this.#bytes -= bytes;
   }
@@ -277,4 +313,8 @@ function lowerBound(messages: readonly ChatMessage[], seq: number): number {
     else high = mid;
   }
   return low;
+}
+
+function clientKey(sender: string, clientId: string): string {
+  return `${sender}\n${clientId}`;
 }

@@ -19,8 +19,11 @@ export interface PersistWorkersOptions {
   readonly logger: Logger;
   /** Told how long each attempt at writing a batch took, and whether it succeeded. */
   readonly onBatch?: (seconds: number, ok: boolean) => void;
-  /** Told of each batch once it is stored or given up on: its messages will not be written now. */
-  readonly onSettled?: (batch: readonly ChatMessage[]) => void;
+  /**
+   * Told of each batch once it is stored (`stored` true) or given up on (false): either way its
+   * messages will not be written now.
+   */
+  readonly onSettled?: (batch: readonly ChatMessage[], stored: boolean) => void;
 }
 
 /** What the workers did by the time they stopped. */
@@ -78,29 +81,42 @@ export class PersistWorkers {
    * batches still failing or not yet taken are counted as unsaved instead of retried.
    */
   async stop(deadline: AbortSignal): Promise<PersistReport> {
-    const giveUp = () => this.#giveUp.abort();
-    if (deadline.aborted) giveUp();
-    deadline.addEventListener("abort", giveUp, { once: true });
+    const stopGivingUp = this.giveUpAt(deadline);
     try {
       await this.#done;
     } finally {
-      deadline.removeEventListener("abort", giveUp);
+      stopGivingUp();
     }
     return { saved: this.#saved, unsaved: this.#unsaved };
   }
 
+  /**
+   * From when `deadline` aborts, batches still failing or not yet taken are given up on instead
+   * of retried (so that what waits for them, such as a durable broadcast, ends).
+   *
+   * @returns a function that stops watching `deadline`.
+   */
+  giveUpAt(deadline: AbortSignal): () => void {
+    const giveUp = () => this.#giveUp.abort();
+    if (deadline.aborted) giveUp();
+    deadline.addEventListener("abort", giveUp, { once: true });
+    return () => deadline.removeEventListener("abort", giveUp);
+  }
+
   async #work(batches: AsyncIterable<readonly ChatMessage[]>): Promise<void> {
     for await (const batch of batches) {
+      let stored = false;
       if (this.#giveUp.signal.aborted) {
         this.#unsaved += batch.length;
       } else {
-        await this.#saveWithRetry(batch);
+        stored = await this.#saveWithRetry(batch);
       }
-      this.#options.onSettled?.(batch);
+      this.#options.onSettled?.(batch, stored);
     }
   }
 
-  async #saveWithRetry(batch: readonly ChatMessage[]): Promise<void> {
+  /** @returns whether the batch was stored (else given up on at the deadline). */
+  async #saveWithRetry(batch: readonly ChatMessage[]): Promise<boolean> {
     const { retryBaseMs, retryMaxMs, logger } = this.#options;
     for (let attempt = 1;; attempt++) {
       const started = performance.now();
@@ -109,7 +125,7 @@ export class PersistWorkers {
         this.#options.onBatch?.((performance.now() - started) / 1000, true);
         this.#saved += batch.length;
         if (attempt > 1) this.#failing--;
-        return;
+        return true;
       } catch (error) {
         this.#options.onBatch?.((performance.now() - started) / 1000, false);
         if (attempt === 1) this.#failing++;
@@ -125,7 +141,7 @@ export class PersistWorkers {
         if (!(await pause(delayMs, this.#giveUp.signal))) {
           this.#unsaved += batch.length;
           this.#failing--;
-          return;
+          return false;
         }
       }
     }

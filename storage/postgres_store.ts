@@ -12,6 +12,7 @@ import {
   type HistoryQuery,
   newEpoch,
   type RoomSequence,
+  type SentMessage,
 } from "../chat/message.ts";
 import {
   checkRetentionPolicy,
@@ -108,6 +109,7 @@ interface MessageRow {
   readonly sender: string;
   readonly content: string;
   readonly created_at: Date;
+  readonly client_id: string | null;
 }
 
 interface Migration {
@@ -163,11 +165,22 @@ const MIGRATIONS: readonly Migration[] = [{
       insert into rooms (room, epoch, last_seq)
       select room, md5(random()::text || room), max(seq) from messages group by room`;
   },
+}, {
+  version: 4,
+  async apply(tx) {
+    // A sender's client id names one message per room, for as long as the row exists: a re-send
+    // is found here, and a concurrent one cannot be stored twice.
+    await tx`alter table messages add column client_id text`;
+    await tx`
+      create unique index messages_room_sender_client_id on messages (room, sender, client_id)
+      where client_id is not null`;
+  },
 }];
 
-const COLUMNS = ["id", "room", "seq", "sender", "content", "created_at"] as const;
-// A bind message carries at most 65535 parameters; any configured batch size fits in one insert.
-const MAX_ROWS_PER_INSERT = Math.floor(65_535 / COLUMNS.length);
+const COLUMNS = ["id", "room", "seq", "sender", "content", "created_at", "client_id"] as const;
+// A bind message carries at most 65535 parameters, and postgres.js refuses 65534 or more: a
+// batch larger than this many rows takes several inserts.
+const MAX_ROWS_PER_INSERT = Math.floor(65_533 / COLUMNS.length);
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 1_000;
 const CLOSE_TIMEOUT_S = 5;
@@ -236,7 +249,7 @@ export class PostgresStore implements MessageRepository {
   }
 
   /**
-   * Inserts the batch with one statement (more than 10922 messages, beyond PostgreSQL's 65535
+   * Inserts the batch with one statement (more than 9361 messages, beyond PostgreSQL's 65535
    * parameters, take several) that also raises the rooms' `last_seq`; rows whose id or room and
    * seq are already stored are skipped, so a retry never duplicates a row.
    * An empty batch sends no query.
@@ -322,6 +335,35 @@ export class PostgresStore implements MessageRepository {
         select epoch, last_seq from rooms where room = ${room}`,
     );
     return rows[0] && toSequence(rows[0]);
+  }
+
+  /**
+   * Finds the room's messages with these senders' client ids, along the unique index.
+   *
+   * @throws {StoreTimeoutError} if the query takes longer than `batchTimeoutMs`.
+   */
+  async findSent(
+    room: string,
+    keys: readonly { readonly sender: string; readonly clientId: string }[],
+  ): Promise<SentMessage[]> {
+    if (keys.length === 0) return [];
+    const senders = keys.map((key) => key.sender);
+    const clientIds = keys.map((key) => key.clientId);
+    const rows = await this.#run(
+      "findSent",
+      (sql) =>
+        sql<{ sender: string; client_id: string; id: string; seq: string }[]>`
+        select sender, client_id, id, seq from messages
+        where room = ${room} and client_id is not null
+          and (sender, client_id) in (
+            select * from unnest(${senders}::text[], ${clientIds}::text[]))`,
+    );
+    return rows.map((row) => ({
+      sender: row.sender,
+      clientId: row.client_id,
+      id: row.id,
+      seq: Number(row.seq),
+    }));
   }
 
   /**
@@ -525,19 +567,15 @@ function retire(sql: Sql, logger: Logger): Promise<void> {
 
 function toRow(message: ChatMessage) {
   const { id, room, seq, sender, content, timestamp } = message;
-  return { id, room, seq, sender, content, created_at: timestamp };
+  const client_id = message.clientId ?? null;
+  return { id, room, seq, sender, content, created_at: timestamp, client_id };
 }
 
 function toMessage(row: MessageRow): ChatMessage {
   const { id, room, sender, content } = row;
-  return {
-    id,
-    room,
-    seq: Number(row.seq),
-    sender,
-    content,
-    timestamp: row.created_at.toISOString(),
-  };
+  const timestamp = row.created_at.toISOString();
+  const message = { id, room, seq: Number(row.seq), sender, content, timestamp };
+  return row.client_id === null ? message : { ...message, clientId: row.client_id };
 }
 
 function toSequence(row: { epoch: string; last_seq: string } | undefined): RoomSequence {

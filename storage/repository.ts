@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { ChatMessage, HistoryQuery, RoomSequence } from "../chat/message.ts";
+import type { ChatMessage, HistoryQuery, RoomSequence, SentMessage } from "../chat/message.ts";
 
 /**
  * Which messages {@linkcode MessageRepository.prune} removes. The age rule applies first; the
@@ -131,6 +131,14 @@ export interface MessageRepository {
   openRoom(room: string): Promise<RoomSequence>;
   /** The room's epoch and last stored seq, if the room has an epoch; never creates one. */
   roomSequence(room: string): Promise<RoomSequence | undefined>;
+  /**
+   * The stored messages of `room` that `keys` name by sender and client id (at most one each:
+   * a sender's client id is unique in a room).
+   */
+  findSent(
+    room: string,
+    keys: readonly { readonly sender: string; readonly clientId: string }[],
+  ): Promise<SentMessage[]>;
   /**
    * Says that every seq this run handed out is stored: the rooms it opened keep their epochs
    * when the next run opens them. Called after a clean shutdown only.

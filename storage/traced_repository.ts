@@ -6,7 +6,7 @@
  */
 import { type Attributes, type Span, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
 import { errorCode } from "./_error_code.ts";
-import type { ChatMessage, HistoryQuery, RoomSequence } from "../chat/message.ts";
+import type { ChatMessage, HistoryQuery, RoomSequence, SentMessage } from "../chat/message.ts";
 import {
   type MessageRepository,
   PruneIncompleteError,
@@ -115,6 +115,14 @@ export class TracedRepository implements MessageRepository {
   /** Forwards. */
   roomSequence(room: string): Promise<RoomSequence | undefined> {
     return this.#inner.roomSequence(room);
+  }
+
+  /** Forwards: a lookup per room turn with new client ids, cheap and frequent. */
+  findSent(
+    room: string,
+    keys: readonly { readonly sender: string; readonly clientId: string }[],
+  ): Promise<SentMessage[]> {
+    return this.#inner.findSent(room, keys);
   }
 
   /** Forwards. */

@@ -13,8 +13,12 @@ import {
   type HistoryQuery,
   type MessageLog,
   type RoomSequence,
+  type SentMessage,
 } from "../chat/message.ts";
 import type { MessageRepository } from "./repository.ts";
+
+/** Told which messages of a room were stored (`stored`) or given up on. */
+export type SettledListener = (messages: readonly ChatMessage[], stored: boolean) => void;
 
 /** Options of {@linkcode WriteBehindLog}. */
 export interface WriteBehindLogOptions {
@@ -48,6 +52,9 @@ export class WriteBehindLog implements MessageLog {
   readonly #queue: Channel<ChatMessage>;
   /** Per room, by id: queued or being written. */
   readonly #held = new Map<string, Map<string, ChatMessage>>();
+  readonly #watchers = new Map<string, SettledListener>();
+  /** The held messages that have a client id, by room, sender and client id. */
+  readonly #heldByClientId = new Map<string, ChatMessage>();
   #size = 0;
 
   constructor(repository: MessageRepository, options: WriteBehindLogOptions) {
@@ -72,6 +79,9 @@ export class WriteBehindLog implements MessageLog {
     if (!this.#queue.trySend(message)) return false;
     if (!room) this.#held.set(message.room, room = new Map());
     room.set(message.id, message);
+    if (message.clientId !== undefined) {
+      this.#heldByClientId.set(clientKey(message.room, message.sender, message.clientId), message);
+    }
     this.#size++;
     return true;
   }
@@ -88,11 +98,27 @@ export class WriteBehindLog implements MessageLog {
     });
   }
 
-  /** Forgets messages the workers stored or gave up on. */
-  settled(messages: readonly ChatMessage[]): void {
-    for (const { room, id } of messages) {
+  /**
+   * Tells `listener` of every message of `room` the workers store or give up on from now on, in
+   * batches. One listener per room: a room's loop watches while it has messages waiting to be
+   * committed (durable mode).
+   *
+   * @returns a function that stops it.
+   */
+  watch(room: string, listener: SettledListener): () => void {
+    this.#watchers.set(room, listener);
+    return () => {
+      if (this.#watchers.get(room) === listener) this.#watchers.delete(room);
+    };
+  }
+
+  /** Forgets messages the workers stored (`stored`) or gave up on, and tells the watchers. */
+  settled(messages: readonly ChatMessage[], stored: boolean): void {
+    if (this.#watchers.size > 0) this.#tellWatchers(messages, stored);
+    for (const { room, id, sender, clientId } of messages) {
       const held = this.#held.get(room);
       if (!held?.delete(id)) continue;
+      if (clientId !== undefined) this.#heldByClientId.delete(clientKey(room, sender, clientId));
       this.#size--;
       if (held.size === 0) this.#held.delete(room);
     }
@@ -127,6 +153,33 @@ export class WriteBehindLog implements MessageLog {
       : merged.slice(Math.max(0, merged.length - query.limit));
   }
 
+  #tellWatchers(messages: readonly ChatMessage[], stored: boolean): void {
+    const byRoom = new Map<string, ChatMessage[]>();
+    for (const message of messages) {
+      if (!this.#watchers.has(message.room)) continue;
+      let room = byRoom.get(message.room);
+      if (!room) byRoom.set(message.room, room = []);
+      room.push(message);
+    }
+    for (const [room, settled] of byRoom) this.#watchers.get(room)?.(settled, stored);
+  }
+
+  async findSent(
+    room: string,
+    keys: readonly { readonly sender: string; readonly clientId: string }[],
+  ): Promise<SentMessage[]> {
+    // Held ones first, as for reads: one settled meanwhile is in the store's answer.
+    const found: SentMessage[] = [];
+    const rest: { sender: string; clientId: string }[] = [];
+    for (const { sender, clientId } of keys) {
+      const held = this.#heldByClientId.get(clientKey(room, sender, clientId));
+      if (held) found.push({ sender, clientId, id: held.id, seq: held.seq });
+      else rest.push({ sender, clientId });
+    }
+    if (rest.length > 0) found.push(...await this.#repository.findSent(room, rest));
+    return found;
+  }
+
   async openRoom(room: string): Promise<RoomSequence> {
     const heldSeq = this.#newestHeld(room);
     return raised(await this.#repository.openRoom(room), heldSeq);
@@ -151,4 +204,8 @@ export class WriteBehindLog implements MessageLog {
 
 function raised(stored: RoomSequence, heldSeq: number): RoomSequence {
   return { epoch: stored.epoch, lastSeq: Math.max(stored.lastSeq, heldSeq) };
+}
+
+function clientKey(room: string, sender: string, clientId: string): string {
+  return `${room}\n${sender}\n${clientId}`;
 }

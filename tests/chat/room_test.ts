@@ -47,6 +47,7 @@ function newHub(
     roomInboxLimit: options.inboxLimit ?? 10_000,
     log,
     resumeLimit: 100,
+    sentWindow: { windowMs: 600_000, maxBytes: 1 << 20 },
     cluster: new SoloCluster(),
     metrics: NO_METRICS,
     logger: silentLogger,
@@ -67,19 +68,29 @@ Deno.test("Room cuts off members whose outbox overflows in one turn; the room do
   const sender = hub.join({ room: "r", user: "ann" }, ann);
   hub.join({ room: "r", user: "bob" }, bob);
   await settle();
-  for (let i = 0; i < 3; i++) sender.receive(`m${i}`);
+  // Two messages in one turn: the sender gets each with its ack, 4 frames, as many as fit.
+  for (let i = 0; i < 2; i++) sender.receive({ content: `m${i}` });
   await settle();
-  assert.deepEqual(bob.messages(), ["m0", "m1", "m2"]);
-  assert.equal(bob.closedWith, undefined, "3 frames fit an outbox of 4");
+  assert.deepEqual(bob.messages(), ["m0", "m1"]);
+  assert.deepEqual(ann.messages(), ["m0", "m1"]);
+  assert.deepEqual(ann.frames.slice(-4).map((frame) => frame.type), [
+    "message",
+    "ack",
+    "message",
+    "ack",
+  ]);
+  assert.equal(ann.closedWith, undefined, "4 frames (2 messages, 2 acks) fit an outbox of 4");
+  assert.equal(bob.closedWith, undefined, "2 frames fit an outbox of 4");
   // Ten messages handled in one room turn, before any writer runs: more than 4 frames wait.
-  for (let i = 3; i < 13; i++) sender.receive(`m${i}`);
+  for (let i = 2; i < 12; i++) sender.receive({ content: `m${i}` });
   await settle();
   assert.deepEqual(bob.closedWith, {
     code: 1013,
     reason: "slow consumer: too many frames waiting to be sent",
   });
-  assert.deepEqual(bob.messages(), ["m0", "m1", "m2"], "a cut-off client is written no more");
-  assert.equal(ann.closedWith?.code, 1013, "the same bound holds for the sender");
+  assert.deepEqual(bob.messages(), ["m0", "m1"], "a cut-off client is written no more");
+  assert.deepEqual(bob.closedWith, ann.closedWith, "the same bound holds for the sender");
+  assert.deepEqual(ann.messages(), ["m0", "m1"], "nor is a cut-off sender");
   await hub.close();
 });
 
@@ -92,11 +103,11 @@ Deno.test("Client is cut off once its transport buffers more bytes than allowed"
   const sender = hub.join({ room: "r", user: "ann" }, ann);
   hub.join({ room: "r", user: "bob" }, bob);
   await settle();
-  sender.receive("before");
+  sender.receive({ content: "before" });
   await settle();
   bob.bufferedAmount = 1025; // the peer stopped reading
-  sender.receive("after");
-  sender.receive("later");
+  sender.receive({ content: "after" });
+  sender.receive({ content: "later" });
   await settle();
   assert.equal(bob.closedWith?.code, 1013);
   assert.deepEqual(bob.messages(), ["before"], "nothing more is written to a cut-off client");
@@ -118,7 +129,7 @@ Deno.test("Room refuses a message with backlog when the persistence queue is ful
   const sender = hub.join({ room: "r", user: "ann" }, ann);
   hub.join({ room: "r", user: "bob" }, bob);
   await settle();
-  for (const content of ["one", "two", "three"]) sender.receive(content);
+  for (const content of ["one", "two", "three"]) sender.receive({ content: content });
   await settle();
   assert.deepEqual(ann.messages(), ["one", "two"]);
   assert.deepEqual(bob.messages(), ["one", "two"]);
@@ -141,7 +152,7 @@ Deno.test("Room refuses a message with room_busy when its inbox is full", async 
   const ann = new RecordingTransport();
   const sender = hub.join({ room: "r", user: "ann" }, ann);
   await settle();
-  for (let i = 0; i < 5; i++) sender.receive(`m${i}`);
+  for (let i = 0; i < 5; i++) sender.receive({ content: `m${i}` });
   await settle();
   // The waiting loop takes the first message directly; three more fill the inbox.
   assert.deepEqual(ann.messages(), ["m0", "m1", "m2", "m3"]);
@@ -157,7 +168,7 @@ Deno.test("Hub.close() closes every client with 1001 after flushing what was que
     hub.join({ room: `r${i % 2}`, user: `u${i}` }, transport)
   );
   await settle();
-  clients[0]?.receive("last words");
+  clients[0]?.receive({ content: "last words" });
   await hub.close();
   for (const transport of transports) assert.equal(transport.closedWith?.code, 1001);
   assert.deepEqual(transports[0]?.messages(), ["last words"]);
@@ -175,7 +186,7 @@ Deno.test("Room seqs run 1, 2, 3, ... without a gap; ids increase and timestamps
   const { hub, queued: read } = newHub({ persistLimit: 20_000 });
   const sender = hub.join({ room: "r", user: "ann" }, new RecordingTransport());
   await settle();
-  for (let i = 0; i < 5_000; i++) sender.receive(`m${i}`);
+  for (let i = 0; i < 5_000; i++) sender.receive({ content: `m${i}` });
   await settle();
   const queued = await read("r");
   assert.equal(queued.length, 5_000);

@@ -1,15 +1,18 @@
 /**
  * A chat client for the sequence acceptance tests, as a careful protocol 2 client would be: it
  * keeps every message by seq, resumes with `since_seq` and `epoch` on whatever instance it moves
- * to, retries sends refused with `unavailable`, and remembers every seq it was told is missing
- * (a `gap` frame, a `resume` with `complete: false`) until a later resume or a `/history` page
- * brings it. Whatever breaks the protocol's promises is recorded in `problems`:
+ * to, sends each message with a `client_id` until it is acknowledged (re-sending it with the same
+ * id after a refusal with `unavailable` or a lost connection), and remembers every seq it was
+ * told is missing (a `gap` frame, a `resume` with `complete: false`) until a later resume or a
+ * `/history` page brings it. Whatever breaks the protocol's promises is recorded in `problems`:
  *
  * - on one connection, seqs run since+1, since+2, ... (replayed, then live) one by one, except
  *   across a `gap` frame: a jump is a silent hole, a repeat a duplicate (an instance behind the
  *   cursor must not repeat what the client has);
  * - `complete: true` only when the replay reached welcome's `last_seq`;
- * - one message per seq, the same wherever it came from.
+ * - one message per seq, the same wherever it came from;
+ * - an `ack` or `error` answers the message being sent, naming its `client_id`; a client id is
+ *   acknowledged with one id and seq however often it is sent.
  */
 import type { Frame } from "../support/test_socket.ts";
 import type { Instance } from "./_instance.ts";
@@ -20,15 +23,27 @@ export interface HeldMessage {
   readonly sender: string;
   readonly content: string;
   readonly timestamp: string;
+  /** The frame's `client_id` (every message of these tests has one). */
+  readonly clientId: string | undefined;
 }
 
 /** A `message` frame, or a `/history` entry. */
-type SeqMessage = HeldMessage & { readonly seq: number };
-type Outcome = "echo" | "unavailable" | "closed";
+type SeqMessage = Omit<HeldMessage, "clientId"> & {
+  readonly seq: number;
+  readonly client_id?: string;
+};
+type Outcome = "ack" | "unavailable" | "closed";
+
+/** What an `ack` said of a message: where it is in the room, and which attempt the ack answered. */
+export interface Ack {
+  readonly id: string;
+  readonly seq: number;
+  readonly attempt: number;
+}
 const REASONS = new Set(["limit", "unavailable", "epoch_changed"]);
 /** How long a welcome may wait (a room opened during a Redis outage waits for Redis). */
 const CONNECT_TIMEOUT_MS = 20_000;
-const ECHO_TIMEOUT_MS = 20_000;
+const ACK_TIMEOUT_MS = 20_000;
 /** Between sends refused with `unavailable`: a client's retry policy. */
 const RETRY_DELAY_MS = 100;
 
@@ -63,14 +78,18 @@ export class Participant {
     /** Messages that came again (a replay or lagging instance re-sending what it held). */
     again: 0,
     fromHistory: 0,
+    /** Messages sent again with their client id, after a refusal or a lost connection. */
+    resent: 0,
     /** `resume` frames, with the since they answered and welcome's last_seq. */
     resumes: [] as { since: number; lastSeq: number; frame: Record<string, unknown> }[],
   };
   epoch: string | undefined;
-  /** Logical messages (`user:k`) of this participant that came back with a seq. */
-  readonly #echoed = new Set<string>();
+  /** The ack of each message `k` this participant sent, by `k`. */
+  readonly acks = new Map<number, Ack>();
   #connection: Connection | undefined;
-  #awaiting: { content: string; settle: (outcome: Outcome) => void } | undefined;
+  #awaiting:
+    | { k: number; clientId: string; attempt: number; settle: (outcome: Outcome) => void }
+    | undefined;
   #wake: (() => void)[] = [];
   /** Set by {@linkcode Participant.close}: no more connections. */
   #closed = false;
@@ -162,20 +181,27 @@ export class Participant {
   }
 
   /**
-   * Sends message `k` until it comes back with a seq: a refusal (`unavailable`) is retried, a
-   * lost connection resumed on `pick()` (where an earlier attempt may turn out to have got through).
+   * Sends message `k` (content `user:k:attempt`, client id `user-k`) until it is acknowledged:
+   * a refusal (`unavailable`) is re-sent, a lost connection resumed on `pick()` and the message
+   * re-sent there with the same client id, even if an earlier attempt got through: the server
+   * answers that with the first attempt's ack.
    */
   async send(k: number, pick: () => Instance): Promise<void> {
-    const deadline = Date.now() + 4 * ECHO_TIMEOUT_MS;
+    const clientId = `${this.user}-${k}`;
+    const deadline = Date.now() + 4 * ACK_TIMEOUT_MS;
     for (let attempt = 0;; attempt++) {
       if (Date.now() > deadline) throw new Error(`${this.user}: message ${k} never got through`);
       if (!this.connected) await this.reconnect(pick);
-      if (this.#echoed.has(`${this.user}:${k}`)) return;
+      if (attempt > 0) this.stats.resent++;
       const content = `${this.user}:${k}:${attempt}`;
-      const outcome = new Promise<Outcome>((settle) => (this.#awaiting = { content, settle }));
-      this.#connection?.socket.send(content);
-      const result = await bounded(outcome, ECHO_TIMEOUT_MS, `${this.user}: echo of ${content}`);
-      if (result === "echo") return;
+      const outcome = new Promise<Outcome>((settle) =>
+        this.#awaiting = { k, clientId, attempt, settle }
+      );
+      this.#connection?.socket.send(
+        JSON.stringify({ type: "message", client_id: clientId, content }),
+      );
+      const result = await bounded(outcome, ACK_TIMEOUT_MS, `${this.user}: ack of ${content}`);
+      if (result === "ack") return;
       if (result === "unavailable") {
         await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
       }
@@ -219,7 +245,7 @@ export class Participant {
       await this.until(
         `live up to ${lastSeq}`,
         () => !this.connected || this.nextLive > lastSeq,
-        ECHO_TIMEOUT_MS,
+        ACK_TIMEOUT_MS,
       );
       if (this.connected) return;
     }
@@ -320,12 +346,31 @@ export class Participant {
       }
       for (let seq = frame.from_seq; seq <= frame.to_seq; seq++) this.#missing(seq);
       connection.next = frame.to_seq + 1;
+    } else if (frame.type === "ack") {
+      this.#ack(frame);
     } else if (frame.type === "error" && frame.code === "unavailable") {
       this.stats.unavailable++;
+      if (frame.client_id !== this.#awaiting?.clientId) {
+        this.#problem(`unavailable for ${frame.client_id}, not ${this.#awaiting?.clientId}`);
+      }
       this.#settle("unavailable");
     } else if (frame.type !== "presence") {
       this.#problem(`unexpected ${JSON.stringify(frame)}`);
     }
+  }
+
+  /** Settles the send it answers; the same client id must always get the same id and seq. */
+  #ack(frame: Frame): void {
+    const awaiting = this.#awaiting;
+    if (!awaiting || frame.client_id !== awaiting.clientId) {
+      return this.#problem(`ack ${JSON.stringify(frame)} while sending ${awaiting?.clientId}`);
+    }
+    const earlier = this.acks.get(awaiting.k);
+    if (earlier && (earlier.id !== frame.id || earlier.seq !== frame.seq)) {
+      this.#problem(`${awaiting.clientId} acked at ${earlier.seq}, then at ${frame.seq}`);
+    }
+    this.acks.set(awaiting.k, { id: frame.id, seq: frame.seq, attempt: awaiting.attempt });
+    this.#settle("ack");
   }
 
   #resume(connection: Connection, frame: Record<string, unknown>): void {
@@ -360,6 +405,7 @@ export class Participant {
       sender: frame.sender,
       content: frame.content,
       timestamp: frame.timestamp,
+      clientId: frame.client_id,
     };
     const held = this.held.get(frame.seq);
     if (held) {
@@ -373,10 +419,6 @@ export class Participant {
     }
     this.held.set(frame.seq, message);
     this.told.delete(frame.seq);
-    if (message.sender === this.user) {
-      this.#echoed.add(message.content.split(":").slice(0, 2).join(":"));
-      if (this.#awaiting?.content === message.content) this.#settle("echo");
-    }
   }
 }
 

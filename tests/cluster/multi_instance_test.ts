@@ -241,6 +241,15 @@ class LoadMember {
   members: string[] = [];
   /** `mark:` messages received: they bracket the load, one from each instance. */
   marks = 0;
+  /** Messages this member sent (marks included), and acks it got for them. */
+  sends = 0;
+  acks = 0;
+  /**
+   * Own messages echoed but not acknowledged yet, and acks whose echo has not come yet, by id:
+   * the sequencer's answer (the ack) and the broadcast (the echo) race, so either may be first.
+   */
+  readonly #echoedUnacked = new Map<string, number>();
+  readonly #ackedUnechoed = new Map<string, number>();
   readonly #socket: WebSocket;
   readonly #closed: Promise<void>;
   #quota = 0;
@@ -276,7 +285,13 @@ class LoadMember {
   }
 
   send(content: string): void {
+    this.sends++;
     this.#socket.send(content);
+  }
+
+  /** Own messages and acks not matched to each other, by id; none once every ack came. */
+  unmatched(): { echoed: string[]; acked: string[] } {
+    return { echoed: [...this.#echoedUnacked.keys()], acked: [...this.#ackedUnechoed.keys()] };
   }
 
   /** Starts sending `quota` load messages. */
@@ -315,12 +330,41 @@ class LoadMember {
   #receive(frame: Frame): void {
     if (frame.type === "welcome" || frame.type === "presence") this.members = frame.members;
     else if (frame.type === "message") this.#message(frame);
+    else if (frame.type === "ack") this.#ack(frame);
     else this.problems.push(`unexpected frame ${JSON.stringify(frame)}`);
     this.#check?.();
   }
 
+  /** Each ack names an own message by its id and seq, once; no client_id was given. */
+  #ack(frame: Frame): void {
+    this.acks++;
+    if (this.acks > this.sends) this.problems.push(`ack ${JSON.stringify(frame)} of nothing sent`);
+    if ("client_id" in frame) this.problems.push(`ack with a client_id: ${JSON.stringify(frame)}`);
+    this.#match(this.#echoedUnacked, this.#ackedUnechoed, frame, "ack");
+  }
+
+  /** Settles `frame` against the other kind's unmatched entries, or leaves it for them. */
+  #match(
+    other: Map<string, number>,
+    own: Map<string, number>,
+    frame: Frame,
+    kind: string,
+  ): void {
+    const seq = other.get(frame.id);
+    if (seq === undefined) {
+      if (own.has(frame.id)) this.problems.push(`${kind} of ${frame.id} twice`);
+      own.set(frame.id, frame.seq);
+      return;
+    }
+    other.delete(frame.id);
+    if (seq !== frame.seq) this.problems.push(`${kind} of ${frame.id} at ${frame.seq}, not ${seq}`);
+  }
+
   #message(frame: Frame): void {
     this.seqs.push(frame.seq);
+    if (frame.sender === this.user) {
+      this.#match(this.#ackedUnechoed, this.#echoedUnacked, frame, "echo");
+    }
     const [kind, sender, seq] = String(frame.content).split(":");
     if (kind === "mark") {
       this.marks++;
@@ -343,7 +387,7 @@ class LoadMember {
 
   #pump(): void {
     while (this.#sent < this.#quota && this.#sent - this.#echoed < LOAD_WINDOW) {
-      this.#socket.send(`load:${this.user}:${this.#sent++}`);
+      this.send(`load:${this.user}:${this.#sent++}`);
     }
   }
 }
@@ -380,8 +424,9 @@ Deno.test({
       }
       // A mark from each instance reaching all nine proves every instance subscribed; after the
       // load, a second round proves nothing more (a duplicate) was on its way.
+      const markers = [0, 3, 6];
       const markRound = async (round: number) => {
-        for (const index of [0, 3, 6]) {
+        for (const index of markers) {
           members[index]?.send(`mark:${round}`);
         }
         await Promise.all(members.map((member) =>
@@ -401,12 +446,22 @@ Deno.test({
       ));
       const elapsedMs = performance.now() - started;
       await markRound(2);
+      // The last acks may come after the last echoes (the sequencer's answer races them).
+      await Promise.all(members.map((member) =>
+        member.until("every ack", () =>
+          member.acks === member.sends, 10_000)
+      ));
 
       const reference = [...(members[0]?.ids ?? [])].sort();
       assert.equal(new Set(reference).size, LOAD_TOTAL, "ids are unique");
       for (const member of members) {
         assert.deepEqual(member.problems, [], member.user);
         assert.equal(member.received, LOAD_TOTAL, `${member.user}: each message once`);
+        // Every message a member sent was acknowledged once, with the id and seq of its echo.
+        const marksSent = markers.includes(members.indexOf(member)) ? 2 : 0;
+        assert.equal(member.sends, (senders.get(member.user) ?? 0) + marksSent, member.user);
+        assert.equal(member.acks, member.sends, `${member.user}: every send acknowledged`);
+        assert.deepEqual(member.unmatched(), { echoed: [], acked: [] }, member.user);
         const ids = [...member.ids].sort();
         assert.ok(
           ids.every((id, i) =>
@@ -492,16 +547,21 @@ Deno.test({
         for (const member of [cal, eve, gus]) {
           assert.deepEqual(await nextMessage(member), ["cal", "sentinel"]);
         }
-        // The members of rooms only b or c has got nothing in between: their next frame after
-        // the welcome is their own message.
+        // The members of rooms only b or c has got nothing in between: their next frames after
+        // the welcome are their own message and its ack (in either order: the sequencer's answer
+        // races the broadcast).
         for (const [member, user] of [[fay, "fay"], [hal, "hal"]] as const) {
           member.send("mine");
-          const { type, sender, content } = await member.next();
+          const frames = [await member.next(), await member.next()];
+          const message = frames.find((frame) => frame.type === "message");
+          const { type, sender, content } = message ?? {};
           assert.deepEqual({ type, sender, content }, {
             type: "message",
             sender: user,
             content: "mine",
           });
+          const ack = frames.find((frame) => frame.type === "ack");
+          assert.deepEqual(ack, { type: "ack", id: message?.id, seq: message?.seq });
         }
 
         // The last member of a room on an instance leaving unsubscribes that instance.

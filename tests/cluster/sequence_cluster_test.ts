@@ -43,11 +43,12 @@ async function historyOf(instance: Instance): Promise<Map<number, HeldMessage>> 
   for (let after = 0;;) {
     const response = await fetch(instance.url(`/history?r=${ROOM}&after_seq=${after}&limit=100`));
     assert.equal(response.status, 200);
-    const page: (HeldMessage & { seq: number })[] = await response.json();
+    const page: (Omit<HeldMessage, "clientId"> & { seq: number; client_id?: string })[] =
+      await response.json();
     if (page.length === 0) return all;
-    for (const { seq, id, sender, content, timestamp } of page) {
+    for (const { seq, id, sender, content, timestamp, client_id } of page) {
       assert.ok(seq > after, `/history pages in seq order on ${instance.id}`);
-      all.set(seq, { id, sender, content, timestamp });
+      all.set(seq, { id, sender, content, timestamp, clientId: client_id });
       after = seq;
     }
   }
@@ -60,7 +61,8 @@ function seqs(from: number, to: number): number[] {
 /**
  * Brings every participant up to the room's last seq (live, then /history for what it was told
  * it misses) and checks the outcome: no problem, seqs 1..N, one message per seq everywhere,
- * every sender's messages there, and `/history` equal on `historyOn`.
+ * every sender's messages there exactly once (however often they were re-sent), each ack naming
+ * its message, and `/history` equal on `historyOn`.
  *
  * @returns N.
  */
@@ -89,10 +91,25 @@ async function verify(
       assert.deepEqual(participant.held.get(seq), reference.get(seq), `${participant.user}@${seq}`);
     }
   }
-  const logical = new Set([...reference.values()].map((m) => m.content.split(":", 2).join(":")));
+  // Each message once, under the client id it was sent with, whatever was re-sent.
+  const logical = new Map<string, number>();
+  for (const [seq, message] of reference) {
+    const [user, k] = message.content.split(":", 2);
+    assert.equal(message.clientId, `${user}-${k}`, `client_id of ${seq}`);
+    const key = `${user}:${k}`;
+    assert.equal(logical.get(key), undefined, `${key} at seq ${logical.get(key)} and ${seq}`);
+    logical.set(key, seq);
+  }
   for (const [sender, count] of options.sent) {
     for (let k = 0; k < count; k++) {
       assert.ok(logical.has(`${sender.user}:${k}`), `${sender.user}'s message ${k} is there`);
+    }
+    // Every message it got through was acknowledged with the id and seq it has in the room.
+    assert.deepEqual([...sender.acks.keys()].sort((a, b) => a - b), seqs(0, count - 1));
+    for (const [k, ack] of sender.acks) {
+      const seq = logical.get(`${sender.user}:${k}`);
+      assert.equal(ack.seq, seq, `${sender.user}'s ack of ${k}`);
+      assert.equal(ack.id, reference.get(ack.seq)?.id, `${sender.user}'s ack of ${k}`);
     }
   }
   for (const instance of options.historyOn) {
@@ -120,9 +137,20 @@ function report(label: string, last: number, participants: readonly Participant[
         sum((p) => p.stats.gapFrames)
       } gap frames, ` +
       `${sum((p) => p.stats.unavailable)} unavailable, ${sum((p) => p.stats.again)} again, ` +
-      `${sum((p) => p.stats.fromHistory)} from /history`,
+      `${sum((p) => p.stats.fromHistory)} from /history, ${sum((p) => p.stats.resent)} re-sent ` +
+      `(${sum(ackedEarlier)} answered with an earlier attempt's ack)`,
   );
   return moves;
+}
+
+/** Acks of `participant` that answered a re-send with the message an earlier attempt made. */
+function ackedEarlier(participant: Participant): number {
+  let count = 0;
+  for (const ack of participant.acks.values()) {
+    const attempt = participant.held.get(ack.seq)?.content.split(":")[2];
+    if (attempt !== String(ack.attempt)) count++;
+  }
+  return count;
 }
 
 /** Two senders and one roaming reader per instance, joined there. */

@@ -263,6 +263,10 @@ Deno.test("Hostile clients get their documented refusals and the server stays he
         for (const [key, value] of Object.entries(expected)) {
           assert.equal(frame[key], value, `${data.slice(0, 40)}: ${key}`);
         }
+        // An echoed message is acknowledged to its sender right after.
+        if (frame.type === "message") {
+          assert.deepEqual(await ann.next(), { type: "ack", id: frame.id, seq: frame.seq });
+        }
       }
       ann.send("still serving");
       assert.equal((await ann.nextOfType("message")).content, "still serving");
@@ -361,6 +365,7 @@ Deno.test("Hostile clients get their documented refusals and the server stays he
           received = parse(texts);
         });
         const accepted = received.filter((frame) => frame.type === "message");
+        const acks = received.filter((frame) => frame.type === "ack");
         const refused = received.filter((frame) => frame.type === "error");
         assert.deepEqual(
           accepted.slice(0, RATE_BURST).map((frame) => frame.content),
@@ -371,7 +376,20 @@ Deno.test("Hostile clients get their documented refusals and the server stays he
         assert.ok(refused.length >= RATE_STRIKES, `${refused.length} refused`);
         assert.ok(refused.length <= RATE_STRIKES + 2, `${refused.length} refused`);
         for (const frame of refused) assert.equal(frame.code, "rate_limited");
-        assert.equal(accepted.length + refused.length, received.length, "no other frames");
+        // Each accepted message is acknowledged once, right after its echo.
+        assert.deepEqual(
+          received.filter((frame) => frame.type !== "error").map((frame) => frame.type),
+          accepted.flatMap(() => ["message", "ack"]),
+        );
+        assert.deepEqual(
+          acks,
+          accepted.map((frame) => ({ type: "ack", id: frame.id, seq: frame.seq })),
+        );
+        assert.equal(
+          accepted.length + acks.length + refused.length,
+          received.length,
+          "no other frames",
+        );
         // The room got exactly what was accepted, then mallory leaving.
         const seen: string[] = [];
         for (;;) {

@@ -59,13 +59,23 @@ Deno.test("Limits: over the rate a frame gets rate_limited; sustained abuse is c
   await ann.nextOfType("welcome");
   for (let i = 0; i < 12; i++) ann.send(`m${i}`);
   const { frames, close } = await ann.untilClosed();
-  const kinds = frames.map((frame) => frame.type === "error" ? frame.code : frame.content);
+  // Each accepted message is echoed, then acknowledged with its seq; refusals are errors.
+  const kinds = frames.map((frame) => {
+    if (frame.type === "error") return frame.code;
+    if (frame.type === "ack") return `ack ${frame.seq}`;
+    return `${frame.content} ${frame.seq}`;
+  });
   assert.deepEqual(kinds, [
-    "m0",
-    "m1",
-    "m2",
-    "m3",
-    "m4",
+    "m0 1",
+    "ack 1",
+    "m1 2",
+    "ack 2",
+    "m2 3",
+    "ack 3",
+    "m3 4",
+    "ack 4",
+    "m4 5",
+    "ack 5",
     "rate_limited",
     "rate_limited",
     "rate_limited",

@@ -21,6 +21,7 @@ import {
   waitForStatus,
 } from "../support/browser.ts";
 import { dropSchema, freshSchemaName } from "../support/postgres_schema.ts";
+import { GatedStore } from "../support/gated_store.ts";
 import type { RecordingStore } from "../support/recording_store.ts";
 import { serviceGate } from "../support/services.ts";
 import { startTestServer, type TestServer } from "../support/test_server.ts";
@@ -155,22 +156,38 @@ class FrameLog {
   }
 }
 
-/** The URLs of the chat sockets a page opens from now on, and the frames they receive. */
-function watchSockets(page: Page): { readonly urls: string[]; readonly log: FrameLog } {
+/** What {@linkcode watchSockets} records. */
+interface WatchedSockets {
+  readonly urls: string[];
+  /** Frames the sockets received. */
+  readonly log: FrameLog;
+  /** Frames the page sent on them. */
+  readonly sent: FrameLog;
+}
+
+/** The URLs of the chat sockets a page opens from now on, and the frames they carry. */
+function watchSockets(page: Page): WatchedSockets {
   const urls: string[] = [];
   const log = new FrameLog();
+  const sent = new FrameLog();
   page.on("websocket", (socket) => {
     urls.push(socket.url());
     socket.on("framereceived", ({ payload }) => log.push(JSON.parse(String(payload))));
+    socket.on("framesent", ({ payload }) => sent.push(JSON.parse(String(payload))));
   });
-  return { urls, log };
+  return { urls, log, sent };
 }
 
 /**
  * Decides what the page gets of one server frame on its `socket`-th chat socket (0 first):
- * forward it with `page.send`, drop it, or send something else.
+ * forward it with `page.send`, drop it, or send something else (or close a side).
  */
-type Relay = (frame: Frame, page: WebSocketRoute, socket: number) => void;
+type Relay = (
+  frame: Frame,
+  page: WebSocketRoute,
+  socket: number,
+  server: WebSocketRoute,
+) => void;
 
 /** A page joined through a relay between its chat sockets and the server. */
 interface RelayedChat {
@@ -181,6 +198,8 @@ interface RelayedChat {
   readonly requests: string[];
   /** Every frame the relay got from the server, in order. */
   readonly log: FrameLog;
+  /** Every frame the page sent (all passed on to the server), in order. */
+  readonly sent: FrameLog;
 }
 
 /** Opens the client as ann in `room`, its chat sockets passing through `relay`, and waits live. */
@@ -196,21 +215,30 @@ async function openRelayedChat(
   const sockets: WebSocketRoute[] = [];
   const requests: string[] = [];
   const log = new FrameLog();
+  const sent = new FrameLog();
   page.on("request", (request) => requests.push(request.url()));
   await page.routeWebSocket((url) => url.pathname === "/chat", (socket) => {
     const index = sockets.push(socket) - 1;
     requests.push(socket.url());
-    socket.connectToServer().onMessage((message) => {
+    const upstream = socket.connectToServer();
+    upstream.onMessage((message) => {
       const frame = JSON.parse(String(message));
       log.push(frame);
-      relay(frame, socket, index);
+      relay(frame, socket, index, upstream);
+    });
+    socket.onMessage((message) => {
+      sent.push(JSON.parse(String(message)));
+      upstream.send(message);
     });
   });
   await page.goto(server.url(`/client.html?r=${room}&u=ann`));
   await page.getByRole("button", { name: "Join" }).click();
   await waitForStatus(page, /^live$/);
-  return { page, sockets, requests, log };
+  return { page, sockets, requests, log, sent };
 }
+
+/** A relay that passes every frame on. */
+const forward: Relay = (frame, page) => page.send(JSON.stringify(frame));
 
 /** A relay that hides `hidden` seqs from the first socket and sends a gap frame for them. */
 function hidingRelay(room: string, hidden: { from: number; to: number }): Relay {
@@ -452,17 +480,45 @@ browserTest(
     }),
 );
 
-browserTest("client: an error frame for a refused message is a notice and keeps the text", (
-  browser,
-) =>
-  withServer({ MAX_CONTENT_CHARS: "10" }, async (server) => {
-    const ann = await openChat(browser, origin(server), { room: "limits", user: "ann" });
-    await sendMessage(ann.page, "this is far too long");
-    const notice = ann.page.locator("#notices .notice", { hasText: "content_too_long" });
-    await notice.waitFor();
-    assert.equal(await ann.page.locator("#composer").inputValue(), "this is far too long");
-    assert.equal(await ann.page.locator("#messages li.message").count(), 0);
-  }));
+browserTest(
+  "client: a message refused for its length shows failed; Edit puts it back, Dismiss drops it",
+  (
+    browser,
+  ) =>
+    withServer({ MAX_CONTENT_CHARS: "10" }, async (server) => {
+      const ann = await openChat(browser, origin(server), { room: "limits", user: "ann" });
+      const composer = ann.page.locator("#composer");
+      const failed = ann.page.locator("#pending li.failed");
+      await sendMessage(ann.page, "this is far too long");
+      await failed.waitFor();
+      assert.equal(await failed.locator(".content").textContent(), "this is far too long");
+      assert.match(
+        (await failed.locator(".send-state .why").textContent()) ?? "",
+        /content_too_long/,
+      );
+      assert.deepEqual(await failed.getByRole("button").allTextContents(), [
+        "Retry",
+        "Edit",
+        "Dismiss",
+      ]);
+      await ann.page.locator("#announcer", { hasText: "Message not sent" }).waitFor({
+        state: "attached",
+      });
+      assert.equal(await composer.inputValue(), ""); // the text is in the failed message
+      await failed.getByRole("button", { name: "Edit" }).click();
+      await failed.waitFor({ state: "detached" });
+      assert.equal(await composer.inputValue(), "this is far too long");
+      assert.equal(await ann.page.locator("#composer:focus").count(), 1);
+
+      await composer.fill("");
+      await sendMessage(ann.page, "also too long");
+      await failed.getByRole("button", { name: "Dismiss" }).click();
+      await failed.waitFor({ state: "detached" });
+      assert.equal(await composer.inputValue(), "");
+      assert.equal(await ann.page.locator("#pending li").count(), 0);
+      assert.equal(await ann.page.locator("#messages li.message").count(), 0);
+    }),
+);
 
 browserTest("client: scrolling up loads all 300 older messages in order, keeping its place", (
   browser,
@@ -800,5 +856,326 @@ browserTest(
       assert.deepEqual(shown.map((m) => m.content), [...texts, "five"]);
       assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(5));
       await bob.close();
+    }),
+);
+
+// ---- sending: client ids, acks, re-sends ---------------------------------------------------
+
+/** The `ack` or `error` that answers `clientId`, skipping other frames. */
+async function replyTo(socket: TestSocket, clientId: string): Promise<Frame> {
+  for (;;) {
+    const frame = await socket.next();
+    if ((frame.type === "ack" || frame.type === "error") && frame.client_id === clientId) {
+      return frame;
+    }
+  }
+}
+
+/** The messages of `room` in the server's history, oldest first. */
+async function historyOf<R extends MessageRepository>(
+  server: TestServer<R>,
+  room: string,
+): Promise<Frame[]> {
+  const response = await fetch(server.url(`/history?r=${room}&limit=500`));
+  return await response.json();
+}
+
+/** The `message` frames in `frames` that carry `clientId`. */
+function withClientId(frames: readonly Frame[], clientId: string): Frame[] {
+  return frames.filter((frame) => frame.type === "message" && frame.client_id === clientId);
+}
+
+browserTest(
+  "client: messages typed while the server is down are kept, sent after the restart, shown once",
+  async (browser) => {
+    const { store, drop } = await sharedStore();
+    let second: TestServer<MessageRepository> | undefined;
+    const first = startTestServer({}, store);
+    try {
+      const ann = await openChat(browser, origin(first), { room: "offline", user: "ann" });
+      const bob = await openChat(browser, origin(first), { room: "offline", user: "bob" });
+      await sendMessage(ann.page, "before the restart");
+      await waitForMessages(bob.page, 1);
+      const sockets = watchSockets(ann.page);
+      await first.server.shutdown(); // the store stays open for the next server
+      await waitForStatus(ann.page, /^reconnecting in \d+ s$/);
+
+      const typed = ["typed while down", "and another"];
+      for (const text of typed) await sendMessage(ann.page, text);
+      const pending = ann.page.locator("#pending li.pending");
+      await pending.nth(typed.length - 1).waitFor();
+      assert.deepEqual(await pending.locator(".content").allTextContents(), typed);
+      assert.deepEqual(await pending.locator(".send-state").allTextContents(), [
+        "Sending…",
+        "Sending…",
+      ]);
+      const opacity = await pending.first().locator(".content").evaluate((element) =>
+        Number(element.ownerDocument.defaultView?.getComputedStyle(element).opacity)
+      );
+      assert.ok(opacity < 1, `a pending message is dimmed (opacity ${opacity})`);
+      assert.equal(await ann.page.locator("#composer").inputValue(), "");
+      assert.equal(await ann.page.locator("#send").isDisabled(), false);
+      assert.equal(await ann.page.locator("#messages li.message").count(), 1);
+
+      second = startTestServer({ PORT: String(first.port) }, store);
+      for (const { page } of [ann, bob]) await waitForMessages(page, 3);
+      await pending.first().waitFor({ state: "detached" });
+      for (const { page } of [ann, bob]) {
+        const shown = await shownMessages(page);
+        assert.deepEqual(shown.map((m) => m.content), ["before the restart", ...typed]);
+        assert.deepEqual(await shownSeqs(page), seqsUpTo(3));
+      }
+      // Each went out once (nothing had been sent before), each with its own client id, after
+      // the new socket's resume; each was acknowledged and stored once.
+      const resume = await sockets.log.find((frame) => frame.type === "resume");
+      assert.equal(resume.complete, true);
+      const sent = sockets.sent.frames.filter((frame) => frame.type === "message");
+      assert.deepEqual(sent.map((frame) => frame.content), typed);
+      const ids = sent.map((frame) => String(frame.client_id));
+      for (const id of ids) assert.match(id, /^[A-Za-z0-9_-]{1,64}$/);
+      assert.notEqual(ids[0], ids[1]);
+      for (const id of ids) {
+        await sockets.log.find((frame) => frame.type === "ack" && frame.client_id === id);
+      }
+      const stored = await historyOf(second, "offline");
+      assert.deepEqual(stored.map((m) => m.content), ["before the restart", ...typed]);
+      assert.deepEqual(stored.slice(1).map((m) => m.client_id), ids);
+      assert.equal(await ann.page.locator("#pending li").count(), 0);
+    } finally {
+      await first.server.shutdown();
+      await second?.server.shutdown();
+      await drop();
+    }
+  },
+);
+
+browserTest(
+  "client: a message whose ack was lost with its socket is sent again, same client id, shown once",
+  (browser) =>
+    withServer({}, async (server) => {
+      const bob = await TestSocket.open(server.chatUrl("lost", "bob"));
+      await bob.nextOfType("welcome");
+      const dropped = Promise.withResolvers<void>();
+      let lost = "";
+      // The first socket delivers the message but loses its echo and its ack, then drops. The
+      // replay on the next socket does not bring it either: only a re-send can settle it.
+      const ann = await openRelayedChat(
+        browser,
+        server,
+        "lost",
+        (frame, page, socket, upstream) => {
+          const mine = frame.type === "message" && frame.sender === "ann";
+          if (socket === 0 && mine) {
+            lost = frame.client_id;
+            return;
+          }
+          if (socket === 0 && frame.type === "ack" && frame.client_id === lost) {
+            Promise.all([upstream.close(), page.close({ code: 1012, reason: "test: ack lost" })])
+              .then(() => dropped.resolve(), dropped.reject);
+            return;
+          }
+          if (socket === 1 && mine && frame.client_id === lost) return;
+          page.send(JSON.stringify(frame));
+        },
+      );
+      await sendMessage(ann.page, "lost ack");
+      const broadcast = await bob.nextOfType("message");
+      assert.equal(broadcast.content, "lost ack");
+      await within("the dropped socket", dropped.promise);
+
+      const resume = await ann.log.find((frame) => frame.type === "resume");
+      assert.deepEqual(resume, {
+        type: "resume",
+        complete: true,
+        replayed: 1,
+        epoch: resume.epoch,
+      });
+      const item = ann.page.locator(`#messages li.message[data-id="${broadcast.id}"]`);
+      await item.waitFor();
+      assert.equal(await ann.page.locator("#pending li").count(), 0);
+      // Sent twice with one client id; acknowledged twice with the same id and seq.
+      const sent = ann.sent.frames.filter((frame) => frame.type === "message");
+      assert.deepEqual(sent, [
+        { type: "message", content: "lost ack", client_id: lost },
+        { type: "message", content: "lost ack", client_id: lost },
+      ]);
+      const acks = ann.log.frames.filter((frame) => frame.type === "ack");
+      const ack = { type: "ack", client_id: lost, id: broadcast.id, seq: 1 };
+      assert.deepEqual(acks, [ack, ack]);
+      // Shown from the ack in its place, with the server's time (the time in its id).
+      assert.equal(await item.getAttribute("data-seq"), "1");
+      assert.equal(await item.locator("time").getAttribute("datetime"), broadcast.timestamp);
+      assert.ok((await item.getAttribute("class"))?.includes("own"));
+
+      // Bob saw it once: his next message is the next one.
+      bob.send("after");
+      const next = await bob.nextOfType("message");
+      assert.deepEqual([next.content, next.seq], ["after", 2]);
+      await waitForMessages(ann.page, 2);
+      assert.deepEqual((await shownMessages(ann.page)).map((m) => m.content), [
+        "lost ack",
+        "after",
+      ]);
+      assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(2));
+      await server.repository.waitForSaved(2);
+      const stored = await historyOf(server, "lost");
+      assert.deepEqual(stored.map((m) => [m.content, m.client_id]), [
+        ["lost ack", lost],
+        ["after", undefined],
+      ]);
+      await bob.close();
+    }),
+);
+
+browserTest(
+  "client: a lost ack is settled by the replay of its message after the reconnect: sent once",
+  (browser) =>
+    withServer({}, async (server) => {
+      const bob = await TestSocket.open(server.chatUrl("replayed", "bob"));
+      await bob.nextOfType("welcome");
+      const dropped = Promise.withResolvers<void>();
+      let lost = "";
+      const ann = await openRelayedChat(
+        browser,
+        server,
+        "replayed",
+        (frame, page, socket, upstream) => {
+          if (socket === 0 && frame.type === "message" && frame.sender === "ann") {
+            lost = frame.client_id;
+            return;
+          }
+          if (socket === 0 && frame.type === "ack" && frame.client_id === lost) {
+            Promise.all([upstream.close(), page.close({ code: 1012, reason: "test: ack lost" })])
+              .then(() => dropped.resolve(), dropped.reject);
+            return;
+          }
+          page.send(JSON.stringify(frame));
+        },
+      );
+      await sendMessage(ann.page, "lost ack");
+      await within("the dropped socket", dropped.promise);
+      await waitForMessages(ann.page, 1);
+      await ann.page.locator("#pending li").first().waitFor({ state: "detached" });
+      await waitForStatus(ann.page, /^live$/);
+      // Frames go out in order: once "next" is sent, a re-send would have been sent before it.
+      await sendMessage(ann.page, "next");
+      await ann.sent.find((frame) => frame.content === "next");
+      await waitForMessages(ann.page, 2);
+      assert.equal(withClientId(ann.sent.frames, lost).length, 1);
+      assert.deepEqual((await shownMessages(ann.page)).map((m) => m.content), ["lost ack", "next"]);
+      assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(2));
+      const forBob = await bob.collect("message", 2);
+      assert.deepEqual(forBob.map((m) => m.content), ["lost ack", "next"]);
+      await bob.close();
+    }),
+);
+
+browserTest(
+  "client: a message the server refuses (backlog) shows failed; Retry sends it once",
+  async (
+    browser,
+  ) => {
+    const store = new GatedStore();
+    // One worker taking one message at a time: once it waits at the held store with one
+    // message and the queue holds another, every message is refused until the store goes on.
+    const env = { PERSIST_WORKERS: "1", PERSIST_BATCH_SIZE: "1", PERSIST_QUEUE_LIMIT: "1" };
+    const server = startTestServer(env, store);
+    try {
+      const bob = await TestSocket.open(server.chatUrl("full", "bob"));
+      await bob.nextOfType("welcome");
+      const ann = await openChat(browser, origin(server), { room: "full", user: "ann" });
+      // The store holds every save, so bob's messages fill the queue until one is refused.
+      store.saves.close();
+      let accepted = 0;
+      for (;;) {
+        const clientId = `fill-${accepted + 1}`;
+        bob.send(JSON.stringify({ type: "message", content: clientId, client_id: clientId }));
+        const reply = await replyTo(bob, clientId);
+        if (reply.type === "error") {
+          assert.equal(reply.code, "backlog");
+          break;
+        }
+        accepted++;
+        assert.ok(accepted < 1_000, "the queue never filled");
+      }
+      await waitForMessages(ann.page, accepted);
+
+      await sendMessage(ann.page, "refused once");
+      const failed = ann.page.locator("#pending li.failed");
+      await failed.waitFor();
+      assert.match((await failed.locator(".why").textContent()) ?? "", /^Not sent: .*\(backlog\)$/);
+      assert.equal(await failed.locator(".content").textContent(), "refused once");
+
+      store.saves.open();
+      await waitFor("the queue to drain", async () => {
+        const saved = await store.inner.history("full", { limit: 1_000 });
+        return saved.length === accepted ? true : undefined;
+      });
+      await failed.getByRole("button", { name: "Retry" }).click();
+      await waitForMessages(ann.page, accepted + 1);
+      await ann.page.locator("#pending li").first().waitFor({ state: "detached" });
+      const shown = await shownMessages(ann.page);
+      assert.deepEqual(shown.map((m) => m.content).slice(-1), ["refused once"]);
+      assert.equal(shown.filter((m) => m.content === "refused once").length, 1);
+      assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(accepted + 1));
+
+      // Bob got it once: the message after it is his own next one.
+      const retried = await bob.nextOfType("message");
+      assert.deepEqual([retried.sender, retried.content], ["ann", "refused once"]);
+      bob.send("after");
+      assert.equal((await bob.nextOfType("message")).content, "after");
+      await waitForMessages(ann.page, accepted + 2);
+      const stored = await historyOf(server, "full");
+      assert.equal(stored.filter((m) => m.content === "refused once").length, 1);
+      assert.equal(stored.find((m) => m.content === "refused once")?.client_id, retried.client_id);
+      await bob.close();
+    } finally {
+      store.saves.open();
+      await server.close();
+    }
+  },
+);
+
+browserTest(
+  "client: messages dropped as rate_limited are sent again after a pause, each shown once",
+  (browser) =>
+    withServer({ RATE_LIMIT_PER_SECOND: "1", RATE_LIMIT_BURST: "2" }, async (server) => {
+      const bob = await TestSocket.open(server.chatUrl("slow", "bob"));
+      await bob.nextOfType("welcome");
+      const ann = await openRelayedChat(browser, server, "slow", forward);
+      const texts = ["one", "two", "three", "four"];
+      for (const text of texts) await sendMessage(ann.page, text);
+      // The server drops frames past its burst unread, with an error naming none of them.
+      await ann.log.find((frame) => frame.type === "error" && frame.code === "rate_limited");
+      await waitForMessages(ann.page, texts.length);
+      await ann.page.locator("#pending li").first().waitFor({ state: "detached" });
+      assert.deepEqual((await shownMessages(ann.page)).map((m) => m.content), texts);
+      assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(texts.length));
+      const forBob = await bob.collect("message", texts.length);
+      assert.deepEqual(forBob.map((m) => m.content), texts);
+      bob.send("after");
+      assert.equal((await bob.nextOfType("message", 10_000)).content, "after");
+      await bob.close();
+    }),
+);
+
+browserTest(
+  "client: a message too big for a frame fails, instead of closing every next socket too",
+  (browser) =>
+    withServer({ MAX_FRAME_BYTES: "256" }, async (server) => {
+      const ann = await openRelayedChat(browser, server, "big", forward);
+      await sendMessage(ann.page, "x".repeat(300));
+      const failed = ann.page.locator("#pending li.failed");
+      await failed.waitFor();
+      assert.match((await failed.locator(".why").textContent()) ?? "", /frame_too_large/);
+      await waitForStatus(ann.page, /^live$/);
+      await sendMessage(ann.page, "small enough");
+      await waitForMessages(ann.page, 1);
+      assert.deepEqual((await shownMessages(ann.page)).map((m) => m.content), ["small enough"]);
+      // One socket closed with 1009, the next one did not get the big message again.
+      assert.equal(ann.sockets.length, 2);
+      const sent = ann.sent.frames.map((frame) => frame.content.length);
+      assert.deepEqual(sent, [300, "small enough".length]);
+      assert.equal(await failed.count(), 1);
     }),
 );

@@ -78,7 +78,7 @@ Deno.test({
         schema,
         (sql) => sql<{ version: number }[]>`select version from schema_migrations order by version`,
       );
-      assert.deepEqual(versions.map((row) => row.version), [1, 2, 3]);
+      assert.deepEqual(versions.map((row) => row.version), [1, 2, 3, 4]);
       const indexes = await query(databaseUrl, schema, (sql) =>
         sql<{ indexdef: string }[]>`
           select indexdef from pg_indexes where schemaname = ${schema} and tablename = 'messages'`);
@@ -87,6 +87,13 @@ Deno.test({
       assert.ok(
         indexes.some((row) => /^CREATE UNIQUE INDEX .* \(room, seq\)$/.test(row.indexdef)),
         "(room, seq) is unique",
+      );
+      assert.ok(
+        indexes.some((row) =>
+          /^CREATE UNIQUE INDEX .* \(room, sender, client_id\) WHERE \(client_id IS NOT NULL\)$/
+            .test(row.indexdef)
+        ),
+        "a sender's client id is unique in a room",
       );
     } finally {
       await dropSchema(databaseUrl, schema);
@@ -123,7 +130,7 @@ async function legacySchema(schema: string, version: 1 | 2, rows: readonly ChatM
 }
 
 Deno.test({
-  name: "PostgresStore.connect() migrates a schema left at version 1 to version 3, keeping rows",
+  name: "PostgresStore.connect() migrates a schema left at version 1 to version 4, keeping rows",
   ignore,
   ...SANITIZERS,
   async fn() {
@@ -143,7 +150,7 @@ Deno.test({
         schema,
         (sql) => sql<{ version: number }[]>`select version from schema_migrations order by version`,
       );
-      assert.deepEqual(versions.map((row) => row.version), [1, 2, 3]);
+      assert.deepEqual(versions.map((row) => row.version), [1, 2, 3, 4]);
       const indexes = await query(databaseUrl, schema, (sql) =>
         sql<{ indexname: string }[]>`
           select indexname from pg_indexes where schemaname = ${schema} and tablename = 'messages'
@@ -152,8 +159,16 @@ Deno.test({
         "messages_created_at",
         "messages_pkey",
         "messages_room_id",
+        "messages_room_sender_client_id",
         "messages_room_seq",
       ]);
+      // Rows from before client ids have none: they are never taken for a re-send.
+      const clientIds = await query(
+        databaseUrl,
+        schema,
+        (sql) => sql<{ client_id: string | null }[]>`select client_id from messages`,
+      );
+      assert.deepEqual(clientIds.map((row) => row.client_id), [null]);
     } finally {
       await dropSchema(databaseUrl, schema);
     }
@@ -226,6 +241,22 @@ storeTest(
     );
     assert.deepEqual(counts.map((row) => ({ ...row })), [{ rows: 500, inserts: 1 }]);
     assert.deepEqual(await store.history("a", { limit: 500 }), batch);
+  },
+);
+
+storeTest(
+  "PostgresStore.saveBatch() stores a batch of 10,000 (the largest PERSIST_BATCH_SIZE) whole",
+  async (store, schema) => {
+    // More rows than one statement's parameters allow: the batch is split, and every row lands.
+    const batch = messages("a", 10_000);
+    await store.saveBatch(batch);
+    const [count] = await query(
+      databaseUrl,
+      schema,
+      (sql) => sql<{ rows: number }[]>`select count(*)::int as rows from messages`,
+    );
+    assert.equal(count?.rows, 10_000);
+    assert.equal((await store.roomSequence("a"))?.lastSeq, batch.at(-1)?.seq);
   },
 );
 

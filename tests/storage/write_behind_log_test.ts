@@ -149,19 +149,19 @@ Deno.test(
     // Stored: the reads now come from the store alone, the same as before.
     const stored = batch.filter((m) => m.room === "a" && m.seq < 3);
     await store.saveBatch(stored);
-    log.settled(stored);
+    log.settled(stored, true);
     assert.equal(log.unstored, 2);
     assert.deepEqual(seqsOf(await log.history("a", { limit: 10 })), [1, 2, 3]);
 
     // Given up on (shutdown deadline): no longer read, and no longer raising the last seq.
-    log.settled(batch.filter((m) => !stored.includes(m)));
+    log.settled(batch.filter((m) => !stored.includes(m)), true);
     assert.equal(log.unstored, 0);
     assert.deepEqual(seqsOf(await log.history("a", { limit: 10 })), [1, 2]);
     assert.deepEqual(await log.history("b", { limit: 10 }), []);
     assert.deepEqual(await log.roomSequence("a"), { epoch, lastSeq: 2 });
 
-    log.settled(batch); // settling again, or what was never held, changes nothing
-    log.settled([message("c", 1)]);
+    log.settled(batch, true); // settling again, or what was never held, changes nothing
+    log.settled([message("c", 1)], true);
     assert.equal(log.unstored, 0);
     hold(log, "a", 3); // the seq is free again in the log (the room loop never reuses it)
     assert.equal(log.unstored, 1);

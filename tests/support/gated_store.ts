@@ -1,5 +1,5 @@
 /** A test double: a memory store whose saves and reads can be held back and released. */
-import type { ChatMessage, HistoryQuery, RoomSequence } from "../../chat/message.ts";
+import type { ChatMessage, HistoryQuery, RoomSequence, SentMessage } from "../../chat/message.ts";
 import type { MessageRepository, RetentionPolicy } from "../../storage/repository.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 
@@ -55,6 +55,13 @@ export class GatedStore implements MessageRepository {
 
   roomSequence(room: string): Promise<RoomSequence | undefined> {
     return this.inner.roomSequence(room);
+  }
+
+  findSent(
+    room: string,
+    keys: readonly { readonly sender: string; readonly clientId: string }[],
+  ): Promise<SentMessage[]> {
+    return this.inner.findSent(room, keys);
   }
 
   releaseRooms(): Promise<void> {

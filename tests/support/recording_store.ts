@@ -1,5 +1,5 @@
 /** A test double: a memory store that records every saved batch and can be awaited. */
-import type { ChatMessage, HistoryQuery, RoomSequence } from "../../chat/message.ts";
+import type { ChatMessage, HistoryQuery, RoomSequence, SentMessage } from "../../chat/message.ts";
 import type { MessageRepository, RetentionPolicy } from "../../storage/repository.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 
@@ -28,6 +28,13 @@ export class RecordingStore implements MessageRepository {
 
   roomSequence(room: string): Promise<RoomSequence | undefined> {
     return this.#inner.roomSequence(room);
+  }
+
+  findSent(
+    room: string,
+    keys: readonly { readonly sender: string; readonly clientId: string }[],
+  ): Promise<SentMessage[]> {
+    return this.#inner.findSent(room, keys);
   }
 
   releaseRooms(): Promise<void> {
