@@ -383,21 +383,24 @@ export class Room {
   }
 
   /**
-   * Puts what the log knows of these client ids into the window, waiting at most
-   * {@linkcode LOOKUP_TIMEOUT_MS}. A log that cannot answer (the store is down) leaves the
-   * window as it is, and look-ups pause for {@linkcode LOOKUP_PAUSE_MS} so that the room is not
-   * slowed during an outage: a re-send from before this run, or older than the window, could
-   * then go out twice. Logged at warn.
+   * Puts what the log knows of these client ids into the window. In async mode it waits at most
+   * {@linkcode LOOKUP_TIMEOUT_MS}; in durable mode messages wait for the store anyway, so it is
+   * not cut short. A log that cannot answer (the store is down) leaves the window as it is, and
+   * look-ups pause for {@linkcode LOOKUP_PAUSE_MS} so that the room is not held up during an
+   * outage: a re-send from before this run, or older than the window, then goes out again (the
+   * store keeps the copy without its client id, so its seq is no hole). Logged at warn.
    */
   async #lookUpSent(keys: readonly SentKey[]): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("look-up timed out")), LOOKUP_TIMEOUT_MS);
-    });
+    const found = this.#log.findSent(this.name, keys);
+    const answer = this.#durable ? found : Promise.race([
+      found,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("look-up timed out")), LOOKUP_TIMEOUT_MS);
+      }),
+    ]);
     try {
-      for (const sent of await Promise.race([this.#log.findSent(this.name, keys), late])) {
-        this.#sent.remember(this.name, sent);
-      }
+      for (const sent of await answer) this.#sent.remember(this.name, sent);
     } catch (error) {
       this.#lookupsPausedUntil = performance.now() + LOOKUP_PAUSE_MS;
       this.#logger.warn("room.sent_lookup_failed", {

@@ -65,6 +65,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     queueLimit: config.persistQueueLimit,
     batchSize: config.persistBatchSize,
     batchWaitMs: config.persistBatchWaitMs,
+    historyShowsQueued: config.persistMode === "async",
   });
   const metrics: ServerMetrics = new ServerMetrics({
     connections: () => hub.clientCount,

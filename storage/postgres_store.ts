@@ -264,22 +264,40 @@ export class PostgresStore implements MessageRepository {
   async saveBatch(messages: readonly ChatMessage[]): Promise<void> {
     for (let start = 0; start < messages.length; start += MAX_ROWS_PER_INSERT) {
       const rows = messages.slice(start, start + MAX_ROWS_PER_INSERT).map(toRow);
-      // One statement: the rows and their rooms' last seq commit together. Rooms are locked in
-      // name order, so concurrent batches touching the same rooms cannot deadlock.
-      await this.#run(
-        "saveBatch",
-        (sql) =>
-          sql`
-            with saved as (
-              insert into messages ${sql(rows, ...COLUMNS)} on conflict do nothing
-              returning room, seq
-            )
+      const saved = new Set(await this.#insert(rows));
+      // A row skipped for its client id alone is a copy that went out as a message of its own
+      // (the look-up of its client id failed): it is stored without the client id, so that its
+      // seq is no hole in the room. Rows skipped because they are stored already stay skipped.
+      const copies = rows
+        .filter((row) => row.client_id !== null && !saved.has(row.id))
+        .map((row) => ({ ...row, client_id: null }));
+      if (copies.length > 0) await this.#insert(copies);
+    }
+  }
+
+  /**
+   * One statement: the rows and their rooms' last seq commit together. Rooms are locked in name
+   * order, so concurrent batches touching the same rooms cannot deadlock.
+   *
+   * @returns the ids inserted.
+   */
+  async #insert(rows: readonly ReturnType<typeof toRow>[]): Promise<string[]> {
+    const inserted = await this.#run(
+      "saveBatch",
+      (sql) =>
+        sql<{ id: string }[]>`
+          with saved as (
+            insert into messages ${sql(rows, ...COLUMNS)} on conflict do nothing
+            returning id, room, seq
+          ), last_seqs as (
             insert into rooms (room, epoch, last_seq)
             select room, md5(random()::text || room), max(seq) from saved
             group by room order by room
-            on conflict (room) do update set last_seq = greatest(rooms.last_seq, excluded.last_seq)`,
-      );
-    }
+            on conflict (room) do update set last_seq = greatest(rooms.last_seq, excluded.last_seq)
+          )
+          select id from saved`,
+    );
+    return inserted.map((row) => row.id);
   }
 
   /**

@@ -28,6 +28,11 @@ export interface WriteBehindLogOptions {
   readonly batchSize: number;
   /** How long a batch waits to fill, in milliseconds. */
   readonly batchWaitMs: number;
+  /**
+   * Whether {@linkcode WriteBehindLog.history} shows queued messages; true by default. Durable
+   * mode says no: a message is shown only once stored.
+   */
+  readonly historyShowsQueued?: boolean;
 }
 
 /**
@@ -131,7 +136,7 @@ export class WriteBehindLog implements MessageLog {
 
   async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     const stored = await this.#repository.history(room, query);
-    const held = this.#held.get(room);
+    const held = this.#options.historyShowsQueued === false ? undefined : this.#held.get(room);
     if (!held) return stored;
     const byIdCursor = query.after !== undefined || query.before !== undefined;
     const inWindow = [...held.values()].filter((message) =>
