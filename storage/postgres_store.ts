@@ -264,12 +264,12 @@ export class PostgresStore implements MessageRepository {
   async saveBatch(messages: readonly ChatMessage[]): Promise<void> {
     for (let start = 0; start < messages.length; start += MAX_ROWS_PER_INSERT) {
       const rows = messages.slice(start, start + MAX_ROWS_PER_INSERT).map(toRow);
-      const saved = new Set(await this.#insert(rows));
+      const known = new Set(await this.#insert(rows));
       // A row skipped for its client id alone is a copy that went out as a message of its own
       // (the look-up of its client id failed): it is stored without the client id, so that its
-      // seq is no hole in the room. Rows skipped because they are stored already stay skipped.
+      // seq is no hole in the room. Rows stored before (a retry, another instance) stay skipped.
       const copies = rows
-        .filter((row) => row.client_id !== null && !saved.has(row.id))
+        .filter((row) => row.client_id !== null && !known.has(row.id))
         .map((row) => ({ ...row, client_id: null }));
       if (copies.length > 0) await this.#insert(copies);
     }
@@ -279,7 +279,7 @@ export class PostgresStore implements MessageRepository {
    * One statement: the rows and their rooms' last seq commit together. Rooms are locked in name
    * order, so concurrent batches touching the same rooms cannot deadlock.
    *
-   * @returns the ids inserted.
+   * @returns the ids of the rows now stored: inserted, or stored before by id.
    */
   async #insert(rows: readonly ReturnType<typeof toRow>[]): Promise<string[]> {
     const inserted = await this.#run(
@@ -295,7 +295,9 @@ export class PostgresStore implements MessageRepository {
             group by room order by room
             on conflict (room) do update set last_seq = greatest(rooms.last_seq, excluded.last_seq)
           )
-          select id from saved`,
+          select id from saved
+          union all
+          select id from messages where id = any(${rows.map((row) => row.id)}::uuid[])`,
     );
     return inserted.map((row) => row.id);
   }

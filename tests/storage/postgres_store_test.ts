@@ -305,3 +305,27 @@ storeTest("PostgresStore.saveBatch([]) sends no query", async (store) => {
   await store.saveBatch([]); // a query would reject: the client has ended
   await assert.rejects(store.saveBatch(messages("a", 1)));
 });
+
+storeTest(
+  "PostgresStore.saveBatch() keeps a copy that reused a client id as a message of its own, without the client id",
+  async (store) => {
+    const [first, copy] = messages("copies", 2).map((message) => ({
+      ...message,
+      sender: "ann",
+      clientId: "c1",
+    })) as [ChatMessage, ChatMessage];
+    await store.saveBatch([first]);
+    // The copy went out with a seq of its own (its client id could not be looked up): its seq
+    // must be no hole, and the client id keeps naming the first.
+    await store.saveBatch([copy]);
+    await store.saveBatch([first, copy]); // a retry changes nothing
+    const page = await store.history("copies", { limit: 10 });
+    assert.deepEqual(page.map((message) => [message.seq, message.clientId]), [
+      [first.seq, "c1"],
+      [copy.seq, undefined],
+    ]);
+    assert.deepEqual(await store.findSent("copies", [{ sender: "ann", clientId: "c1" }]), [
+      { sender: "ann", clientId: "c1", id: first.id, seq: first.seq },
+    ]);
+  },
+);
