@@ -85,7 +85,8 @@ export interface RoomOptions {
 
 /**
  * Frames one turn fans out at most (every member's outbox holds a turn's frames until it ends,
- * and is cut off at OUTBOX_LIMIT, 256 by default): a message counts one, any other event one.
+ * and is cut off at OUTBOX_LIMIT, 256 by default): a sequenced message counts one, a message
+ * submitted here two (its sender also gets the ack), any other event one.
  */
 const FRAMES_PER_TURN = 256;
 const OPEN_RETRY_BASE_MS = 50;
@@ -317,7 +318,12 @@ export class Room {
     let frames = 0;
     for (let i = 0; i < events.length || this.#inbox.drainInto(events, 1) === 1; i++) {
       const event = events[i] as RoomEvent;
-      const weight = event.type === "sequenced" ? event.messages.length : 1;
+      // A message costs its sender two frames (the message and its ack).
+      const weight = event.type === "sequenced"
+        ? event.messages.length
+        : event.type === "message"
+        ? 2
+        : 1;
       if (frames + weight > FRAMES_PER_TURN && event.type === "sequenced") {
         const fits = FRAMES_PER_TURN - frames;
         events[i] = { type: "sequenced", messages: event.messages.slice(0, fits) };
