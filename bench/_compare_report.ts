@@ -6,8 +6,16 @@
  */
 import { formatTable, median, round2 } from "./_stats.ts";
 
-/** Which server a run was against. */
-export type TargetName = "baseline" | "server" | "server+pg";
+/**
+ * Which server a run was against. `+cid`: the real server with a `client_id` on every message;
+ * in a client-id comparison the runs without send the same JSON frames minus the `client_id`.
+ */
+export type TargetName =
+  | "baseline"
+  | "server"
+  | "server+pg"
+  | "server+cid"
+  | "server+pg+cid";
 /** One JSON line of bench/load.ts, tagged with `round` and `target`. */
 export type Line = Record<string, unknown>;
 
@@ -17,6 +25,13 @@ export interface ReportOptions {
   readonly scenarios: readonly string[];
   readonly database: boolean;
   readonly seconds: number;
+  /** The targets run, in order; by default the baseline, the server and (database) server+pg. */
+  readonly targets?: readonly TargetName[];
+  /**
+   * `baseline` (default): server against baseline, targets (1)-(4). `client-id`: the server with
+   * a `client_id` on every message against the server without, target (5) of issue 14.
+   */
+  readonly compare?: "baseline" | "client-id";
 }
 
 const cell = (value: unknown) =>
@@ -43,9 +58,8 @@ export function printReport(lines: readonly Line[], options: ReportOptions): voi
     results(scenario, target).map((line) => line[key]).filter((value): value is number =>
       typeof value === "number" && Number.isFinite(value)
     );
-  const targets: TargetName[] = options.database
-    ? ["baseline", "server", "server+pg"]
-    : ["baseline", "server"];
+  const targets: readonly TargetName[] = options.targets ??
+    (options.database ? ["baseline", "server", "server+pg"] : ["baseline", "server"]);
   const table = (
     scenario: string,
     title: string,
@@ -62,6 +76,8 @@ export function printReport(lines: readonly Line[], options: ReportOptions): voi
   };
 
   console.log(`\nbench:compare: ${options.rounds} rounds, ${round2(options.seconds)} s`);
+  const frames = [...new Set(lines.map((line) => `${line.target}: ${line.frames ?? "text"}`))];
+  console.log(`frames: ${frames.join(", ")}`);
   table("fanout", "fanout: 10 rooms x 100 members (sustained = highest offered load passing)", [
     ["sustained msg/s", (l) => l.sustainedOfferedPerSecond],
     ["deliveries/s", (l) => l.sustainedDeliveriesPerSecond],
@@ -71,6 +87,7 @@ export function printReport(lines: readonly Line[], options: ReportOptions): voi
     ["db CPU%", (l) => l.sustainedSutCpuPercent],
     ["srv CPU%/10k", (l) => l.serverCpuPercentPer10kDeliveries],
     ["gen ceiling/s", (l) => l.clientCeilingDeliveriesPerSecond],
+    ["acked", (l) => l.sustainedAcked],
     ["half p99", (l) => l.halfLoadP99Ms],
     ["half clean", (l) => l.halfLoadClean],
     ["noisy/steps", (l) => `${l.noisySteps}/${l.steps}`],
@@ -96,6 +113,10 @@ export function printReport(lines: readonly Line[], options: ReportOptions): voi
     ["other CPU%", (l) => l.otherCpuPercent],
   ]);
 
+  if (options.compare === "client-id") {
+    printClientIdReport(options, values);
+    return;
+  }
   const figure = (label: string, scenario: string, key: string, best: "max" | "min") => {
     const server = values(scenario, "server", key);
     const baseline = values(scenario, "baseline", key);
@@ -207,4 +228,69 @@ function printTargets(
   }
   console.log("\ntargets");
   console.log(formatTable(["target", "measured", "verdict"], rows));
+}
+
+/**
+ * With a `client_id` on every message against without, on the same server code and frame
+ * format, in the same run: ratios of the fanout and chatty figures, and target (5) of issue 14.
+ */
+function printClientIdReport(
+  options: ReportOptions,
+  values: (scenario: string, target: TargetName, key: string) => number[],
+): void {
+  const pairs: [string, TargetName, TargetName][] = [["in memory", "server+cid", "server"]];
+  if (options.database) pairs.push(["PostgreSQL", "server+pg+cid", "server+pg"]);
+  const figures: [string, string, string, "max" | "min"][] = [
+    ["fanout sustained deliveries/s", "fanout", "sustainedDeliveriesPerSecond", "max"],
+    [
+      "fanout server CPU% per 10k deliveries/s",
+      "fanout",
+      "serverCpuPercentPer10kDeliveries",
+      "min",
+    ],
+    ["fanout p99 ms at sustained", "fanout", "sustainedP99Ms", "min"],
+    ["fanout half-load p99 ms", "fanout", "halfLoadP99Ms", "min"],
+    ["chatty p99 ms", "chatty", "p99Ms", "min"],
+    ["chatty server CPU%", "chatty", "serverCpuPercent", "min"],
+  ];
+  const rows: string[][] = [];
+  for (const [store, withIds, without] of pairs) {
+    for (const [label, scenario, key, best] of figures) {
+      const a = values(scenario, withIds, key);
+      const b = values(scenario, without, key);
+      if (a.length === 0 || b.length === 0) continue;
+      const pick = best === "max" ? Math.max : Math.min;
+      rows.push(
+        [
+          store,
+          label,
+          round2(median(a)),
+          round2(median(b)),
+          ratio(median(a), median(b)),
+          ratio(pick(...a), pick(...b)),
+        ].map(cell),
+      );
+    }
+  }
+  console.log(
+    "\nratios, with client_id / without (median over rounds; best = best round of each)",
+  );
+  console.log(
+    formatTable(["store", "figure", "with client_id", "without", "ratio", "best ratio"], rows),
+  );
+  if (!options.scenarios.includes("fanout")) return;
+  const verdict = (ok: boolean) => (ok ? "PASS" : "FAIL");
+  const targetRows = pairs.map(([store, withIds, without]) => {
+    const a = values("fanout", withIds, "sustainedDeliveriesPerSecond");
+    const b = values("fanout", without, "sustainedDeliveriesPerSecond");
+    const share = ratio(median(a), median(b));
+    const best = ratio(Math.max(...a), Math.max(...b));
+    return [
+      `(5) fanout with client_id >= 90% of without (${store})`,
+      `median ${share}, best ${best}`,
+      `${verdict(share >= 0.9)} (best: ${verdict(best >= 0.9)})`,
+    ];
+  });
+  console.log("\ntargets");
+  console.log(formatTable(["target", "measured", "verdict"], targetRows));
 }

@@ -106,6 +106,7 @@ export async function fanout(target: Target, options: FanoutOptions): Promise<Fa
       drainMaxMs: 5_000,
       serverPids: target.serverPids,
       sutCommand: target.sutCommand,
+      frames: target.frames,
     });
     const pass = passes(result, p99LimitMs);
     target.report.step({
@@ -159,6 +160,7 @@ export async function fanout(target: Target, options: FanoutOptions): Promise<Fa
     sustainedServerCpuPercent: best?.serverCpuPercent,
     sustainedClientCpuPercent: best?.clientCpuPercent,
     sustainedSutCpuPercent: best?.sutCpuPercent,
+    sustainedAcked: best?.acked,
     stoppedBy,
     halfLoadOfferedPerSecond: half?.offeredPerSecond,
     halfLoadP99Ms: half?.latencyMs.p99,

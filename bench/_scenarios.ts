@@ -15,7 +15,7 @@ import {
   usageSince,
 } from "./_proc.ts";
 import { round2 } from "./_stats.ts";
-import { type Layout, layoutSpecs, runStep, type StepResult } from "./_traffic.ts";
+import { type FrameStyle, type Layout, layoutSpecs, runStep, type StepResult } from "./_traffic.ts";
 
 /** At or above this much of one core the generator, not the server, may be the bottleneck. */
 export const CLIENT_BOUND_CPU_PERCENT = 90;
@@ -59,6 +59,8 @@ export interface Target {
   readonly sutCommand: string | undefined;
   readonly concurrency: number;
   readonly report: Report;
+  /** How traffic scenarios frame their messages; `text` if absent. */
+  readonly frames?: FrameStyle;
 }
 
 /**
@@ -106,6 +108,7 @@ export async function chatty(target: Target, options: ChattyOptions): Promise<vo
       drainMaxMs: 5_000,
       serverPids: target.serverPids,
       sutCommand: target.sutCommand,
+      frames: target.frames,
     });
     target.report.step({
       scenario: "chatty",

@@ -21,6 +21,15 @@ import {
 import { type LatencySummary, round2 } from "./_stats.ts";
 import { StepSink } from "./_step_sink.ts";
 
+/**
+ * How a sender frames a message: `text` (the bare content, the smallest frame the server
+ * accepts), `json` (`{"type":"message","content":..}`), or `client-id` (the same with a
+ * `client_id` unique per message, `<sender>-<step>-<n>`, as a retrying client sends it).
+ */
+export type FrameStyle = "text" | "json" | "client-id";
+/** Every {@linkcode FrameStyle}, for option parsing. */
+export const FRAME_STYLES: readonly FrameStyle[] = ["text", "json", "client-id"];
+
 /** Rooms of equal size; the first `senders` members of each room send. */
 export interface Layout {
   readonly rooms: number;
@@ -43,6 +52,8 @@ export interface StepOptions {
   readonly serverPids: readonly number[];
   /** Processes of this command name are part of the system under test (e.g. `postgres`). */
   readonly sutCommand?: string;
+  /** How messages are framed; `text` if absent. */
+  readonly frames?: FrameStyle;
 }
 
 /** What one step measured. */
@@ -133,6 +144,7 @@ export async function runStep(
   ]);
   const started = performance.now();
   const sentBy = new Int32Array(senders.length);
+  const frame = framer(options.frames ?? "text");
   await new Promise<void>((resolve) => {
     const tick = () => {
       const elapsed = Math.min(performance.now() - started, options.durationMs);
@@ -145,7 +157,7 @@ export async function runStep(
         const sender = senders[i] ?? 0;
         for (let seq = sentBy[i] ?? 0; seq < due; seq++) {
           const now = Math.round(performance.now() * 1000);
-          peers.send(sender, `${sender} ${options.step} ${seq} ${now}`);
+          peers.send(sender, frame(sender, options.step, seq, now));
         }
         if (due > (sentBy[i] ?? 0)) sentBy[i] = due;
       }
@@ -204,6 +216,25 @@ export async function runStep(
       sutCpuPercent: round2((sutSeconds / ((sendEnded - started) / 1000)) * 100),
     }),
   };
+}
+
+/**
+ * Makes a message frame of the step's payload fields. The content needs no JSON escaping: four
+ * integers and spaces.
+ */
+export function framer(
+  style: FrameStyle,
+): (sender: number, step: number, seq: number, sentUs: number) => string {
+  if (style === "json") {
+    return (sender, step, seq, sentUs) =>
+      `{"type":"message","content":"${sender} ${step} ${seq} ${sentUs}"}`;
+  }
+  if (style === "client-id") {
+    return (sender, step, seq, sentUs) =>
+      `{"type":"message","content":"${sender} ${step} ${seq} ${sentUs}",` +
+      `"client_id":"${sender}-${step}-${seq}"}`;
+  }
+  return (sender, step, seq, sentUs) => `${sender} ${step} ${seq} ${sentUs}`;
 }
 
 /**

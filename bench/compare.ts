@@ -9,6 +9,15 @@
  *     --database        also run fanout on the server with PostgreSQL (a scratch database;
  *                       BENCH_DATABASE_URL, else TEST_DATABASE_URL, else
  *                       postgres://postgres@127.0.0.1:5432/test)
+ *     --client-id       every target sends every message as JSON with a `client_id` unique per
+ *                       message (the baseline ignores it)
+ *     --compare-client-id
+ *                       instead of the baseline: the real server with a `client_id` on every
+ *                       message (`server+cid`) against the same server without (`server`, the
+ *                       same JSON frames minus the `client_id`), A B A B; fanout only unless
+ *                       --scenarios says otherwise; with --database, also both on PostgreSQL
+ *                       (`server+pg+cid`, `server+pg`). Target (5) of issue 14: with >= 90% of
+ *                       without. About 5 minutes in memory, 10 with --database.
  *     --step-ms N --rates LIST --budget-s N --chatty-ms N --connections N --room-size N
  *                       passed to bench/load.ts (defaults: 3000, a ladder from 500 to 2500,
  *                       60, 6000, 10000, 10)
@@ -24,6 +33,7 @@
  */
 import { parseArgs } from "node:util";
 import { type Line, printReport, type TargetName } from "./_compare_report.ts";
+import type { FrameStyle } from "./_traffic.ts";
 import {
   BENCH_SERVER_ENV,
   createScratchDatabase,
@@ -36,8 +46,10 @@ const { values } = parseArgs({
   args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
   options: {
     rounds: { type: "string", default: "2" },
-    scenarios: { type: "string", default: "fanout,chatty,connections" },
+    scenarios: { type: "string" },
     database: { type: "boolean", default: false },
+    "client-id": { type: "boolean", default: false },
+    "compare-client-id": { type: "boolean", default: false },
     "step-ms": { type: "string", default: "3000" },
     rates: {
       type: "string",
@@ -55,10 +67,23 @@ const root = new URL("..", import.meta.url);
 const adminUrl = Deno.env.get("BENCH_DATABASE_URL") || Deno.env.get("TEST_DATABASE_URL") ||
   "postgres://postgres@127.0.0.1:5432/test";
 const rounds = Math.max(1, Number(values.rounds) || 2);
-const scenarios = (values.scenarios ?? "").split(",").filter((name) => name.length > 0);
+const compareClientId = values["compare-client-id"] ?? false;
+const scenarios = (values.scenarios ?? (compareClientId ? "fanout" : "fanout,chatty,connections"))
+  .split(",").filter((name) => name.length > 0);
+for (const name of scenarios) {
+  if (!["fanout", "chatty", "connections"].includes(name)) {
+    console.error(`bench:compare: unknown scenario ${name}`);
+    Deno.exit(2);
+  }
+}
+if (compareClientId && values["client-id"]) {
+  console.error("bench:compare: --client-id and --compare-client-id exclude each other");
+  Deno.exit(2);
+}
 const children = new Set<number>();
 
-const timeLimitMs = (Number(values["time-limit-s"]) || (values.database ? 780 : 600)) * 1000;
+const timeLimitMs = (Number(values["time-limit-s"]) ||
+  (values.database ? (compareClientId ? 900 : 780) : 600)) * 1000;
 const watchdog = setTimeout(() => {
   console.error(`bench:compare: not done after ${timeLimitMs / 1000} s, stopping`);
   for (const pid of children) {
@@ -75,10 +100,9 @@ const lines: Line[] = [];
 const started = performance.now();
 for (let round = 1; round <= rounds; round++) {
   for (const scenario of scenarios) {
-    const targets: TargetName[] = scenario === "fanout" && values.database
-      ? ["baseline", "server", "server+pg"]
-      : ["baseline", "server"];
-    for (const target of targets) lines.push(...await runOnce(round, scenario, target));
+    for (const target of targetsOf(scenario)) {
+      lines.push(...await runOnce(round, scenario, target));
+    }
   }
 }
 clearTimeout(watchdog);
@@ -87,11 +111,33 @@ printReport(lines, {
   scenarios,
   database: values.database ?? false,
   seconds: (performance.now() - started) / 1000,
+  targets: [...new Set(scenarios.flatMap(targetsOf))],
+  compare: compareClientId ? "client-id" : "baseline",
 });
+
+/** The servers a scenario runs against, in the order of a round. */
+function targetsOf(scenario: string): TargetName[] {
+  const database = scenario === "fanout" && values.database;
+  if (compareClientId) {
+    return database
+      ? ["server", "server+cid", "server+pg", "server+pg+cid"]
+      : ["server", "server+cid"];
+  }
+  return database ? ["baseline", "server", "server+pg"] : ["baseline", "server"];
+}
+
+/** How the generator frames messages for `target`. */
+function framesOf(target: TargetName): FrameStyle {
+  if (target.endsWith("+cid") || values["client-id"]) return "client-id";
+  // Without client ids in a client-id comparison: the same JSON frames, so that only the
+  // client_id differs.
+  return compareClientId ? "json" : "text";
+}
 
 /** One scenario against one freshly started server. */
 async function runOnce(round: number, scenario: string, target: TargetName): Promise<Line[]> {
-  const database = target === "server+pg" ? await createScratchDatabase(adminUrl) : undefined;
+  const postgres = target === "server+pg" || target === "server+pg+cid";
+  const database = postgres ? await createScratchDatabase(adminUrl) : undefined;
   let server: RunningServer | undefined;
   try {
     server = await startServer(
@@ -132,7 +178,8 @@ async function generate(
     `--chatty-ms=${values["chatty-ms"]}`,
     `--connections=${values.connections}`,
     `--room-size=${values["room-size"]}`,
-    ...(tags.target === "server+pg" ? ["--sut-command=postgres"] : []),
+    `--frames=${framesOf(tags.target)}`,
+    ...(tags.target.startsWith("server+pg") ? ["--sut-command=postgres"] : []),
   ];
   const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" })
     .spawn();

@@ -8,6 +8,10 @@
  *     --json             JSON lines only, no table
  *     --sut-command NAME processes of this command name are part of the system under test (e.g.
  *                        postgres): their CPU is reported apart and not counted as noise
+ *     --frames text|json|client-id   how fanout and chatty senders frame a message (default
+ *                        text: the bare content; json: {"type":"message","content":..};
+ *                        client-id: json with a "client_id" unique per message)
+ *     --client-id        the same as --frames client-id
  *   fanout:      --rooms 10 --members 100 --rates 200,500,1000,... (msg/s in total)
  *                --step-ms 5000 --retries 1 --p99-ms 100
  *                --budget-s 75 (no new ladder step after this long)
@@ -37,6 +41,7 @@ import {
 } from "./_scenarios.ts";
 import { formatTable } from "./_stats.ts";
 import { stepTable } from "./_step_table.ts";
+import { FRAME_STYLES, type FrameStyle } from "./_traffic.ts";
 
 const SCENARIOS = ["fanout", "chatty", "connections"] as const;
 /** Fine (about 10%) where both servers of this project top out on a 2-core machine. */
@@ -52,6 +57,8 @@ const { values, positionals } = parseArgs({
     label: { type: "string" },
     json: { type: "boolean", default: false },
     "sut-command": { type: "string" },
+    frames: { type: "string" },
+    "client-id": { type: "boolean", default: false },
     rooms: { type: "string", default: "10" },
     members: { type: "string", default: "100" },
     rates: { type: "string", default: DEFAULT_RATES },
@@ -93,9 +100,17 @@ for (const name of chosen) {
 const rates = (values.rates ?? "").split(",").map(Number);
 if (rates.some((rate) => !(rate > 0))) usage("--rates must be positive numbers");
 
+const framesOption = values.frames ?? (values["client-id"] ? "client-id" : "text");
+const frames = FRAME_STYLES.find((style) => style === framesOption) ??
+  usage(`--frames must be one of ${FRAME_STYLES.join(", ")}`);
+if (values["client-id"] && frames !== "client-id") usage("--client-id contradicts --frames");
+
 const steps: Record<string, unknown>[] = [];
 const summaries: Record<string, unknown>[] = [];
-const label = values.label === undefined ? {} : { label: values.label };
+const label = {
+  ...(values.label === undefined ? {} : { label: values.label }),
+  frames: frames satisfies FrameStyle,
+};
 const report: Report = {
   step(line) {
     steps.push(line);
@@ -121,6 +136,7 @@ const target: Target = {
   sutCommand: values["sut-command"],
   concurrency: positive("concurrency"),
   report,
+  frames,
 };
 
 const timeLimitMs = (Number(values["time-limit-s"]) || 140 * chosen.length) * 1000;

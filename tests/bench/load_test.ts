@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { connectionSpecs } from "../../bench/_scenarios.ts";
-import { layoutSpecs } from "../../bench/_traffic.ts";
+import { framer, layoutSpecs } from "../../bench/_traffic.ts";
 import { serviceGate } from "../support/services.ts";
 import { startTestServer } from "../support/test_server.ts";
 
 const LOAD = new URL("../../bench/load.ts", import.meta.url).pathname;
 const HEAP = new URL("../../bench/heap.ts", import.meta.url).pathname;
 const CLUSTER = new URL("../../bench/cluster.ts", import.meta.url).pathname;
+const COMPARE = new URL("../../bench/compare.ts", import.meta.url).pathname;
+const PERSIST = new URL("../../bench/persist.ts", import.meta.url).pathname;
 const redis = serviceGate("TEST_REDIS_URL", "Redis");
+const database = serviceGate("TEST_DATABASE_URL", "PostgreSQL");
 
 /**
  * Runs `deno run <args>` to its end (at most `timeoutMs`) and returns its stdout; it must exit 0.
@@ -59,6 +62,97 @@ Deno.test("bench/load.ts fanout against the server: every message once, in order
   } finally {
     await server.close();
   }
+});
+
+Deno.test("bench/load.ts --client-id: JSON frames with a client_id each, every one acked and delivered once", async () => {
+  const server = startTestServer();
+  try {
+    const lines = await runLoad(`ws://127.0.0.1:${server.port}`, [...SMALL_FANOUT, "--client-id"]);
+    const steps = lines.filter((line) => line.scenario === "fanout" && !line.summary);
+    assert.deepEqual(steps.map((step) => step.phase), ["ladder", "half"]);
+    for (const step of steps) {
+      assert.equal(step.frames, "client-id");
+      assertIntact(step, 5);
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("bench framer: text, JSON, and JSON with a client_id unique per sender, step and message", () => {
+  assert.equal(framer("text")(3, 2, 7, 99), "3 2 7 99");
+  assert.deepEqual(JSON.parse(framer("json")(3, 2, 7, 99)), {
+    type: "message",
+    content: "3 2 7 99",
+  });
+  const frames = [framer("client-id")(3, 2, 7, 99), framer("client-id")(3, 2, 8, 99)].map((text) =>
+    JSON.parse(text)
+  );
+  assert.equal(frames[0].content, "3 2 7 99");
+  assert.match(frames[0].client_id, /^[A-Za-z0-9_-]{1,64}$/);
+  assert.notEqual(frames[0].client_id, frames[1].client_id);
+  assert.notEqual(framer("client-id")(3, 3, 7, 99), framer("client-id")(3, 2, 7, 99));
+});
+
+Deno.test("bench/compare.ts --compare-client-id (tiny): with and without client_id, acked, a ratio and target (5)", async () => {
+  const stdout = await runDeno([
+    "--allow-net",
+    "--allow-env",
+    "--allow-run",
+    "--allow-read",
+    COMPARE,
+    "--compare-client-id",
+    "--rounds=1",
+    "--rates=100",
+    "--step-ms=500",
+    "--budget-s=5",
+    "--time-limit-s=100",
+  ], { timeoutMs: 120_000 });
+  const lines: Record<string, unknown>[] = stdout.split("\n").filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line));
+  const steps = lines.filter((line) => line.scenario === "fanout" && !line.summary);
+  assert.deepEqual([...new Set(steps.map((step) => step.target))], ["server", "server+cid"]);
+  for (const step of steps) {
+    assert.equal(step.frames, step.target === "server+cid" ? "client-id" : "json");
+    assertIntact(step, 100);
+  }
+  assert.match(stdout, /with client_id \/ without/);
+  assert.match(stdout, /\(5\) fanout with client_id >= 90% of without \(in memory\)/);
+});
+
+Deno.test({
+  name:
+    "bench/persist.ts --mode both (tiny): async then durable on fresh databases, persisted/s and p99 each",
+  ignore: database.ignore,
+  fn: async () => {
+    const stdout = await runDeno([
+      "--allow-net",
+      "--allow-env",
+      "--allow-run",
+      "--allow-read",
+      PERSIST,
+      "--messages=400",
+      "--clients=4",
+      "--paced-rate=100",
+      "--paced-ms=500",
+      "--client-id",
+      "--json",
+    ], { timeoutMs: 90_000, env: { BENCH_DATABASE_URL: database.url ?? "" } });
+    const results = stdout.split("\n").filter((line) => line.startsWith("{")).map((line) =>
+      JSON.parse(line)
+    );
+    assert.deepEqual(results.map((result) => result.mode), ["async", "durable"]);
+    for (const result of results) {
+      assert.equal(result.frames, "client-id");
+      assert.equal(result.messages + result.refusedBacklog, 400);
+      assert.ok(result.persistedPerSecond > 0, stdout);
+      assert.ok(result.saturatedP99Ms > 0, stdout);
+      // 100 msg/s for 0.5 s over 4 clients: 12.5 each, rounded per client.
+      assert.equal(result.pacedSent, 4 * Math.round(100 / 4 / 1000 * 500));
+      assert.equal(result.pacedUnanswered, 0, stdout);
+      assert.ok(result.pacedP99Ms > 0, stdout);
+    }
+  },
 });
 
 /** Every message of a step reached each of a room's `members` once, in order, in seq order. */
