@@ -9,7 +9,13 @@
  */
 import assert from "node:assert/strict";
 import { createDatabase, query } from "../support/postgres_schema.ts";
-import { OPCODES, RawWebSocket } from "../support/raw_ws_client.ts";
+import {
+  framesUntil,
+  isMessageOf,
+  messageFrame,
+  resend,
+  sendThenDestroy,
+} from "../support/retried_sends.ts";
 import { serviceGate } from "../support/services.ts";
 import { type Frame, TestSocket } from "../support/test_socket.ts";
 import { waitFor } from "../support/wait_for.ts";
@@ -50,60 +56,10 @@ function portOf(instance: Instance): number {
   return Number(new URL(instance.url("/")).port);
 }
 
-/** A message frame with a client id. */
-function messageFrame(clientId: string, content = `text of ${clientId}`): string {
-  return JSON.stringify({ type: "message", content, client_id: clientId });
-}
-
 async function join(instance: Instance, user: string): Promise<TestSocket> {
   const socket = await TestSocket.open(instance.chatUrl(ROOM, user));
   assert.equal((await socket.next()).type, "welcome");
   return socket;
-}
-
-/** Frames up to and including the first one `last` accepts (presence frames left out). */
-async function framesUntil(socket: TestSocket, last: (frame: Frame) => boolean): Promise<Frame[]> {
-  const frames: Frame[] = [];
-  for (;;) {
-    const frame = await socket.next(10_000);
-    if (frame.type === "presence") continue;
-    frames.push(frame);
-    if (last(frame)) return frames;
-  }
-}
-
-const isAckOf = (clientId: string) => (frame: Frame) =>
-  frame.type === "ack" && frame.client_id === clientId;
-const isMessageOf = (clientId: string) => (frame: Frame) =>
-  frame.type === "message" && frame.client_id === clientId;
-
-/** Sends `clientId` on `socket` and returns its ack, asserting nothing else came before it. */
-async function resend(socket: TestSocket, clientId: string): Promise<Frame> {
-  socket.send(messageFrame(clientId));
-  const frames = await framesUntil(socket, isAckOf(clientId));
-  assert.deepEqual(frames.slice(0, -1), [], `a re-send of ${clientId} is acknowledged, not sent`);
-  return frames.at(-1) as Frame;
-}
-
-/**
- * Joins `instance` as `user` over a bare TCP connection, sends one frame and destroys the
- * connection at once, before any ack can arrive (the welcome is read first, so the close is a
- * FIN after the frame, not a reset that could discard it).
- */
-async function sendThenDestroy(instance: Instance, user: string, frame: string): Promise<void> {
-  const raw = await RawWebSocket.open(portOf(instance), `/chat?r=${ROOM}&u=${user}`);
-  try {
-    const signal = AbortSignal.timeout(10_000);
-    for (;;) {
-      const read = await raw.readFrame(signal);
-      assert.ok(read, "the server closed before the welcome");
-      if (read.opcode !== OPCODES.text) continue;
-      if (JSON.parse(new TextDecoder().decode(read.payload)).type === "welcome") break;
-    }
-    await raw.sendText(frame);
-  } finally {
-    raw.close();
-  }
 }
 
 /** The entries of the room's `/history` on `instance` that `sender` sent with `clientId`. */
@@ -129,7 +85,11 @@ for (const postgres of [true, false]) {
       deploy(postgres, async (deployment, databaseUrl) => {
         const [a, b, c] = deployment.instances;
         const bob = await join(c, "bob");
-        await sendThenDestroy(a, "ann", messageFrame("lost-ack", "did this go out?"));
+        await sendThenDestroy(
+          portOf(a),
+          `/chat?r=${ROOM}&u=ann`,
+          messageFrame("lost-ack", "did this go out?"),
+        );
         const [echo] = await framesUntil(bob, (frame) => frame.type === "message");
         assert.equal(echo?.client_id, "lost-ack", "it went out: bob, on another instance, saw it");
         const original = { type: "ack", client_id: "lost-ack", id: echo?.id, seq: echo?.seq };

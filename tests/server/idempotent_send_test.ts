@@ -16,7 +16,14 @@ import type { MessageRepository } from "../../storage/repository.ts";
 import { prng } from "../cluster/_prng.ts";
 import { type ChildServer, startChildServer } from "../support/child_server.ts";
 import { createDatabase, dropSchema, freshSchemaName, query } from "../support/postgres_schema.ts";
-import { OPCODES, RawWebSocket } from "../support/raw_ws_client.ts";
+import {
+  framesUntil,
+  isAckOf,
+  isMessageOf,
+  messageFrame,
+  resend,
+  sendThenDestroy,
+} from "../support/retried_sends.ts";
 import { serviceGate } from "../support/services.ts";
 import { startTestServer, type TestServer } from "../support/test_server.ts";
 import { type Frame, TestSocket } from "../support/test_socket.ts";
@@ -103,60 +110,10 @@ async function tableRows(url: string, schema: string): Promise<StoredRow[]> {
   return rows.map((row) => ({ ...row, seq: Number(row.seq) }));
 }
 
-/** A message frame with a client id. */
-function messageFrame(clientId: string, content = `text of ${clientId}`): string {
-  return JSON.stringify({ type: "message", content, client_id: clientId });
-}
-
 async function join(url: string): Promise<TestSocket> {
   const socket = await TestSocket.open(url);
   assert.equal((await socket.next()).type, "welcome");
   return socket;
-}
-
-/** Frames up to and including the first one `last` accepts (presence frames left out). */
-async function framesUntil(socket: TestSocket, last: (frame: Frame) => boolean): Promise<Frame[]> {
-  const frames: Frame[] = [];
-  for (;;) {
-    const frame = await socket.next();
-    if (frame.type === "presence") continue;
-    frames.push(frame);
-    if (last(frame)) return frames;
-  }
-}
-
-const isAckOf = (clientId: string) => (frame: Frame) =>
-  frame.type === "ack" && frame.client_id === clientId;
-const isMessageOf = (clientId: string) => (frame: Frame) =>
-  frame.type === "message" && frame.client_id === clientId;
-
-/** Sends `clientId` on `socket` and returns its ack, asserting nothing else came before it. */
-async function resend(socket: TestSocket, clientId: string): Promise<Frame> {
-  socket.send(messageFrame(clientId));
-  const frames = await framesUntil(socket, isAckOf(clientId));
-  assert.deepEqual(frames.slice(0, -1), [], `a re-send of ${clientId} is acknowledged, not sent`);
-  return frames.at(-1) as Frame;
-}
-
-/**
- * Joins as `user` over a bare TCP connection, sends one frame and destroys the connection at
- * once, before any ack can arrive. The welcome is read first: closing a socket with unread bytes
- * resets it, and this test is about a lost ack, not a lost frame.
- */
-async function sendThenDestroy(port: number, user: string, frame: string): Promise<void> {
-  const raw = await RawWebSocket.open(port, `/chat?r=${ROOM}&u=${user}`);
-  try {
-    const signal = AbortSignal.timeout(5_000);
-    for (;;) {
-      const read = await raw.readFrame(signal);
-      assert.ok(read, "the server closed before the welcome");
-      if (read.opcode !== OPCODES.text) continue;
-      if (JSON.parse(new TextDecoder().decode(read.payload)).type === "welcome") break;
-    }
-    await raw.sendText(frame);
-  } finally {
-    raw.close();
-  }
 }
 
 function rowsOf(rows: readonly StoredRow[], sender: string, clientId: string): StoredRow[] {
@@ -297,7 +254,11 @@ for (const backend of [MEMORY, POSTGRES]) {
       let original: Frame | undefined;
       const rows = await backend.run({}, async (app) => {
         const bob = await join(app.chatUrl(ROOM, "bob"));
-        await sendThenDestroy(app.port, "ann", messageFrame("lost-ack", "did this go out?"));
+        await sendThenDestroy(
+          app.port,
+          `/chat?r=${ROOM}&u=ann`,
+          messageFrame("lost-ack", "did this go out?"),
+        );
         // It did go out: bob saw it. ann never saw its ack.
         const [echo] = await framesUntil(bob, (frame) => frame.type === "message");
         assert.equal(echo?.client_id, "lost-ack");
@@ -482,7 +443,11 @@ Deno.test({
     try {
       const first = await start();
       const bob = await join(chatUrl(first, "bob"));
-      await sendThenDestroy(first.port, "ann", messageFrame("restart-1", "before the restart"));
+      await sendThenDestroy(
+        first.port,
+        `/chat?r=${ROOM}&u=ann`,
+        messageFrame("restart-1", "before the restart"),
+      );
       const [echo] = await framesUntil(bob, (frame) => frame.type === "message");
       assert.equal(echo?.client_id, "restart-1");
       const original = { type: "ack", client_id: "restart-1", id: echo?.id, seq: echo?.seq };
