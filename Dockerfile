@@ -18,18 +18,14 @@ FROM denoland/deno:debian-${DENO_VERSION} AS build
 
 WORKDIR /app
 
-# Dependencies first: this layer is reused until deno.json or deno.lock change.
-# --frozen: a deno.lock that does not match deno.json fails the build instead of being rewritten.
-COPY deno.json deno.lock ./
-RUN deno install --frozen
-
+# deno.lock pins exactly what main.ts imports (the test tools have their own, tests/deno.lock).
+# --frozen: a deno.lock that does not match main.ts's module graph fails the build instead of
+# being rewritten. Installing by entrypoint fetches only the server's packages.
 COPY . .
-# 1. Check main.ts's whole module graph against the lock: a specifier missing from deno.lock
-#    fails here rather than being resolved (and the lock silently updated) during compile.
-# 2. Compile with the project's own task, so the permission flags (--allow-net --allow-env) and
-#    the output path (dist/chat-server) are defined in one place, deno.json. The client page is a
-#    text import of server/routes.ts, so it is embedded in the executable.
-RUN deno install --frozen --entrypoint main.ts \
+# Compile with the project's own task, so the permission flags (--allow-net --allow-env) and the
+# output path (dist/chat-server) are defined in one place (tools/compile.ts). The client page is
+# a text import of server/client_page.ts, so it is embedded in the executable.
+RUN deno install --frozen --lock=deno.lock --entrypoint main.ts \
  && deno task compile
 
 # Smoke test of the executable: with a bad PORT it must load every embedded module, then exit 2

@@ -6,10 +6,15 @@
 import { RedisCluster } from "./cluster/redis_cluster.ts";
 import denoConfig from "./deno.json" with { type: "json" };
 import { LineLogger, type Logger } from "./log/logger.ts";
+import { loadEnvFile } from "./server/env_file.ts";
 import { type Config, ConfigError, configFromEnv, configHelp } from "./server/config.ts";
-import { startChatServer } from "./server/chat_server.ts";
+import { type ChatServer, type ChatServerDeps, startChatServer } from "./server/chat_server.ts";
 import { MemoryStore } from "./storage/memory_store.ts";
-import { DatabaseUnavailableError, PostgresStore } from "./storage/postgres_store.ts";
+import {
+  DatabaseRefusedError,
+  DatabaseUnavailableError,
+  PostgresStore,
+} from "./storage/postgres_store.ts";
 import type { MessageRepository } from "./storage/repository.ts";
 import { TracedRepository } from "./storage/traced_repository.ts";
 
@@ -35,8 +40,46 @@ async function openStore(config: Config, logger: Logger): Promise<MessageReposit
   } catch (error) {
     // Never fall back to memory when the operator asked for a database.
     if (error instanceof DatabaseUnavailableError) fail(error.message, 1);
+    // A database or role that does not exist, a wrong password: a bad setting.
+    if (error instanceof DatabaseRefusedError) fail(error.message, 2);
     throw error;
   }
+}
+
+/** Starts the server, or exits 2 with one line when its address cannot be had. */
+function listen(config: Config, deps: ChatServerDeps): ChatServer {
+  try {
+    return startChatServer(config, deps);
+  } catch (error) {
+    const where = `${config.host}:${config.port}`;
+    if (error instanceof Deno.errors.AddrInUse) {
+      fail(
+        `port ${config.port} is already in use (${where}): stop what listens there, or pick another port, e.g. PORT=8081`,
+        2,
+      );
+    }
+    if (error instanceof Deno.errors.AddrNotAvailable) {
+      fail(`HOST ${config.host} is not an address of this machine: use e.g. HOST=0.0.0.0`, 2);
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      fail(
+        `not allowed to listen on ${where}: ports below 1024 need privileges; use e.g. PORT=8080`,
+        2,
+      );
+    }
+    throw error;
+  }
+}
+
+/** Where people reach the server: a wildcard address means this machine, so `localhost`. */
+function baseUrl(addr: Deno.NetAddr): string {
+  const wildcard = addr.hostname === "0.0.0.0" || addr.hostname === "::";
+  const host = wildcard
+    ? "localhost"
+    : addr.hostname.includes(":")
+    ? `[${addr.hostname}]`
+    : addr.hostname;
+  return `http://${host}:${addr.port}`;
 }
 
 const USAGE = `chat-server ${denoConfig.version}: a multi-room WebSocket chat server
@@ -50,6 +93,7 @@ Configuration is read from the environment (and .env when started with deno task
 async function main(): Promise<void> {
   if (Deno.args.includes("--version")) return console.log(denoConfig.version);
   if (Deno.args.includes("--help")) return console.log(USAGE + configHelp());
+  loadEnvFile();
   let config: Config;
   try {
     config = configFromEnv();
@@ -78,8 +122,15 @@ async function main(): Promise<void> {
   if (cluster) {
     logger.info("cluster.enabled", { instance: cluster.instance, prefix: config.redisPrefix });
   }
-  const server = startChatServer(config, { repository, logger, cluster });
-  logger.info("server.listening", { host: server.addr.hostname, port: server.addr.port });
+  const server = listen(config, { repository, logger, cluster });
+  const base = baseUrl(server.addr);
+  logger.info("server.listening", {
+    host: server.addr.hostname,
+    port: server.addr.port,
+    url: `${base}/`,
+    metrics: `${base}/metrics`,
+    health: `${base}/healthz`,
+  });
 
   let stopping = false;
   const onSignal = async () => {

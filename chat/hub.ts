@@ -5,7 +5,7 @@
  */
 import { Client, type ClientOwner, type OutboxLimits, type Transport } from "./client.ts";
 import type { Logger } from "../log/logger.ts";
-import { CLOSE_CODES, type CloseCode, type ErrorCode } from "./protocol.ts";
+import { type ClientLimits, CLOSE_CODES, type CloseCode, type ErrorCode } from "./protocol.ts";
 import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster } from "./cluster.ts";
 import { OutboxWriter } from "./outbox_writer.ts";
@@ -30,6 +30,8 @@ export interface HubOptions {
   readonly persistMode?: PersistMode;
   /** Other instances serving the same rooms; {@linkcode SoloCluster} when there are none. */
   readonly cluster: Cluster;
+  /** What a connection may send, told to each client in its `welcome`. */
+  readonly limits?: ClientLimits;
   /** Where counts go; {@linkcode NO_METRICS} counts nothing. */
   readonly metrics: ChatMetrics;
   readonly logger: Logger;
@@ -125,6 +127,7 @@ export class Hub implements ClientOwner {
         persistMode: this.#options.persistMode,
         resumeLimit: this.#options.resumeLimit,
         cluster: this.#options.cluster,
+        limits: this.#options.limits,
         metrics: this.#options.metrics,
         logger: this.#options.logger,
         previous: this.#ending.get(identity.room),
@@ -132,7 +135,6 @@ export class Hub implements ClientOwner {
       this.#rooms.set(identity.room, room);
     }
     room.join(client, identity.cursor);
-    this.#options.logger.debug("client.joined", { client: client.id, room: room.name });
     return client;
   }
 
@@ -150,8 +152,8 @@ export class Hub implements ClientOwner {
     if (!this.#clients.delete(client)) return;
     this.#options.metrics.clientLeft(close?.code);
     const fields = { client: client.id, room: client.room, code: close?.code };
+    // Every disconnect is logged by the transport; a cut-off also says why, here.
     if (close === CLOSE_CODES.slowConsumer) this.#options.logger.info("client.cut_off", fields);
-    else this.#options.logger.debug("client.left", fields);
     const room = this.#rooms.get(client.room);
     if (!room) return;
     room.leave(client);

@@ -60,6 +60,21 @@ export type PresenceEvent = "join" | "leave";
 /** Why a `resume` frame says `complete: false`. */
 export type IncompleteReason = "limit" | "unavailable" | "epoch_changed";
 
+/**
+ * What one connection may send, announced in `welcome` so that a client can say a limit before
+ * the server refuses it.
+ */
+export interface ClientLimits {
+  /** Longest `content`, in characters after trimming (`content_too_long` beyond). */
+  readonly max_content_chars: number;
+  /** Largest frame, in bytes of UTF-8 (close 1009 beyond). */
+  readonly max_frame_bytes: number;
+  /** Sustained frames per second (`rate_limited` beyond). */
+  readonly rate_per_second: number;
+  /** Frames allowed at once above the sustained rate. */
+  readonly rate_burst: number;
+}
+
 /** Frames the server sends, tagged by `type`. */
 export type ServerFrame =
   | {
@@ -70,6 +85,7 @@ export type ServerFrame =
     readonly members: readonly string[];
     readonly epoch: string;
     readonly last_seq: number;
+    readonly limits?: ClientLimits;
   }
   | {
     readonly type: "message";

@@ -25,6 +25,7 @@ import { type ResumeCursor, RoomReplays } from "./room_replays.ts";
 import { Channel, ChannelClosedError } from "./channel.ts";
 import type { Client } from "./client.ts";
 import {
+  type ClientLimits,
   CLOSE_CODES,
   encodeFrame,
   encodeMessage,
@@ -74,6 +75,8 @@ export interface RoomOptions {
   readonly resumeLimit: number;
   /** The same room on other instances. */
   readonly cluster: Cluster;
+  /** What a connection may send, told to each client in its `welcome`. */
+  readonly limits?: ClientLimits;
   readonly metrics: ChatMetrics;
   readonly logger: Logger;
   /**
@@ -131,6 +134,7 @@ export class Room {
   readonly #replays: RoomReplays;
   #pendingMembers = 0;
   readonly #previous: Promise<void> | undefined;
+  readonly #limits: ClientLimits | undefined;
   #epoch = "";
   /** The last seq handed out (or, with a cluster, received). */
   #lastSeq = 0;
@@ -157,6 +161,7 @@ export class Room {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#previous = options.previous;
+    this.#limits = options.limits;
     this.#durable = options.persistMode === "durable";
     this.#link = options.cluster.link(name, {
       messages: (messages) => this.#enqueueRemote({ type: "sequenced", messages }),
@@ -586,6 +591,7 @@ export class Room {
       members,
       epoch: this.#epoch,
       last_seq: this.#deliveredSeq,
+      ...(this.#limits && { limits: this.#limits }),
     }));
     this.#announce("join", client.user, members, client);
     if (cursor === undefined) return;

@@ -1,10 +1,12 @@
 /**
  * `GET /chat`: everything checked before a socket is upgraded, in order: parameters (400),
- * origin (403), token and room (401/403), shutdown (503), connection limits (503/429).
+ * origin (403), token and room (401/403), upgrade (426), shutdown (503), connection limits
+ * (503/429).
  *
  * @module
  */
 import type { Hub } from "../chat/hub.ts";
+import type { Logger } from "../log/logger.ts";
 import { authorize, type TokenVerifier } from "./auth.ts";
 import type { ConnectionLimits } from "./connection_limits.ts";
 import { jsonError } from "./http_response.ts";
@@ -26,6 +28,7 @@ export interface ChatRoute {
   readonly draining: () => boolean;
   /** Counts an upgrade refused with an error code. */
   readonly refused: (code: string) => void;
+  readonly logger: Logger;
 }
 
 function refuse(route: ChatRoute, status: number, code: string, message: string): Response {
@@ -45,15 +48,17 @@ export async function openChatSocket(
   route: ChatRoute,
 ): Promise<Response> {
   const params = parseChatParams(url.searchParams);
-  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-    return refuse(route, 426, "upgrade_required", "/chat needs a WebSocket upgrade");
-  }
   if (!route.origins.allows(request.headers.get("origin"), request.headers.get("host"))) {
     return refuse(route, 403, "origin_forbidden", "this origin may not open chat sockets");
   }
+  // Before the upgrade check: a page whose socket was refused asks with a plain GET, and must
+  // learn that its token expired (401) rather than that it did not upgrade (426).
   const identity = await authorize(route.verifier, { request, url, room: params.room });
   const user = identity?.user ?? params.user;
   if (user === undefined) throw new BadRequestError("invalid_user", "u is required");
+  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return refuse(route, 426, "upgrade_required", "/chat needs a WebSocket upgrade");
+  }
   if (route.draining()) return refuse(route, 503, "shutting_down", "the server is shutting down");
 
   const ip = info.remoteAddr.hostname;
@@ -83,6 +88,8 @@ export async function openChatSocket(
     policy: route.policy,
     expiresAtMs: identity?.expiresAtMs,
     closed: route.sockets,
+    logger: route.logger,
+    remoteAddress: ip,
   });
   return response;
 }

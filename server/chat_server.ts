@@ -17,6 +17,7 @@ import { ConnectionLimits } from "./connection_limits.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { OriginPolicy } from "./origin_policy.ts";
 import { createHandler, type RouteDeps } from "./routes.ts";
+import { clientPage } from "./client_page.ts";
 
 /** What a running server offers its owner. */
 export interface ChatServer {
@@ -85,6 +86,12 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     sentWindow: { windowMs: config.idempotencyWindowMs, maxBytes: config.idempotencyMaxBytes },
     persistMode: config.persistMode,
     cluster,
+    limits: {
+      max_content_chars: config.maxContentChars,
+      max_frame_bytes: config.maxFrameBytes,
+      rate_per_second: config.rateLimitPerSecond,
+      rate_burst: config.rateLimitBurst,
+    },
     logger,
   });
   const workers = new PersistWorkers(
@@ -199,8 +206,10 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       idleTimeoutMs: config.idleTimeoutMs,
       draining: isDraining,
       refused: (code) => parts.metrics.requestRefused(code),
+      logger: parts.logger,
     },
     metrics: parts.metrics,
+    page: clientPage(config.maxContentChars),
     activeRooms: () => parts.hub.largestRooms(Infinity),
     readiness: async () => {
       // A lost Redis degrades cross-instance delivery, not this instance: it stays ready.

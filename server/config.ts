@@ -5,6 +5,7 @@
  * @module
  */
 import { LOG_FORMATS, LOG_LEVELS } from "../log/logger.ts";
+import { parseDuration } from "./duration.ts";
 
 /** A variable has a bad value; the message names it. Start-up exits with code 2. */
 export class ConfigError extends Error {
@@ -46,15 +47,14 @@ function integer(min: number, max: number): (raw: string) => number | ParseFailu
   };
 }
 
-const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
-
-/** "250ms", "10s", "2m", or a bare number of seconds. */
+/** A {@linkcode parseDuration} duration from `minMs` to `maxMs`. */
 function duration(maxMs: number, minMs = 0): (raw: string) => number | ParseFailure {
+  const bounds = minMs > 0 ? `from ${minMs} to ${maxMs} ms` : `at most ${maxMs} ms`;
   return (raw) => {
-    const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(raw.trim());
-    const ms = match ? Number(match[1]) * (DURATION_UNITS_MS[match[2] ?? "s"] ?? NaN) : NaN;
-    return Number.isFinite(ms) && ms >= minMs && ms <= maxMs ? Math.round(ms) : new ParseFailure(
-      `must be a duration such as "10s", "500ms" or "2m" (at most ${maxMs} ms), got ${
+    // Blanks around the value have always been ignored here; existing .env files may have them.
+    const ms = parseDuration(raw.trim());
+    return ms !== undefined && ms >= minMs && ms <= maxMs ? ms : new ParseFailure(
+      `must be a duration such as "10s", "500ms", "2m" or "1h30m" (${bounds}), got ${
         JSON.stringify(raw)
       }`,
     );

@@ -47,6 +47,17 @@ const NON_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u;
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
+ * The rules for names as the page checks them in its form, from the patterns this module checks
+ * with: one source of truth. Patterns are `RegExp` sources for the `u` flag.
+ */
+export const NAME_RULES = {
+  room_pattern: ROOM_PATTERN.source,
+  max_room_chars: 64,
+  max_user_chars: MAX_USER_CHARS,
+  user_forbidden_pattern: NON_PRINTABLE.source,
+} as const;
+
+/**
  * @throws {BadRequestError} `invalid_room`, `invalid_user` or `invalid_cursor` (a bad `since`,
  * `since_seq` or `epoch`, `since_seq` above 0 without `epoch`, or both `since` and `since_seq`).
  */

@@ -6,13 +6,13 @@
 import type { MessageLog } from "../chat/message.ts";
 import { historyItem } from "../chat/protocol.ts";
 import type { Logger } from "../log/logger.ts";
-import clientHtml from "../static/client.html" with { type: "text" };
 import { AuthError, authorize, roomMatches, tokenOf, type TokenVerifier } from "./auth.ts";
 import { type ChatRoute, openChatSocket } from "./chat_route.ts";
 import { jsonError, jsonResponse } from "./http_response.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import { BadRequestError, parseHistoryParams, parseRoomsLimit } from "./request_params.ts";
-import { contentSecurityPolicy, withSecurityHeaders } from "./security_headers.ts";
+import { withSecurityHeaders } from "./security_headers.ts";
+import type { ClientPage } from "./client_page.ts";
 
 /** What the routes need. */
 export interface RouteDeps {
@@ -29,6 +29,8 @@ export interface RouteDeps {
   readonly metrics: ServerMetrics;
   /** Active rooms with their local member counts, largest first. */
   readonly activeRooms: () => { room: string; members: number }[];
+  /** The browser client, built with the configured rules. */
+  readonly page: ClientPage;
 }
 
 /** The answer of `/readyz`. */
@@ -49,11 +51,6 @@ type Handler = (
   url: URL,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ) => Response | Promise<Response>;
-
-const CLIENT_PAGE_HEADERS = {
-  "content-type": "text/html; charset=utf-8",
-  "content-security-policy": contentSecurityPolicy(clientHtml),
-};
 
 /**
  * Builds the request handler for `Deno.serve`.
@@ -80,7 +77,7 @@ export function createHandler(
       new Response(await deps.metrics.render(), {
         headers: { "content-type": deps.metrics.contentType },
       }),
-    "/client.html": () => new Response(clientHtml, { headers: CLIENT_PAGE_HEADERS }),
+    "/client.html": () => new Response(deps.page.html, { headers: deps.page.headers }),
     // Not Response.redirect(): its headers are immutable, and security headers go on every answer.
     "/": (_request, url) =>
       new Response(null, {

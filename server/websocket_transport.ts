@@ -10,6 +10,7 @@ import type { Hub } from "../chat/hub.ts";
 import { CLOSE_CODES } from "../chat/protocol.ts";
 import { parseClientFrame } from "./client_frame.ts";
 import { TokenBucket } from "./token_bucket.ts";
+import type { Logger } from "../log/logger.ts";
 
 /** Limits on what one connection may send. */
 export interface SocketPolicy {
@@ -48,6 +49,10 @@ export interface ChatSocketOptions {
   readonly expiresAtMs?: number;
   /** Told once the socket has closed, after the hub. */
   readonly closed?: SocketCloseListener;
+  /** Where connects and disconnects are logged (at info: who, where from, how it ended). */
+  readonly logger?: Logger;
+  /** The peer's address, for the log. */
+  readonly remoteAddress?: string;
 }
 
 /**
@@ -83,6 +88,7 @@ class ChatSocket implements Transport, EventListenerObject {
   #strikes: TokenBucket | undefined;
   #client: Client | undefined;
   #expiry: ReturnType<typeof setTimeout> | undefined;
+  #openedAt = 0;
 
   constructor(socket: WebSocket, join: ChatJoin, options: ChatSocketOptions) {
     this.#socket = socket;
@@ -124,7 +130,7 @@ class ChatSocket implements Transport, EventListenerObject {
       case "open":
         return this.#open();
       case "close":
-        return this.#closed();
+        return this.#closed((event as CloseEvent).code);
       case "error":
         // An error event is always followed by a close event, which does the cleanup.
         return event.preventDefault();
@@ -132,7 +138,14 @@ class ChatSocket implements Transport, EventListenerObject {
   }
 
   #open(): void {
-    this.#client = this.#options.hub.join(this.#join, this);
+    this.#openedAt = Date.now();
+    const client = this.#client = this.#options.hub.join(this.#join, this);
+    this.#options.logger?.info("client.connected", {
+      client: client.id,
+      room: this.#join.room,
+      user: this.#join.user,
+      remote: this.#options.remoteAddress,
+    });
     if (this.#options.expiresAtMs !== undefined) this.#expireAt(this.#options.expiresAtMs);
   }
 
@@ -154,10 +167,20 @@ class ChatSocket implements Transport, EventListenerObject {
     else client.reject(frame.code, frame.clientId);
   }
 
-  #closed(): void {
+  #closed(code: number): void {
     clearTimeout(this.#expiry);
-    this.#client?.transportClosed();
+    const client = this.#client;
+    client?.transportClosed();
     this.#options.closed?.socketClosed(this.#socket);
+    if (client === undefined) return; // never opened: refused before it joined
+    this.#options.logger?.info("client.disconnected", {
+      client: client.id,
+      room: this.#join.room,
+      user: this.#join.user,
+      remote: this.#options.remoteAddress,
+      code,
+      duration_ms: Date.now() - this.#openedAt,
+    });
   }
 
   #expireAt(atMs: number): void {

@@ -7,6 +7,7 @@ import postgres from "postgres";
 import type { Logger } from "../log/logger.ts";
 import { errorCode } from "./_error_code.ts";
 import { pruneInBatches } from "./postgres_retention.ts";
+import { migrate } from "./postgres_migrations.ts";
 import {
   type ChatMessage,
   type HistoryQuery,
@@ -70,6 +71,44 @@ export class DatabaseUnavailableError extends Error {
 }
 
 /**
+ * PostgreSQL answered and refused: the database or role does not exist, the password is wrong,
+ * the role may not connect. Retrying cannot help, so connecting stops at the first refusal.
+ */
+export class DatabaseRefusedError extends Error {
+  /** Stable code for logs and exit reasons. */
+  readonly code = "database_refused";
+
+  /** `target` is the database URL with its password already redacted. */
+  constructor(target: string, cause: Error & { code: string }) {
+    super(
+      `database refused the connection to ${target}: ${
+        cause.message.replace(/\s+/g, " ")
+      } (${cause.code})`,
+      { cause },
+    );
+    this.name = "DatabaseRefusedError";
+  }
+}
+
+/**
+ * Refusals that only a change of settings or of the database can cure: SQLSTATEs for a missing
+ * database, bad credentials and missing privileges, and postgres.js's own authentication errors.
+ */
+const REFUSALS = new Set([
+  "3D000", // invalid_catalog_name: the database does not exist
+  "28000", // invalid_authorization_specification: no such role, or pg_hba.conf says no
+  "28P01", // invalid_password
+  "42501", // insufficient_privilege: e.g. no CONNECT on the database
+  "SASL_SIGNATURE_MISMATCH",
+  "AUTH_TYPE_NOT_IMPLEMENTED",
+]);
+
+function isRefusal(error: unknown): error is Error & { code: string } {
+  return error instanceof Error && "code" in error && typeof error.code === "string" &&
+    REFUSALS.has(error.code);
+}
+
+/**
  * A query took longer than its timeout. The store has already replaced its client, so retrying
  * the same call is safe: a batch that did reach the database is not stored twice.
  *
@@ -111,71 +150,6 @@ interface MessageRow {
   readonly created_at: Date;
   readonly client_id: string | null;
 }
-
-interface Migration {
-  readonly version: number;
-  apply(tx: postgres.TransactionSql): Promise<unknown>;
-}
-
-// Append only: a released migration is never edited; a change of schema is a new version.
-const MIGRATIONS: readonly Migration[] = [{
-  version: 1,
-  async apply(tx) {
-    await tx`
-      create table messages (
-        id uuid primary key,
-        room text not null,
-        sender text not null,
-        content text not null,
-        created_at timestamptz not null
-      )`;
-    // "Newest N of a room" walks this index backwards from the room's end; cursors seek into it.
-    await tx`create index messages_room_id on messages (room, id)`;
-  },
-}, {
-  version: 2,
-  async apply(tx) {
-    // Retention deletes `created_at < cutoff` in batches; without this index every batch would
-    // scan the table. Building it blocks writes for as long as it takes: on a large table an
-    // operator can first run `create index concurrently messages_created_at on messages
-    // (created_at)`, which `if not exists` then keeps.
-    await tx`create index if not exists messages_created_at on messages (created_at)`;
-  },
-}, {
-  version: 3,
-  async apply(tx) {
-    // Each room's sequence. Rows written before seqs existed are numbered in id order, which was
-    // their order then. `owner` names the run that opened the room and has not released it.
-    await tx`alter table messages add column seq bigint`;
-    await tx`
-      update messages set seq = numbered.seq
-      from (select id, row_number() over (partition by room order by id) as seq from messages)
-        as numbered
-      where messages.id = numbered.id`;
-    await tx`alter table messages alter column seq set not null`;
-    await tx`create unique index messages_room_seq on messages (room, seq)`;
-    await tx`
-      create table rooms (
-        room text primary key,
-        epoch text not null,
-        last_seq bigint not null default 0,
-        owner text
-      )`;
-    await tx`
-      insert into rooms (room, epoch, last_seq)
-      select room, md5(random()::text || room), max(seq) from messages group by room`;
-  },
-}, {
-  version: 4,
-  async apply(tx) {
-    // A sender's client id names one message per room, for as long as the row exists: a re-send
-    // is found here, and a concurrent one cannot be stored twice.
-    await tx`alter table messages add column client_id text`;
-    await tx`
-      create unique index messages_room_sender_client_id on messages (room, sender, client_id)
-      where client_id is not null`;
-  },
-}];
 
 const COLUMNS = ["id", "room", "seq", "sender", "content", "created_at", "client_id"] as const;
 // A bind message carries at most 65535 parameters, and postgres.js refuses 65534 or more: a
@@ -240,7 +214,13 @@ export class PostgresStore implements MessageRepository {
     const sql = await connectWithRetry(url, options);
     try {
       const timeoutMs = options.connectTimeoutMs;
-      await settleWithin(migrate(sql, options.schema), { operation: "migrate", timeoutMs });
+      const applied = await settleWithin(migrate(sql, options.schema), {
+        operation: "migrate",
+        timeoutMs,
+      });
+      for (const migration of applied) {
+        options.logger.info("store.migrated", { version: migration.version, name: migration.name });
+      }
     } catch (error) {
       await retire(sql, options.logger);
       throw error;
@@ -501,7 +481,13 @@ async function connectWithRetry(url: string, options: PostgresStoreOptions): Pro
       return sql;
     } catch (error) {
       await retire(sql, logger);
-      logger.warn("store.connect_failed", { attempt, code: errorCode(error) });
+      if (isRefusal(error)) throw new DatabaseRefusedError(redact(url), error);
+      // Connection errors (refused, reset, DNS) quote no data: their message says what happened.
+      logger.warn("store.connect_failed", {
+        attempt,
+        code: errorCode(error),
+        reason: error instanceof Error ? error.message : undefined,
+      });
       // The last attempt is often cut short by the deadline; the refusal before it says more.
       if (!(error instanceof StoreTimeoutError) || cause === undefined) cause = error;
       const remainingMs = deadline - performance.now();
@@ -512,26 +498,6 @@ async function connectWithRetry(url: string, options: PostgresStoreOptions): Pro
       await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, remainingMs)));
       delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
     }
-  }
-}
-
-async function migrate(sql: Sql, schema: string | undefined): Promise<void> {
-  const lockKey = `chat-server.migrations.${schema ?? ""}`;
-  for (const migration of MIGRATIONS) {
-    await sql.begin(async (tx) => {
-      // Held until commit: a second server starting now waits here, then finds the work done.
-      await tx`select pg_advisory_xact_lock(hashtext(${lockKey}))`;
-      if (schema !== undefined) await tx`create schema if not exists ${tx(schema)}`;
-      await tx`
-        create table if not exists schema_migrations (
-          version integer primary key,
-          applied_at timestamptz not null default now()
-        )`;
-      const done = await tx`select 1 from schema_migrations where version = ${migration.version}`;
-      if (done.length > 0) return;
-      await migration.apply(tx);
-      await tx`insert into schema_migrations (version) values (${migration.version})`;
-    });
   }
 }
 

@@ -121,6 +121,7 @@ async function joinExpecting(
     members,
     epoch: welcome.epoch,
     last_seq: welcome.last_seq,
+    limits: welcome.limits,
   });
   return socket;
 }

@@ -143,3 +143,18 @@ Deno.test("A short AUTH_SECRET stops start-up with exit code 2", async () => {
   assert.equal(code, 2);
   assert.match(stderr, /^error: AUTH_SECRET must be at least 32 bytes/m);
 });
+
+Deno.test("A plain GET of /chat learns of a bad token (401/403) before it is told to upgrade (426)", async () => {
+  const app = startTestServer({ AUTH_SECRET: SECRET });
+  try {
+    const expired = await sign({ rooms: ["*"] }, { sub: "ann", expS: nowS() - 10 });
+    const elsewhere = await sign({ rooms: ["team-*"] }, { sub: "ann" });
+    const good = await sign({ rooms: ["*"] }, { sub: "ann" });
+    const plain = (token: string) => refusal(app.url(`/chat?r=general&token=${token}`), {});
+    assert.deepEqual(await plain(expired), { status: 401, code: "token_expired" });
+    assert.deepEqual(await plain(elsewhere), { status: 403, code: "room_forbidden" });
+    assert.deepEqual(await plain(good), { status: 426, code: "upgrade_required" });
+  } finally {
+    await app.close();
+  }
+});

@@ -21,7 +21,7 @@ Deno.test("--version prints the version from deno.json", async () => {
 });
 
 Deno.test("Logs are JSON lines with time, level and event, and no message content", async () => {
-  const child = await startChildServer({ LOG_LEVEL: "debug" });
+  const child = await startChildServer({ LOG_LEVEL: "info" });
   const ann = await TestSocket.open(`ws://127.0.0.1:${child.port}/chat?r=logs&u=ann`);
   await ann.nextOfType("welcome");
   ann.send("a secret message");
@@ -35,9 +35,17 @@ Deno.test("Logs are JSON lines with time, level and event, and no message conten
     assert.ok(["debug", "info", "warn", "error"].includes(String(line.level)));
     assert.equal(typeof line.event, "string");
   }
-  const events = child.logs.map((line) => line.event);
-  assert.ok(events.includes("client.joined"), "connections are logged with their id");
-  assert.equal(typeof child.logs.find((line) => line.event === "client.joined")?.client, "number");
+  const connected = child.logs.find((line) => line.event === "client.connected");
+  const disconnected = child.logs.find((line) => line.event === "client.disconnected");
+  assert.equal(connected?.level, "info", "connections are logged at info");
+  assert.equal(typeof connected?.client, "number", "with their id");
+  assert.deepEqual(
+    [connected?.room, connected?.user, connected?.remote],
+    ["logs", "ann", "127.0.0.1"],
+  );
+  assert.equal(disconnected?.client, connected?.client);
+  assert.equal(disconnected?.code, 1000, "the close code");
+  assert.equal(typeof disconnected?.duration_ms, "number");
   assert.ok(!JSON.stringify(child.logs).includes("a secret message"), "no message content");
 });
 
@@ -62,5 +70,8 @@ Deno.test("LOG_FORMAT=text writes readable lines", async () => {
   while (!(await reader.read()).done);
   await started.status;
   assert.match(text, /^\d{4}-\d\d-\d\dT\S+Z INFO {2}store\.selected store="memory"$/m);
-  assert.match(text, /^\S+ INFO {2}server\.listening host="127\.0\.0\.1" port=\d+$/m);
+  assert.match(
+    text,
+    /^\S+ INFO {2}server\.listening host="127\.0\.0\.1" port=(\d+) url="http:\/\/127\.0\.0\.1:\1\/" /m,
+  );
 });

@@ -34,6 +34,23 @@ Deno.test("parseConfig() reads values, durations with units, and treats empty as
   assert.equal(config.idleTimeoutMs, 120_000);
   assert.equal(config.outboxLimit, 256);
   assert.equal(parseConfig({ SHUTDOWN_TIMEOUT: "3" }).shutdownTimeoutMs, 3000);
+  assert.equal(parseConfig({ RETENTION_INTERVAL: "1h30m" }).retentionIntervalMs, 5_400_000);
+  assert.equal(parseConfig({ IDEMPOTENCY_WINDOW: "2d" }).idempotencyWindowMs, 172_800_000);
+  assert.equal(parseConfig({ IDLE_TIMEOUT: " 1m30s " }).idleTimeoutMs, 90_000);
+});
+
+Deno.test("parseConfig() refuses a duration outside its bounds and shows the syntax", () => {
+  assert.throws(
+    () => parseConfig({ RETENTION_INTERVAL: "500ms" }),
+    new ConfigError(
+      "RETENTION_INTERVAL",
+      'must be a duration such as "10s", "500ms", "2m" or "1h30m" (from 1000 to 86400000 ms), got "500ms"',
+    ),
+  );
+  assert.throws(
+    () => parseConfig({ SHUTDOWN_TIMEOUT: "2h" }),
+    /^ConfigError: SHUTDOWN_TIMEOUT must be a duration .* \(at most 3600000 ms\), got "2h"$/,
+  );
 });
 
 Deno.test("parseConfig() names the variable of a bad value", () => {
@@ -44,6 +61,9 @@ Deno.test("parseConfig() names the variable of a bad value", () => {
     ["OUTBOX_LIMIT", "0"],
     ["PERSIST_WORKERS", "-2"],
     ["SHUTDOWN_TIMEOUT", "soon"],
+    ["SHUTDOWN_TIMEOUT", "30m1h"],
+    ["SHUTDOWN_TIMEOUT", "1.5s"],
+    ["IDLE_TIMEOUT", "-1s"],
     ["LOG_LEVEL", "loud"],
     ["DATABASE_URL", "mysql://x"],
   ];

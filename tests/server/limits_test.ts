@@ -136,3 +136,46 @@ Deno.test("Security headers: strict CSP on the page, nosniff and no-referrer eve
   }
   await app.close();
 });
+
+Deno.test("welcome tells each client the limits it is held to, as configured", async () => {
+  const app = startTestServer({
+    MAX_CONTENT_CHARS: "123",
+    MAX_FRAME_BYTES: "2048",
+    RATE_LIMIT_PER_SECOND: "7",
+    RATE_LIMIT_BURST: "9",
+  });
+  try {
+    const ann = await TestSocket.open(app.chatUrl("limits", "ann"));
+    const welcome = await ann.nextOfType("welcome");
+    assert.deepEqual(welcome.limits, {
+      max_content_chars: 123,
+      max_frame_bytes: 2048,
+      rate_per_second: 7,
+      rate_burst: 9,
+    });
+    await ann.close();
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("The page is served with the server's own rules for names and messages", async () => {
+  const app = startTestServer({ MAX_CONTENT_CHARS: "321" });
+  try {
+    const response = await fetch(app.url("/client.html"));
+    const html = await response.text();
+    const block = /<script id="chat-rules" type="application\/json">(.*?)<\/script>/.exec(html);
+    const rules = JSON.parse(block?.[1] ?? "null");
+    assert.equal(rules.max_content_chars, 321);
+    assert.equal(rules.max_user_chars, 32);
+    const room = new RegExp(rules.room_pattern, "u");
+    assert.ok(room.test("team-1.a_b") && !room.test("a b") && !room.test("r".repeat(65)));
+    assert.ok(new RegExp(rules.user_forbidden_pattern, "u").test("a\u202eb"), "bidi override");
+    // The data block is an inline script: the policy allows it by the hash of what is served.
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(block?.[1]));
+    const hash = btoa(String.fromCharCode(...new Uint8Array(digest)));
+    assert.ok(response.headers.get("content-security-policy")?.includes(`'sha256-${hash}'`));
+  } finally {
+    await app.close();
+  }
+});

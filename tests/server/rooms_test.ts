@@ -15,6 +15,7 @@ Deno.test("Room broadcasts each message once, in one order, to every member and 
     members: ["ann"],
     epoch: welcome.epoch,
     last_seq: 0,
+    limits: welcome.limits,
   });
   const bob = await TestSocket.open(app.chatUrl("a", "bob"));
   assert.deepEqual(await bob.next(), {
@@ -25,6 +26,7 @@ Deno.test("Room broadcasts each message once, in one order, to every member and 
     members: ["ann", "bob"],
     epoch: welcome.epoch,
     last_seq: 0,
+    limits: welcome.limits,
   });
   assert.deepEqual(await ann.next(), {
     type: "presence",

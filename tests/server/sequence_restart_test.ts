@@ -121,18 +121,16 @@ Deno.test({
 
         const second = await servers.start({ DATABASE_URL: scratch.url });
         const cat = await join(second, "cat");
-        assert.deepEqual(
-          await cat.nextOfType("welcome"),
-          {
-            type: "welcome",
-            protocol: 2,
-            room: ROOM,
-            user: "cat",
-            members: ["cat"],
-            epoch,
-            last_seq: 5,
-          },
-        );
+        const { limits: _, ...welcome } = await cat.nextOfType("welcome");
+        assert.deepEqual(welcome, {
+          type: "welcome",
+          protocol: 2,
+          room: ROOM,
+          user: "cat",
+          members: ["cat"],
+          epoch,
+          last_seq: 5,
+        });
         const [six] = await sendAll(cat, ["six"]);
         assert.deepEqual([six?.seq, six?.content], [6, "six"], "the sequence goes on");
 

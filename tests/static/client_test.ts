@@ -3,63 +3,36 @@
  * Each test closes its browser (with its pages) and its server in `finally`; sanitizers stay on.
  */
 import assert from "node:assert/strict";
-import type { Browser, Page, Route, WebSocketRoute } from "playwright-core";
 import { silentLogger } from "../../log/logger.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 import { PostgresStore } from "../../storage/postgres_store.ts";
 import type { ChatMessage } from "../../chat/message.ts";
 import type { MessageRepository } from "../../storage/repository.ts";
 import {
+  type Browser,
   type ChatPage,
   foreignRequests,
-  launchChromium,
   openChat,
+  type Page,
   PAGE_TIMEOUT_MS,
+  type Route,
   sendMessage,
   shownMessages,
   waitForMessages,
   waitForStatus,
+  type WebSocketRoute,
 } from "../support/browser.ts";
+import { browserTest, withServer } from "./_chrome.ts";
 import { dropSchema, freshSchemaName } from "../support/postgres_schema.ts";
 import { GatedStore } from "../support/gated_store.ts";
 import type { RecordingStore } from "../support/recording_store.ts";
-import { serviceGate } from "../support/services.ts";
+import { serviceUrl } from "../support/services.ts";
 import { startTestServer, type TestServer } from "../support/test_server.ts";
 import { type Frame, TestSocket } from "../support/test_socket.ts";
 import { waitFor } from "../support/wait_for.ts";
 
-const chrome = serviceGate("CHROME_PATH", "Chromium");
 // Optional here: without it the restart tests share one MemoryStore between the two servers.
-const database = Deno.env.get("TEST_DATABASE_URL") || undefined;
-
-/** Registers a test with a fresh Chromium, closed afterwards; skipped without CHROME_PATH. */
-function browserTest(name: string, fn: (browser: Browser) => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: chrome.ignore,
-    fn: async () => {
-      const browser = await launchChromium(chrome.url ?? "");
-      try {
-        await fn(browser);
-      } finally {
-        await browser.close();
-      }
-    },
-  });
-}
-
-/** Starts a test server and runs `fn` with it, closing it (and its store) afterwards. */
-async function withServer(
-  env: Record<string, string>,
-  fn: (server: TestServer<RecordingStore>) => Promise<void>,
-): Promise<void> {
-  const server = startTestServer(env);
-  try {
-    await fn(server);
-  } finally {
-    await server.close();
-  }
-}
+const database = serviceUrl("TEST_DATABASE_URL");
 
 function origin<R extends MessageRepository>(server: TestServer<R>): string {
   return server.url("");
@@ -231,8 +204,7 @@ async function openRelayedChat(
       upstream.send(message);
     });
   });
-  await page.goto(server.url(`/client.html?r=${room}&u=ann`));
-  await page.getByRole("button", { name: "Join" }).click();
+  await page.goto(server.url(`/client.html?r=${room}&u=ann`)); // joins at once
   await waitForStatus(page, /^live$/);
   return { page, sockets, requests, log, sent };
 }
@@ -462,61 +434,24 @@ browserTest("client: at 360 px wide long words wrap and the members list opens o
   }));
 
 browserTest(
-  "client: a name the server refuses shows the server's reason as a notice",
+  "client: a name the server would refuse is caught by the form, in plain words",
   (browser) =>
     withServer({}, async (server) => {
       const ann = await openChat(
         browser,
         origin(server),
         { room: "bad", user: "zero\u200bwidth" },
-        {
-          waitLive: false,
-        },
+        { waitLive: false },
       );
-      await waitForStatus(ann.page, /^disconnected$/);
-      const notice = ann.page.locator("#notices[role=status] .notice", { hasText: "invalid_user" });
-      await notice.waitFor();
-      assert.match((await notice.textContent()) ?? "", /u must be 1 to 32 printable characters/);
-    }),
-);
-
-browserTest(
-  "client: a message refused for its length shows failed; Edit puts it back, Dismiss drops it",
-  (
-    browser,
-  ) =>
-    withServer({ MAX_CONTENT_CHARS: "10" }, async (server) => {
-      const ann = await openChat(browser, origin(server), { room: "limits", user: "ann" });
-      const composer = ann.page.locator("#composer");
-      const failed = ann.page.locator("#pending li.failed");
-      await sendMessage(ann.page, "this is far too long");
-      await failed.waitFor();
-      assert.equal(await failed.locator(".content").textContent(), "this is far too long");
-      assert.match(
-        (await failed.locator(".send-state .why").textContent()) ?? "",
-        /content_too_long/,
+      const error = ann.page.locator("#user-error");
+      await error.waitFor();
+      assert.equal(
+        await error.textContent(),
+        "Your name can only use visible characters and spaces.",
       );
-      assert.deepEqual(await failed.getByRole("button").allTextContents(), [
-        "Retry",
-        "Edit",
-        "Dismiss",
-      ]);
-      await ann.page.locator("#announcer", { hasText: "Message not sent" }).waitFor({
-        state: "attached",
-      });
-      assert.equal(await composer.inputValue(), ""); // the text is in the failed message
-      await failed.getByRole("button", { name: "Edit" }).click();
-      await failed.waitFor({ state: "detached" });
-      assert.equal(await composer.inputValue(), "this is far too long");
-      assert.equal(await ann.page.locator("#composer:focus").count(), 1);
-
-      await composer.fill("");
-      await sendMessage(ann.page, "also too long");
-      await failed.getByRole("button", { name: "Dismiss" }).click();
-      await failed.waitFor({ state: "detached" });
-      assert.equal(await composer.inputValue(), "");
-      assert.equal(await ann.page.locator("#pending li").count(), 0);
-      assert.equal(await ann.page.locator("#messages li.message").count(), 0);
+      assert.equal(await ann.page.locator("#user:focus[aria-invalid=true]").count(), 1);
+      assert.equal(await ann.page.locator("#chat").isVisible(), false);
+      assert.deepEqual(ann.requests.filter((url) => new URL(url).pathname === "/chat"), []);
     }),
 );
 
@@ -591,8 +526,7 @@ browserTest("client: a join is gap-free: a message sent while history loads show
       }
       await route.fulfill({ response });
     });
-    await page.goto(server.url("/client.html?r=gap&u=ann"));
-    await page.getByRole("button", { name: "Join" }).click();
+    await page.goto(server.url("/client.html?r=gap&u=ann")); // joins at once
     await waitForStatus(page, /^live$/);
     await waitForMessages(page, 2);
     bob.send("after ann joined");

@@ -66,8 +66,20 @@ Deno.test({
   async fn() {
     const schema = freshSchemaName("test_store");
     try {
-      const [first, second] = await Promise.all([openStore(schema), openStore(schema)]);
-      const third = await openStore(schema);
+      const migrated: unknown[] = [];
+      const logger = {
+        ...silentLogger,
+        info: (event: string, fields?: Record<string, unknown>) => {
+          if (event === "store.migrated") migrated.push(fields?.version);
+        },
+      };
+      const [first, second] = await Promise.all([
+        openStore(schema, { logger }),
+        openStore(schema, { logger }),
+      ]);
+      assert.deepEqual(migrated, [1, 2, 3, 4], "each migration applied is logged once");
+      const third = await openStore(schema, { logger });
+      assert.equal(migrated.length, 4, "a current schema logs no migration");
       const batch = messages("a", 3);
       await first.store.saveBatch(batch);
       assert.deepEqual(await third.store.history("a", { limit: 10 }), batch);

@@ -1,9 +1,26 @@
+// Playwright is not in deno.json's imports: `deno task start` would fetch it (every package listed
+// there is installed before a task runs), and the server never uses it.
+// deno-lint-ignore-file no-import-prefix
 /**
  * Headless Chromium for end-to-end tests of the browser client: launching it without any
  * download, and opening the client in a room.
  */
 import fs from "node:fs";
-import type { Browser, BrowserContext, BrowserType, Page, ViewportSize } from "playwright-core";
+import type {
+  Browser,
+  BrowserContext,
+  BrowserType,
+  Locator,
+  Page,
+  Request,
+  Route,
+  ViewportSize,
+  WebSocket,
+  WebSocketRoute,
+} from "npm:playwright-core@1.65.1";
+
+/** Playwright's types the browser tests use, from the one place that names its version. */
+export type { Browser, Locator, Page, Request, Route, WebSocket, WebSocketRoute };
 
 /** Flags that keep Chromium headless, sandbox-free (containers) and off the network. */
 export const CHROME_FLAGS: readonly string[] = [
@@ -34,7 +51,7 @@ function loadChromium(): Promise<BrowserType> {
     const existsSync = fs.existsSync;
     fs.existsSync = (path) => path !== WSL_PROBE && existsSync(path);
     try {
-      return (await import("playwright-core")).chromium;
+      return (await import("npm:playwright-core@1.65.1")).chromium;
     } finally {
       fs.existsSync = existsSync;
     }
@@ -61,21 +78,26 @@ export interface ChatPage {
 }
 
 /** Options of {@linkcode openChat}. */
-export interface OpenChatOptions {
-  readonly viewport?: ViewportSize;
+export interface OpenChatOptions extends OpenPageOptions {
   /** Whether to wait for the status to say "live" (default true). */
   readonly waitLive?: boolean;
 }
 
+/** Options of {@linkcode openPage}. */
+export interface OpenPageOptions {
+  readonly viewport?: ViewportSize;
+  /** Runs on the new page before it loads `url` (routes, listeners). */
+  readonly before?: (page: Page) => Promise<void>;
+}
+
 /**
- * Opens the client from `baseUrl` with `?r=&u=` prefilled, checks the form holds them, joins,
- * and (by default) waits until the connection is live.
+ * Opens `url` in a new browser context, recording its requests and dialogs; it waits for the
+ * load only.
  */
-export async function openChat(
+export async function openPage(
   browser: Browser,
-  baseUrl: string,
-  who: { readonly room: string; readonly user: string },
-  options: OpenChatOptions = {},
+  url: string,
+  options: OpenPageOptions = {},
 ): Promise<ChatPage> {
   const context = await browser.newContext({ viewport: options.viewport ?? DESKTOP });
   const page = await context.newPage();
@@ -87,16 +109,31 @@ export async function openChat(
     dialogs.push(dialog.message());
     dialog.dismiss().catch((error: unknown) => dialogs.push(`dismiss failed: ${error}`));
   });
+  await options.before?.(page);
+  await page.goto(url);
+  return { context, page, requests, dialogs };
+}
+
+/**
+ * Opens the client from `baseUrl` with `?r=&u=`, which joins at once (as a reload or a bookmark
+ * does), checks the form holds them for a later Leave, and (by default) waits until the
+ * connection is live.
+ */
+export async function openChat(
+  browser: Browser,
+  baseUrl: string,
+  who: { readonly room: string; readonly user: string },
+  options: OpenChatOptions = {},
+): Promise<ChatPage> {
   const query = new URLSearchParams({ r: who.room, u: who.user });
-  await page.goto(`${baseUrl}/client.html?${query}`);
-  const room = await page.getByLabel("Room").inputValue();
-  const user = await page.getByLabel("Name").inputValue();
+  const opened = await openPage(browser, `${baseUrl}/client.html?${query}`, options);
+  const room = await opened.page.getByLabel("Room").inputValue();
+  const user = await opened.page.getByLabel("Name").inputValue();
   if (room !== who.room || user !== who.user) {
     throw new Error(`join form not prefilled: got room ${room}, name ${user}`);
   }
-  await page.getByRole("button", { name: "Join" }).click();
-  if (options.waitLive ?? true) await waitForStatus(page, /^live$/);
-  return { context, page, requests, dialogs };
+  if (options.waitLive ?? true) await waitForStatus(opened.page, /^live$/);
+  return opened;
 }
 
 /** Waits until `#status` reads `text`. */
