@@ -123,15 +123,6 @@ async function main(): Promise<void> {
     logger.info("cluster.enabled", { instance: cluster.instance, prefix: config.redisPrefix });
   }
   const server = listen(config, { repository, logger, cluster });
-  const base = baseUrl(server.addr);
-  logger.info("server.listening", {
-    host: server.addr.hostname,
-    port: server.addr.port,
-    url: `${base}/`,
-    metrics: `${base}/metrics`,
-    health: `${base}/healthz`,
-  });
-
   let stopping = false;
   const onSignal = async () => {
     if (stopping) {
@@ -160,6 +151,16 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
+  // Said only once a signal would stop the server gracefully: whoever waits for this line may
+  // send one at once.
+  const base = baseUrl(server.addr);
+  logger.info("server.listening", {
+    host: server.addr.hostname,
+    port: server.addr.port,
+    url: `${base}/`,
+    metrics: `${base}/metrics`,
+    health: `${base}/healthz`,
+  });
 }
 
 if (import.meta.main) await main();
