@@ -136,8 +136,9 @@ async function main(): Promise<void> {
     logger.info("server.stopping", {});
     const report = await server.shutdown();
     await cluster?.close();
-    // Every seq handed out is stored: the next run may keep the rooms' epochs.
-    if (report.unsaved === 0) {
+    // Every seq handed out is stored: the next run may keep the rooms' epochs. (A rejected
+    // message's seq is not in the store: a new epoch keeps it from being handed out again.)
+    if (report.unsaved === 0 && report.rejected === 0) {
       await repository.releaseRooms().catch((error) =>
         logger.warn("store.release_failed", { error: error instanceof Error ? error.name : "" })
       );
@@ -146,7 +147,16 @@ async function main(): Promise<void> {
     if (report.unsaved > 0) {
       console.error(`error: ${report.unsaved} messages could not be stored before shutdown`);
     }
-    logger.info("server.stopped", { saved: report.saved, unsaved: report.unsaved });
+    if (report.rejected > 0) {
+      console.error(
+        `error: the store refused ${report.rejected} messages (logged as persist.rejected)`,
+      );
+    }
+    logger.info("server.stopped", {
+      saved: report.saved,
+      unsaved: report.unsaved,
+      rejected: report.rejected,
+    });
     Deno.exit(report.unsaved > 0 ? 1 : 0);
   };
   Deno.addSignalListener("SIGINT", onSignal);

@@ -21,7 +21,15 @@ export interface ChatMetrics {
   clientLeft(code: number | undefined): void;
   /** `count` seqs of a room's shared sequence were lost on the way and could not be recovered. */
   sequenceGap(count: number): void;
+  /**
+   * An exception was contained at `where` (`room`, `client`, `outbox`, `cluster`): the failing
+   * room or client was closed, everyone else went on.
+   */
+  faultContained(where: FaultSite): void;
 }
+
+/** Where a fault was contained. */
+export type FaultSite = "room" | "client" | "outbox" | "cluster";
 
 /** Counts nothing. */
 export const NO_METRICS: ChatMetrics = {
@@ -30,4 +38,5 @@ export const NO_METRICS: ChatMetrics = {
   messageBroadcast() {},
   clientLeft() {},
   sequenceGap() {},
+  faultContained() {},
 };

@@ -46,6 +46,8 @@ export interface ClientOwner {
    * promise that resolves once that close has been started.
    */
   release(client: Client, close: CloseCode | undefined, closing: Promise<void>): void;
+  /** Writing to `client`'s transport threw; the client is being closed with 1011. */
+  faulted(client: Client, error: unknown): void;
 }
 
 const CLOSED = Promise.resolve();
@@ -196,7 +198,11 @@ export class Client implements Flushable {
   /** @internal Called by the {@linkcode OutboxWriter}: writes the outbox or cuts the client off. */
   flush(): void {
     this.#flushDue = false;
-    if (!this.#gone && !this.#writeQueued()) this.#leave(CLOSE_CODES.slowConsumer);
+    try {
+      if (!this.#gone && !this.#writeQueued()) this.#leave(CLOSE_CODES.slowConsumer);
+    } catch (error) {
+      this.#fail(error);
+    }
   }
 
   #flushSoon(): void {
@@ -244,10 +250,36 @@ export class Client implements Flushable {
     // A close the server chose goes out after what was queued, unless the peer is too far behind
     // to take it; a peer that is gone is written nothing more.
     if (close !== undefined && close !== CLOSE_CODES.slowConsumer) {
-      if (this.#overBytes() || !this.#writeQueued()) close = CLOSE_CODES.slowConsumer;
+      try {
+        if (this.#overBytes() || !this.#writeQueued()) close = CLOSE_CODES.slowConsumer;
+      } catch (error) {
+        // Called from a room's turn: a transport that throws must not take the room with it.
+        this.#owner.faulted(this, error);
+        close = CLOSE_CODES.internalError;
+      }
     }
+    this.#close(close);
+  }
+
+  /** The transport threw while being written: closed with 1011, nothing more written. */
+  #fail(error: unknown): void {
+    this.#owner.faulted(this, error);
+    if (this.#gone) return;
+    this.#gone = true;
+    this.#held = undefined;
+    this.#close(CLOSE_CODES.internalError);
+  }
+
+  #close(close: CloseCode | undefined): void {
     this.#outbox.close();
-    const closing = close ? this.#transport.close(close.code, close.reason) : CLOSED;
+    let closing = CLOSED;
+    if (close) {
+      try {
+        closing = this.#transport.close(close.code, close.reason).catch(() => {});
+      } catch {
+        // A transport that cannot even close is gone: the hub still releases its client.
+      }
+    }
     this.#owner.release(this, close, closing);
   }
 }

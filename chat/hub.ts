@@ -9,6 +9,7 @@ import { type ClientLimits, CLOSE_CODES, type CloseCode, type ErrorCode } from "
 import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster } from "./cluster.ts";
 import { OutboxWriter } from "./outbox_writer.ts";
+import { reportFault } from "./faults.ts";
 import type { MessageLog, RoomSequence, Submission } from "./message.ts";
 import { type PersistMode, Room } from "./room.ts";
 import { SentMessages, type SentMessagesOptions } from "./sent_messages.ts";
@@ -51,7 +52,9 @@ export interface HubOptions {
 export class Hub implements ClientOwner {
   readonly #options: HubOptions;
   readonly #outboxLimits: OutboxLimits;
-  readonly #writer = new OutboxWriter();
+  readonly #writer = new OutboxWriter((error) =>
+    reportFault(this.#options, "outbox", "outbox.flush_failed", error)
+  );
   readonly #rooms = new Map<string, Room>();
   readonly #sent: SentMessages;
   readonly #clients = new Set<Client>();
@@ -93,6 +96,14 @@ export class Hub implements ClientOwner {
   sequenceOf(room: string): RoomSequence | undefined {
     const sequence = this.#rooms.get(room)?.sequence;
     return sequence && sequence.epoch !== "" ? sequence : undefined;
+  }
+
+  /** @internal Called by a client whose transport threw; it is closed with 1011. */
+  faulted(client: Client, error: unknown): void {
+    reportFault(this.#options, "client", "client.failed", error, {
+      client: client.id,
+      room: client.room,
+    });
   }
 
   /** @internal Called by a client whose frame was refused. */

@@ -26,6 +26,12 @@ export interface Flushable {
 export class OutboxWriter {
   readonly #due: Flushable[] = [];
   readonly #flushAll = () => this.#run();
+  readonly #failed: (error: unknown) => void;
+
+  /** `failed` hears of a flush that threw; the others of that turn are flushed all the same. */
+  constructor(failed: (error: unknown) => void = () => {}) {
+    this.#failed = failed;
+  }
 
   /** Flushes `target` once the current task ends. Callers schedule each target once per turn. */
   schedule(target: Flushable): void {
@@ -36,7 +42,13 @@ export class OutboxWriter {
     // Targets scheduled while this runs join it (the loop re-reads the length).
     const due = this.#due;
     try {
-      for (let i = 0; i < due.length; i++) due[i]?.flush();
+      for (let i = 0; i < due.length; i++) {
+        try {
+          due[i]?.flush();
+        } catch (error) {
+          this.#failed(error);
+        }
+      }
     } finally {
       due.length = 0;
     }

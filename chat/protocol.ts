@@ -44,6 +44,11 @@ export const CLOSE_CODES = {
   frameTooLarge: { code: 1009, reason: "frame too large" },
   /** The client's token expired while it was connected. */
   tokenExpired: { code: 4001, reason: "token expired" },
+  /**
+   * The server failed at serving this connection or its room (a bug, contained): the room is
+   * replaced, so reconnecting (with resume) works.
+   */
+  internalError: { code: 1011, reason: "internal error: reconnect" },
   /** The room's shared sequence was reset (Redis lost it): resume to learn the new epoch. */
   epochChanged: { code: 4002, reason: "room sequence reset: reconnect and resume" },
 } as const;

@@ -23,6 +23,7 @@ import { RoomMembers } from "./room_members.ts";
 import { RoomPresence } from "./room_presence.ts";
 import { type ResumeCursor, RoomReplays } from "./room_replays.ts";
 import { Channel, ChannelClosedError } from "./channel.ts";
+import { reportFault } from "./faults.ts";
 import type { Client } from "./client.ts";
 import {
   type ClientLimits,
@@ -150,6 +151,8 @@ export class Room {
   #shared = false;
   /** Whether the link was ready and the loop started. */
   #started = false;
+  /** The events of the turn being handled (kept here so that a failed turn's joins are closed). */
+  readonly #turn: RoomEvent[] = [];
 
   constructor(name: string, options: RoomOptions) {
     this.name = name;
@@ -171,7 +174,11 @@ export class Room {
         this.#enqueueRemote({ type: "remote_presence", instance, users }),
       seed: async () => (await this.#log.roomSequence(name))?.lastSeq ?? 0,
     });
-    this.done = this.#run().then(() => this.#replays.settled());
+    // A room whose turn threw ends alone: its members are closed with 1011 and reconnect to a
+    // fresh room; the process and the other rooms go on.
+    this.done = this.#run()
+      .catch((error) => this.#fail(error))
+      .then(() => this.#replays.settled());
   }
 
   /** Clients joined and not yet left, counted when they are queued rather than handled. */
@@ -282,7 +289,7 @@ export class Room {
   }
 
   async #loop(): Promise<void> {
-    const events: RoomEvent[] = [];
+    const events = this.#turn;
     /** The rest of a batch of sequenced messages too big for the previous turn. */
     let carried: RoomEvent | undefined;
     for (;;) {
@@ -338,6 +345,32 @@ export class Room {
       if (frames >= FRAMES_PER_TURN) return undefined;
     }
     return undefined;
+  }
+
+  /**
+   * A turn (or the start) threw: a bug, or a dependency that broke a promise. Everyone in the
+   * room is closed with 1011 and every later join too, until the room is empty and the hub
+   * replaces it. Nothing is sequenced any more here, so nothing can be delivered twice.
+   */
+  async #fail(error: unknown): Promise<void> {
+    const deps = { logger: this.#logger, metrics: this.#metrics };
+    reportFault(deps, "room", "room.failed", error, { room: this.name });
+    this.#uncommitted.length = 0; // their senders re-send by client id, on the fresh room
+    this.#members.disconnectAll(CLOSE_CODES.internalError);
+    const refuse = (event: RoomEvent) => {
+      if (event.type === "join") event.client.disconnect(CLOSE_CODES.internalError);
+    };
+    this.#turn.forEach(refuse);
+    this.#turn.length = 0;
+    if (this.#closing) this.#inbox.close();
+    for (;;) {
+      try {
+        refuse(await this.#inbox.receive());
+      } catch (error) {
+        if (error instanceof ChannelClosedError) return;
+        throw error;
+      }
+    }
   }
 
   #setRemoteMembers(members: ReadonlyMap<string, readonly string[]>): void {

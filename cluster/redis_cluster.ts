@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { errorCode } from "../log/error_code.ts";
 import { Redis } from "ioredis";
 import type {
   Cluster,
@@ -42,6 +43,8 @@ const MESSAGE = "M";
 const PRESENCE = "P";
 /** How long a room waits for the others' member lists before its first welcome. */
 const INITIAL_MEMBERS_TIMEOUT_MS = 1_000;
+/** Longest close() waits for the connections to end (ioredis destroys them after 10 s). */
+const CLOSE_TIMEOUT_MS = 2_000;
 /** Between attempts at reading a room's sequence while Redis is away. */
 const LINK_RETRY_MS = 500;
 
@@ -72,6 +75,7 @@ export class RedisCluster implements Cluster {
   readonly #heartbeat: ReturnType<typeof setInterval>;
   #published = 0;
   #failures = 0;
+  #faults = 0;
 
   private constructor(url: string, options: RedisClusterOptions) {
     this.#options = options;
@@ -118,7 +122,18 @@ export class RedisCluster implements Cluster {
     });
     this.#subscriber.on(
       "message",
-      (channel: string, payload: string) => this.#receive(channel, payload),
+      (channel: string, payload: string) => {
+        // Thrown into ioredis's event emitter, an exception would end the process.
+        try {
+          this.#receive(channel, payload);
+        } catch (error) {
+          this.#faults++;
+          this.#options.logger.error("cluster.receive_failed", {
+            channel,
+            error: errorCode(error),
+          });
+        }
+      },
     );
     this.#heartbeat = setInterval(() => this.#beat(), Math.max(100, options.presenceTtlMs / 3));
   }
@@ -132,6 +147,11 @@ export class RedisCluster implements Cluster {
     return this.#commands.status === "ready" && this.#subscriber.status === "ready"
       ? "ok"
       : "degraded";
+  }
+
+  /** Payloads whose handling threw and was contained (for tests). */
+  get faults(): number {
+    return this.#faults;
   }
 
   /** Payloads published so far (for metrics and tests). */
@@ -201,8 +221,15 @@ export class RedisCluster implements Cluster {
     } catch (error) {
       this.#fail("redis.close_failed", error);
     }
+    // Ended, not just asked to: until its socket closes, each client holds a timer.
+    const ended = [this.#subscriber, this.#commands].map((client) =>
+      client.status === "end"
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => client.once("end", () => resolve()))
+    );
     this.#subscriber.disconnect();
     this.#commands.disconnect();
+    await withTimeout(Promise.all(ended), CLOSE_TIMEOUT_MS).catch(() => {});
   }
 
   #announce(room: string, users: readonly string[]): void {

@@ -57,11 +57,17 @@ export class LineLogger implements Logger {
   readonly #threshold: number;
   readonly #format: LogFormat;
   readonly #write: (line: string) => void;
+  #dropped = 0;
 
   constructor(options: LineLoggerOptions) {
     this.#threshold = LOG_LEVELS.indexOf(options.level);
     this.#format = options.format;
-    this.#write = options.write ?? ((line) => Deno.stdout.writeSync(encoder.encode(line)));
+    this.#write = options.write ?? writeToStdout;
+  }
+
+  /** Lines that could not be written (standard output closed or failing); never an exception. */
+  get dropped(): number {
+    return this.#dropped;
   }
 
   debug(event: string, fields?: LogFields): void {
@@ -79,6 +85,15 @@ export class LineLogger implements Logger {
 
   #log(level: number, event: string, fields: LogFields | undefined): void {
     if (level < this.#threshold) return;
+    try {
+      this.#writeLine(level, event, fields);
+    } catch {
+      // A log line must never be what ends the process or a room's turn.
+      this.#dropped++;
+    }
+  }
+
+  #writeLine(level: number, event: string, fields: LogFields | undefined): void {
     const time = new Date().toISOString();
     if (this.#format === "json") {
       this.#write(JSON.stringify({ time, level: LOG_LEVELS[level], event, ...fields }) + "\n");
@@ -89,6 +104,14 @@ export class LineLogger implements Logger {
       if (value !== undefined) line += ` ${key}=${JSON.stringify(value)}`;
     }
     this.#write(line + "\n");
+  }
+}
+
+/** Writes all of `line`: a write to a pipe may take only part of it. */
+function writeToStdout(line: string): void {
+  const bytes = encoder.encode(line);
+  for (let offset = 0; offset < bytes.length;) {
+    offset += Deno.stdout.writeSync(bytes.subarray(offset));
   }
 }
 

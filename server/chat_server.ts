@@ -44,6 +44,8 @@ export interface ChatServerDeps {
   readonly cluster?: Cluster;
 }
 
+/** Time kept after the last write's timeout for telling clients and closing. */
+const CLOSING_MARGIN_MS = 500;
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 5_000;
 /** How long shutdown waits for peers to answer the 1001 close frame. */
@@ -71,7 +73,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   const metrics: ServerMetrics = new ServerMetrics({
     connections: () => hub.clientCount,
     rooms: () => hub.roomCount,
-    largestRooms: (limit) => hub.largestRooms(limit),
+    largestRooms: config.metricsRoomLabels ? (limit) => hub.largestRooms(limit) : undefined,
     persistQueueDepth: () => log.queued,
     persisted: () => workers.saved,
     storeUp: () => repository.ping(),
@@ -104,6 +106,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
       logger,
       onBatch: (seconds, ok) => metrics.batchWritten(seconds, ok ? "ok" : "failed"),
       onSettled: (batch, stored) => log.settled(batch, stored),
+      onRejected: (_message, code) => metrics.messageRejected(code),
     },
   );
   const retention = new RetentionJob(repository, {
@@ -143,19 +146,29 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   const shutdown = async (): Promise<PersistReport> => {
     draining = true;
     const deadline = AbortSignal.timeout(config.shutdownTimeoutMs);
-    // Durable rooms wait for their messages' commits before they close; past the deadline the
-    // workers give those up, so that the rooms (and this shutdown) end.
-    workers.giveUpAt(deadline);
+    // Storing stops early enough that a write in flight then still ends (it times out after
+    // DB_QUERY_TIMEOUT) and its senders are told, before the deadline. Durable rooms wait for
+    // their messages' commits before they close; from then on the workers give those up, so
+    // that the rooms (and this shutdown) end.
+    const storing = AbortSignal.timeout(storingMs(config));
+    workers.giveUpAt(storing);
     const retentionStopped = retention.stop();
     // New sockets are refused from here on (draining). The hub closes the open ones itself,
     // after their rooms broadcast what they accepted: Deno's own shutdown would close them
     // with 1001 at once, cutting that short.
-    await hub.close();
+    // Every wait below ends at the deadline, however a dependency behaves (a room that never
+    // drains, a store call that never returns): SHUTDOWN_TIMEOUT bounds the whole shutdown.
+    await untilAborted(hub.close(), deadline);
     await sockets.allClosed(AbortSignal.any([deadline, AbortSignal.timeout(CLOSE_HANDSHAKE_MS)]));
     const httpStopped = http.shutdown();
     log.close();
-    const report = await workers.stop(deadline);
-    await Promise.all([httpStopped, retentionStopped]);
+    const report = await untilAborted(workers.stop(storing), deadline) ?? {
+      // An in-flight save did not return: what is not known to be stored counts as unsaved.
+      saved: workers.saved,
+      unsaved: log.unstored,
+      rejected: workers.rejected,
+    };
+    await untilAborted(Promise.all([httpStopped, retentionStopped]), deadline);
     return report;
   };
   return {
@@ -209,6 +222,7 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       logger: parts.logger,
     },
     metrics: parts.metrics,
+    metricsToken: config.metricsToken,
     page: clientPage(config.maxContentChars),
     activeRooms: () => parts.hub.largestRooms(Infinity),
     readiness: async () => {
@@ -228,4 +242,21 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       return { ready: true, ...base };
     },
   };
+}
+
+/** `task`'s value, or `undefined` once `signal` aborts first (the task is left to itself). */
+function untilAborted<T>(task: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  const aborted = new Promise<undefined>((resolve) => {
+    if (signal.aborted) resolve(undefined);
+    else signal.addEventListener("abort", () => resolve(undefined), { once: true });
+  });
+  // The task first: one that has already settled wins over a deadline already passed.
+  return Promise.race([task, aborted]);
+}
+
+/** How long shutdown keeps storing before it gives up on what is left (at least half of it). */
+function storingMs(config: Config): number {
+  const lastWrite = config.databaseUrl === undefined ? 0 : config.dbQueryTimeoutMs;
+  const total = config.shutdownTimeoutMs;
+  return Math.max(total / 2, total - lastWrite - CLOSING_MARGIN_MS);
 }

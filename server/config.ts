@@ -88,6 +88,20 @@ function secret(raw: string): string | ParseFailure {
     : new ParseFailure("must be at least 32 bytes long (use e.g. `openssl rand -base64 48`)");
 }
 
+function bearerToken(raw: string): string | ParseFailure {
+  // Short tokens invite guessing, and /metrics has no rate limit. Anything outside visible ASCII
+  // could not be sent in an `Authorization` header: /metrics would stay locked without saying why.
+  return /^[\x21-\x7e]{16,}$/.test(raw) ? raw : new ParseFailure(
+    "must be at least 16 visible ASCII characters, no blanks (use e.g. `openssl rand -hex 24`)",
+  );
+}
+
+/** `true` or `false`, nothing else: a typo must not silently mean either. */
+function flag(raw: string): boolean | ParseFailure {
+  if (raw === "true" || raw === "false") return raw === "true";
+  return new ParseFailure(`must be true or false, got ${JSON.stringify(raw)}`);
+}
+
 function postgresUrl(raw: string): string | ParseFailure {
   return /^postgres(ql)?:\/\//.test(raw)
     ? raw
@@ -146,6 +160,19 @@ export const CONFIG_VARIABLES = {
     fallback: undefined,
     doc: "HS256 secret for JWTs (at least 32 bytes); unset: open mode, anyone joins any room",
     parse: secret,
+  },
+  metricsToken: {
+    name: "METRICS_TOKEN",
+    fallback: undefined,
+    doc:
+      "bearer token /metrics requires (at least 16 visible ASCII characters); unset: /metrics is open, or answers 401 when AUTH_SECRET is set",
+    parse: bearerToken,
+  },
+  metricsRoomLabels: {
+    name: "METRICS_ROOM_LABELS",
+    fallback: "false",
+    doc: "true: /metrics names the largest rooms (chat_room_members{room=...}); false: counts only",
+    parse: flag,
   },
   allowedOrigins: {
     name: "ALLOWED_ORIGINS",

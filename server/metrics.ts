@@ -4,15 +4,19 @@
  * @module
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { ChatMetrics } from "../chat/chat_metrics.ts";
+import type { ChatMetrics, FaultSite } from "../chat/chat_metrics.ts";
 import type { ErrorCode } from "../chat/protocol.ts";
 
 /** Live values read when `/metrics` is scraped, so the hot path keeps no gauge up to date. */
 export interface MetricsSources {
   connections(): number;
   rooms(): number;
-  /** The largest rooms by local members. */
-  largestRooms(limit: number): { room: string; members: number }[];
+  /**
+   * The largest rooms by local members. Absent: `chat_room_members` is not registered, because
+   * room names can say what a room is for and a scrape goes to more people than the rooms do
+   * (`METRICS_ROOM_LABELS`).
+   */
+  largestRooms?(limit: number): { room: string; members: number }[];
   persistQueueDepth(): number;
   /** Messages the persistence workers have written so far. */
   persisted(): number;
@@ -48,6 +52,8 @@ export class ServerMetrics implements ChatMetrics {
   readonly #batchSeconds: Histogram<"outcome">;
   readonly #pruned: Counter;
   readonly #gaps: Counter;
+  readonly #faults: Counter<"site">;
+  readonly #rejected: Counter<"code">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.#registry];
@@ -104,6 +110,20 @@ export class ServerMetrics implements ChatMetrics {
         "from the Redis stream (members were sent a gap frame).",
       registers,
     });
+    this.#faults = new Counter({
+      name: "chat_faults_total",
+      help: "Exceptions contained by site (room, client, outbox, cluster): the failing room or " +
+        "client was closed with 1011, everyone else went on.",
+      labelNames: ["site"],
+      registers,
+    });
+    this.#rejected = new Counter({
+      name: "chat_persist_rejected_total",
+      help: "Messages the store refused for good (by its error code): isolated from their batch, " +
+        "logged as persist.rejected, not retried.",
+      labelNames: ["code"],
+      registers,
+    });
     registerGauges(this.#registry, sources);
   }
 
@@ -136,6 +156,15 @@ export class ServerMetrics implements ChatMetrics {
 
   sequenceGap(count: number): void {
     this.#gaps.inc(count);
+  }
+
+  faultContained(site: FaultSite): void {
+    this.#faults.inc({ site });
+  }
+
+  /** The store refused a message for good, with this error code. */
+  messageRejected(code: string): void {
+    this.#rejected.inc({ code });
   }
 
   /** An HTTP request was answered with an error before any upgrade. */
@@ -172,16 +201,19 @@ function registerGauges(registry: Registry, sources: MetricsSources): void {
       this.set(sources.rooms());
     },
   });
-  new Gauge({
-    name: "chat_room_members",
-    help: `Local members of the ${TOP_ROOMS} largest rooms.`,
-    labelNames: ["room"],
-    registers,
-    collect() {
-      this.reset();
-      for (const { room, members } of sources.largestRooms(TOP_ROOMS)) this.set({ room }, members);
-    },
-  });
+  const largestRooms = sources.largestRooms?.bind(sources);
+  if (largestRooms) {
+    new Gauge({
+      name: "chat_room_members",
+      help: `Local members of the ${TOP_ROOMS} largest rooms.`,
+      labelNames: ["room"],
+      registers,
+      collect() {
+        this.reset();
+        for (const { room, members } of largestRooms(TOP_ROOMS)) this.set({ room }, members);
+      },
+    });
+  }
   new Gauge({
     name: "chat_persist_queue_depth",
     help: "Messages waiting to be stored.",

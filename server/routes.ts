@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { MessageLog } from "../chat/message.ts";
 import { historyItem } from "../chat/protocol.ts";
 import type { Logger } from "../log/logger.ts";
@@ -27,6 +28,11 @@ export interface RouteDeps {
   /** Whether the server can store messages right now, and why not. */
   readonly readiness: () => Promise<Readiness>;
   readonly metrics: ServerMetrics;
+  /**
+   * The bearer token `/metrics` requires (`METRICS_TOKEN`). Unset: `/metrics` is open in open
+   * mode and refused to everyone when `verifier` is set.
+   */
+  readonly metricsToken: string | undefined;
   /** Active rooms with their local member counts, largest first. */
   readonly activeRooms: () => { room: string; members: number }[];
   /** The browser client, built with the configured rules. */
@@ -63,6 +69,7 @@ type Handler = (
 export function createHandler(
   deps: RouteDeps,
 ): (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response> {
+  const metricsRefusal = metricsGuard(deps);
   const routes: Record<string, Handler> = {
     "/chat": (request, url, info) => openChatSocket(request, url, info, deps.chat),
     "/history": (request, url) => history(request, url, deps),
@@ -73,8 +80,8 @@ export function createHandler(
       return jsonResponse(body, ready ? 200 : 503);
     },
     "/rooms": (request, url) => rooms(request, url, deps),
-    "/metrics": async () =>
-      new Response(await deps.metrics.render(), {
+    "/metrics": async (request) =>
+      metricsRefusal(request) ?? new Response(await deps.metrics.render(), {
         headers: { "content-type": deps.metrics.contentType },
       }),
     "/client.html": () => new Response(deps.page.html, { headers: deps.page.headers }),
@@ -141,4 +148,37 @@ async function rooms(request: Request, url: URL, deps: RouteDeps): Promise<Respo
     !identity || identity.rooms.some((pattern) => roomMatches(pattern, entry.room))
   );
   return jsonResponse(visible.slice(0, limit));
+}
+
+/**
+ * Who may scrape `/metrics`: whoever presents `METRICS_TOKEN`. Without a token, everyone in open
+ * mode and no one under `AUTH_SECRET`: the metrics describe the traffic that auth protects, and a
+ * deployment that set a secret should not learn from an incident that its metrics were public.
+ * Answers `undefined` to let a request through, else the 401 to send.
+ */
+function metricsGuard(deps: RouteDeps): (request: Request) => Response | undefined {
+  const expected = deps.metricsToken === undefined ? undefined : sha256(deps.metricsToken);
+  if (expected === undefined && deps.verifier === undefined) return () => undefined;
+  const message = expected === undefined
+    ? "/metrics is closed while AUTH_SECRET is set; set METRICS_TOKEN and send it as a Bearer token"
+    : "/metrics needs Authorization: Bearer <METRICS_TOKEN>";
+  return (request) => {
+    // Header only, never ?token=: URLs end up in proxies' access logs.
+    const presented = request.headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
+    // Digests have equal lengths, so the comparison's time tells nothing about the token, not
+    // even its length.
+    if (expected && presented !== undefined && timingSafeEqual(sha256(presented), expected)) {
+      return undefined;
+    }
+    deps.metrics.requestRefused(METRICS_UNAUTHORIZED);
+    const response = jsonError(401, METRICS_UNAUTHORIZED, message);
+    response.headers.set("www-authenticate", "Bearer");
+    return response;
+  };
+}
+
+const METRICS_UNAUTHORIZED = "metrics_unauthorized";
+
+function sha256(text: string): Uint8Array {
+  return createHash("sha256").update(text).digest();
 }

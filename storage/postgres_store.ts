@@ -5,7 +5,7 @@
  */
 import postgres from "postgres";
 import type { Logger } from "../log/logger.ts";
-import { errorCode } from "./_error_code.ts";
+import { errorCode } from "../log/error_code.ts";
 import { pruneInBatches } from "./postgres_retention.ts";
 import { migrate } from "./postgres_migrations.ts";
 import {

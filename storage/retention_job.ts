@@ -4,7 +4,7 @@
  * @module
  */
 import type { Logger } from "../log/logger.ts";
-import { errorCode } from "./_error_code.ts";
+import { errorCode } from "../log/error_code.ts";
 import {
   checkRetentionPolicy,
   type MessageRepository,

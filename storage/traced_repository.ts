@@ -5,7 +5,7 @@
  * @module
  */
 import { type Attributes, type Span, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
-import { errorCode } from "./_error_code.ts";
+import { errorCode } from "../log/error_code.ts";
 import type { ChatMessage, HistoryQuery, RoomSequence, SentMessage } from "../chat/message.ts";
 import {
   type MessageRepository,

@@ -35,6 +35,8 @@ class RecordingOwner implements ClientOwner {
   release(_client: Client, close: CloseCode | undefined): void {
     this.released.push(close);
   }
+
+  faulted(): void {}
 }
 
 function newClient(limits = { frames: 4, bytes: 1_000, replayFrames: 10 }) {

@@ -150,3 +150,46 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "Redis cluster: a room callback that throws is contained; other rooms still hear",
+  ignore: redis.ignore,
+  fn: async () => {
+    const prefix = `test:${crypto.randomUUID()}:`;
+    const options = { prefix, presenceTtlMs: 1_500, logger: silentLogger };
+    const here = RedisCluster.start(redis.url ?? "", options);
+    const there = RedisCluster.start(redis.url ?? "", options);
+    const heard: string[][] = [];
+    const sink = (presence: (users: readonly string[]) => void) => ({
+      messages() {},
+      gap() {},
+      reset() {},
+      presence: (_instance: string, users: readonly string[]) => presence(users),
+      seed: () => Promise.resolve(0),
+    });
+    const links = [
+      here.link(
+        "bad",
+        sink(() => {
+          throw new Error("room broke");
+        }),
+      ),
+      here.link("good", sink((users) => heard.push([...users]))),
+      there.link("bad", sink(() => {})),
+      there.link("good", sink(() => {})),
+    ];
+    try {
+      await Promise.all(links.map((link) => link.ready));
+      links[2]?.announce(["bob"]);
+      await waitFor("the fault is contained", () => here.faults === 1 || undefined);
+      links[3]?.announce(["cat"]);
+      await waitFor(
+        "the other room hears",
+        () => heard.some((users) => users[0] === "cat") || undefined,
+      );
+    } finally {
+      for (const link of links) link.close();
+      await Promise.all([here.close(), there.close()]);
+    }
+  },
+});

@@ -25,7 +25,7 @@ async function scrape(url: string): Promise<Map<string, number>> {
 }
 
 Deno.test("GET /metrics counts known traffic exactly, in valid Prometheus format", async () => {
-  const app = startTestServer();
+  const app = startTestServer({ METRICS_ROOM_LABELS: "true" });
   const ann = await TestSocket.open(app.chatUrl("metrics", "ann"));
   const bob = await TestSocket.open(app.chatUrl("metrics", "bob"));
   await ann.nextOfType("welcome");

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startChildServer } from "../support/child_server.ts";
+import { GatedStore } from "../support/gated_store.ts";
 import { startTestServer } from "../support/test_server.ts";
 import { TestSocket } from "../support/test_socket.ts";
 
@@ -53,4 +54,26 @@ Deno.test("deno task start exits 0 on SIGTERM, closing its clients with 1001", a
   assert.equal(openMode?.level, "warn", "open mode is announced as a warning");
   assert.equal(events.at(-1), "server.stopped");
   assert.deepEqual(child.logs.at(-1)?.saved, 1);
+});
+
+Deno.test("SHUTDOWN_TIMEOUT bounds the whole shutdown, a save that never returns included", async () => {
+  const store = new GatedStore();
+  const app = startTestServer({ SHUTDOWN_TIMEOUT: "1s" }, store);
+  try {
+    const ann = await TestSocket.open(app.chatUrl("stuck", "ann"));
+    await ann.nextOfType("welcome");
+    store.saves.close();
+    ann.send("never stored in time");
+    await ann.nextOfType("message");
+    await store.saves.arrival(); // the save is in flight, and will not return by itself
+    const started = performance.now();
+    const report = await app.server.shutdown();
+    const elapsedMs = performance.now() - started;
+    assert.ok(elapsedMs < 5_000, `shutdown took ${Math.round(elapsedMs)} ms`);
+    assert.equal(report.unsaved, 1, "the message whose save did not return is reported");
+    assert.equal((await ann.untilClosed()).close.code, 1001);
+  } finally {
+    store.saves.open();
+    await store.close();
+  }
 });

@@ -80,7 +80,7 @@ Deno.test("PersistWorkers saves every message in batches and reports the count",
   for (let i = 0; i < 2_000; i++) queue.trySend(message(i));
   queue.close();
   const report = await workers.stop(AbortSignal.timeout(5_000));
-  assert.deepEqual(report, { saved: 2_000, unsaved: 0 });
+  assert.deepEqual(report, { saved: 2_000, unsaved: 0, rejected: 0 });
   assert.equal(store.saved.length, 2_000);
   assert.equal(new Set(store.saved.map((m) => m.id)).size, 2_000);
   assert.ok(store.attempts <= 8, `2000 messages in batches of 500 took ${store.attempts} saves`);
@@ -93,7 +93,7 @@ Deno.test("PersistWorkers retries a failed batch until it is saved", async () =>
   for (let i = 0; i < 10; i++) queue.trySend(message(i));
   queue.close();
   const report = await workers.stop(AbortSignal.timeout(5_000));
-  assert.deepEqual(report, { saved: 10, unsaved: 0 });
+  assert.deepEqual(report, { saved: 10, unsaved: 0, rejected: 0 });
   assert.equal(store.attempts, 4);
   assert.deepEqual(
     store.saved.map((m) => m.content),
@@ -110,7 +110,7 @@ Deno.test("PersistWorkers.stop() counts what it could not save once the deadline
   const deadline = new AbortController();
   const stopping = workers.stop(deadline.signal);
   deadline.abort();
-  assert.deepEqual(await stopping, { saved: 0, unsaved: 10 });
+  assert.deepEqual(await stopping, { saved: 0, unsaved: 10, rejected: 0 });
 });
 
 Deno.test("PersistWorkers tells onSettled of each batch once stored, or once given up on", async () => {
@@ -135,6 +135,6 @@ Deno.test("PersistWorkers tells onSettled of each batch once stored, or once giv
   const deadline = new AbortController();
   const stopping = givingUp.stop(deadline.signal);
   deadline.abort();
-  assert.deepEqual(await stopping, { saved: 0, unsaved: 5 });
+  assert.deepEqual(await stopping, { saved: 0, unsaved: 5, rejected: 0 });
   assert.deepEqual(settled.sort(), ["m0", "m1", "m2", "m3", "m4"]);
 });
