@@ -165,9 +165,9 @@ export class RedisCluster implements Cluster {
     return {
       ready: this.#ready(room, entry),
       publish: (drafts) => this.#sequence(room, drafts),
-      announce: (users) => this.#announce(room, users),
       // By entry, not by name: a room that closes after a new one of the same name was linked
-      // must not unlink the new one.
+      // must not announce for it, nor unlink it.
+      announce: (users) => this.#announce(room, entry, users),
       close: () => this.#unlink(room, entry),
     };
   }
@@ -232,9 +232,8 @@ export class RedisCluster implements Cluster {
     await withTimeout(Promise.all(ended), CLOSE_TIMEOUT_MS).catch(() => {});
   }
 
-  #announce(room: string, users: readonly string[]): void {
-    const entry = this.#rooms.get(room);
-    if (!entry) return;
+  #announce(room: string, entry: LinkedRoom, users: readonly string[]): void {
+    if (this.#rooms.get(room) !== entry) return;
     entry.users = [...users];
     this.#writePresence(room, entry.users);
     this.#publish(room, `${PRESENCE}\n${this.instance}\n${JSON.stringify(entry.users)}`);

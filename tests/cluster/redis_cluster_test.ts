@@ -193,3 +193,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "Redis cluster: a closing room's last announcement never speaks for a new room of its name",
+  ignore: redis.ignore,
+  fn: async () => {
+    const prefix = `test:${crypto.randomUUID()}:`;
+    const options = { prefix, presenceTtlMs: 1_500, logger: silentLogger };
+    const here = RedisCluster.start(redis.url ?? "", options);
+    const there = RedisCluster.start(redis.url ?? "", options);
+    const heard: string[][] = [];
+    const sink = (presence: (users: readonly string[]) => void) => ({
+      messages() {},
+      gap() {},
+      reset() {},
+      presence: (_instance: string, users: readonly string[]) => presence(users),
+      seed: () => Promise.resolve(0),
+    });
+    const listener = there.link("lobby", sink((users) => heard.push([...users])));
+    const old = here.link("lobby", sink(() => {}));
+    try {
+      await Promise.all([listener.ready, old.ready]);
+      old.announce(["ann"]);
+      const fresh = here.link("lobby", sink(() => {})); // the old room is still ending
+      await fresh.ready;
+      fresh.announce(["bob"]);
+      old.announce([]); // the old room's last word, after the new room's first
+      old.close();
+      await waitFor("bob announced", () => heard.some((users) => users[0] === "bob") || undefined);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(heard.at(-1), ["bob"], "the new room's members stand");
+      fresh.close();
+    } finally {
+      listener.close();
+      await Promise.all([here.close(), there.close()]);
+    }
+  },
+});
