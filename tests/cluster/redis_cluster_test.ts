@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisCluster } from "../../cluster/redis_cluster.ts";
+import type { RemoteSink } from "../../chat/cluster.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { serviceGate } from "../support/services.ts";
 import { startTestServer } from "../support/test_server.ts";
@@ -151,22 +152,33 @@ Deno.test({
   },
 });
 
+/** Two instances on one fresh key prefix, linked to rooms by hand (no server around them). */
+function twoClusters(): [RedisCluster, RedisCluster] {
+  const prefix = `test:${crypto.randomUUID()}:`;
+  const options = { prefix, presenceTtlMs: 1_500, logger: silentLogger };
+  return [
+    RedisCluster.start(redis.url ?? "", options),
+    RedisCluster.start(redis.url ?? "", options),
+  ];
+}
+
+/** A room's side of a link that only listens to presence. */
+function sink(presence: (users: readonly string[]) => void): RemoteSink {
+  return {
+    messages() {},
+    gap() {},
+    reset() {},
+    presence: (_instance, users) => presence(users),
+    seed: () => Promise.resolve(0),
+  };
+}
+
 Deno.test({
   name: "Redis cluster: a room callback that throws is contained; other rooms still hear",
   ignore: redis.ignore,
   fn: async () => {
-    const prefix = `test:${crypto.randomUUID()}:`;
-    const options = { prefix, presenceTtlMs: 1_500, logger: silentLogger };
-    const here = RedisCluster.start(redis.url ?? "", options);
-    const there = RedisCluster.start(redis.url ?? "", options);
+    const [here, there] = twoClusters();
     const heard: string[][] = [];
-    const sink = (presence: (users: readonly string[]) => void) => ({
-      messages() {},
-      gap() {},
-      reset() {},
-      presence: (_instance: string, users: readonly string[]) => presence(users),
-      seed: () => Promise.resolve(0),
-    });
     const links = [
       here.link(
         "bad",
@@ -198,18 +210,8 @@ Deno.test({
   name: "Redis cluster: a closing room's last announcement never speaks for a new room of its name",
   ignore: redis.ignore,
   fn: async () => {
-    const prefix = `test:${crypto.randomUUID()}:`;
-    const options = { prefix, presenceTtlMs: 1_500, logger: silentLogger };
-    const here = RedisCluster.start(redis.url ?? "", options);
-    const there = RedisCluster.start(redis.url ?? "", options);
+    const [here, there] = twoClusters();
     const heard: string[][] = [];
-    const sink = (presence: (users: readonly string[]) => void) => ({
-      messages() {},
-      gap() {},
-      reset() {},
-      presence: (_instance: string, users: readonly string[]) => presence(users),
-      seed: () => Promise.resolve(0),
-    });
     const listener = there.link("lobby", sink((users) => heard.push([...users])));
     const old = here.link("lobby", sink(() => {}));
     try {
