@@ -39,7 +39,8 @@ export interface HistoryParams {
 /** Page size bounds of `/history`. */
 export const HISTORY_LIMITS = { default: 50, max: 500 } as const;
 
-const ROOM_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+const MAX_ROOM_CHARS = 64;
+const ROOM_PATTERN = new RegExp(`^[A-Za-z0-9_.-]{1,${MAX_ROOM_CHARS}}$`);
 const MAX_USER_CHARS = 32;
 // Control, format (bidi overrides, zero-width), surrogate, private-use and unassigned code
 // points, and line/paragraph separators: nothing a name needs, several things a spoofer wants.
@@ -52,7 +53,7 @@ const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
  */
 export const NAME_RULES = {
   room_pattern: ROOM_PATTERN.source,
-  max_room_chars: 64,
+  max_room_chars: MAX_ROOM_CHARS,
   max_user_chars: MAX_USER_CHARS,
   user_forbidden_pattern: NON_PRINTABLE.source,
 } as const;
@@ -147,7 +148,7 @@ function parseRoom(query: URLSearchParams): string {
   if (room === null || !ROOM_PATTERN.test(room)) {
     throw new BadRequestError(
       "invalid_room",
-      "r must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'",
+      `r must be 1 to ${MAX_ROOM_CHARS} characters of A-Z, a-z, 0-9, '_', '.', '-'`,
     );
   }
   return room;
