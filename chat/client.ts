@@ -5,6 +5,7 @@
  */
 import { Channel } from "./channel.ts";
 import type { Flushable, OutboxWriter } from "./outbox_writer.ts";
+import type { MemoryBudget } from "./memory_budget.ts";
 import type { Submission } from "./message.ts";
 import { ackFrame, CLOSE_CODES, type CloseCode, type ErrorCode, errorFrame } from "./protocol.ts";
 
@@ -90,6 +91,9 @@ export class Client implements Flushable {
   #replayed = 0;
   /** Characters written since the transport's buffered bytes were last read. */
   #unchecked = 0;
+  readonly #budget: MemoryBudget | undefined;
+  /** The transport's buffered bytes when last read, as counted in the budget (`outbox`). */
+  #buffered = 0;
   /** Live frames held back while a replay is being prepared; `undefined` when not replaying. */
   #held: string[] | undefined;
   #flushDue = false;
@@ -102,6 +106,8 @@ export class Client implements Flushable {
       readonly owner: ClientOwner;
       readonly limits: OutboxLimits;
       readonly writer: OutboxWriter;
+      /** Where the transport's buffered bytes are counted, as last read. */
+      readonly budget?: MemoryBudget;
     },
   ) {
     this.id = identity.id;
@@ -111,6 +117,7 @@ export class Client implements Flushable {
     this.#owner = options.owner;
     this.#limits = options.limits;
     this.#writer = options.writer;
+    this.#budget = options.budget;
     // Room for a replay, the live frames held during it, and the resume frame; live frames alone
     // are still bounded by `frames` (see offer). The ring grows only as far as it is used.
     this.#outbox = new Channel(2 * options.limits.frames + options.limits.replayFrames + 1);
@@ -238,9 +245,37 @@ export class Client implements Flushable {
     return true;
   }
 
+  /**
+   * Reads the transport's buffered bytes again, for the budget: a socket that drained since its
+   * last write is otherwise still counted as it was then. The hub calls this now and then for
+   * clients that had bytes buffered.
+   */
+  measureBuffered(): void {
+    if (this.#gone) return;
+    try {
+      this.#countBuffered(this.#transport.bufferedAmount);
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  /** The transport's buffered bytes as last read (0 once gone). */
+  get bufferedBytes(): number {
+    return this.#buffered;
+  }
+
   #overBytes(): boolean {
     this.#unchecked = 0;
-    return this.#transport.bufferedAmount > this.#limits.bytes;
+    const buffered = this.#transport.bufferedAmount;
+    this.#countBuffered(buffered);
+    return buffered > this.#limits.bytes;
+  }
+
+  #countBuffered(buffered: number): void {
+    if (!this.#budget || buffered === this.#buffered) return;
+    if (buffered > this.#buffered) this.#budget.take("outbox", buffered - this.#buffered);
+    else this.#budget.give("outbox", this.#buffered - buffered);
+    this.#buffered = buffered;
   }
 
   #leave(close: CloseCode | undefined): void {
@@ -272,6 +307,7 @@ export class Client implements Flushable {
 
   #close(close: CloseCode | undefined): void {
     this.#outbox.close();
+    this.#countBuffered(0); // what the socket still holds goes with it
     let closing = CLOSED;
     if (close) {
       try {

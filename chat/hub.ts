@@ -14,6 +14,10 @@ import type { MessageLog, RoomSequence, Submission } from "./message.ts";
 import { type PersistMode, Room } from "./room.ts";
 import { SentMessages, type SentMessagesOptions } from "./sent_messages.ts";
 import type { ResumeCursor } from "./room_replays.ts";
+import type { MemoryBudget } from "./memory_budget.ts";
+
+/** How often sockets that had bytes buffered are read again for the budget. */
+const BUFFERED_SWEEP_MS = 1_000;
 
 /** Options of {@linkcode Hub}. */
 export interface HubOptions {
@@ -33,6 +37,10 @@ export interface HubOptions {
   readonly cluster: Cluster;
   /** What a connection may send, told to each client in its `welcome`. */
   readonly limits?: ClientLimits;
+  /** How long a user stays listed after its last connection closed (0 by default). */
+  readonly presenceLeaveGraceMs?: number;
+  /** The byte budget: rooms' recent buffers and clients' socket buffers count against it. */
+  readonly budget?: MemoryBudget;
   /** Where counts go; {@linkcode NO_METRICS} counts nothing. */
   readonly metrics: ChatMetrics;
   readonly logger: Logger;
@@ -63,11 +71,13 @@ export class Hub implements ClientOwner {
   readonly #ending = new Map<string, Promise<void>>();
   #nextClientId = 1;
   #closing = false;
+  readonly #sweep: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: HubOptions) {
     this.#options = options;
     this.#sent = new SentMessages(options.sentWindow);
     this.#outboxLimits = { ...options.outbox, replayFrames: options.resumeLimit };
+    if (options.budget) this.#sweep = setInterval(() => this.#measureBuffered(), BUFFERED_SWEEP_MS);
   }
 
   /** Rooms that have at least one member. */
@@ -122,7 +132,12 @@ export class Hub implements ClientOwner {
     const client = new Client(
       { id: this.#nextClientId++, room: identity.room, user: identity.user },
       transport,
-      { owner: this, limits: this.#outboxLimits, writer: this.#writer },
+      {
+        owner: this,
+        limits: this.#outboxLimits,
+        writer: this.#writer,
+        budget: this.#options.budget,
+      },
     );
     if (this.#closing) {
       client.disconnect(CLOSE_CODES.goingAway);
@@ -139,6 +154,8 @@ export class Hub implements ClientOwner {
         resumeLimit: this.#options.resumeLimit,
         cluster: this.#options.cluster,
         limits: this.#options.limits,
+        presenceLeaveGraceMs: this.#options.presenceLeaveGraceMs,
+        budget: this.#options.budget,
         metrics: this.#options.metrics,
         logger: this.#options.logger,
         previous: this.#ending.get(identity.room),
@@ -190,11 +207,17 @@ export class Hub implements ClientOwner {
    */
   async close(): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#sweep);
     const rooms = [...this.#rooms.values()];
     for (const room of rooms) room.close();
     await Promise.all(rooms.map((room) => room.done));
     for (const client of [...this.#clients]) client.disconnect(CLOSE_CODES.goingAway);
     while (this.#retired.size > 0) await Promise.all([...this.#retired]);
+  }
+
+  /** Sockets drain between writes: what they hold now is what the budget should count. */
+  #measureBuffered(): void {
+    for (const client of this.#clients) if (client.bufferedBytes > 0) client.measureBuffered();
   }
 
   #retire(task: Promise<void>): void {

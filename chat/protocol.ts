@@ -113,7 +113,6 @@ export type ServerFrame =
     readonly event: PresenceEvent;
     readonly room: string;
     readonly user: string;
-    readonly members: readonly string[];
   }
   | {
     readonly type: "error";

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { MemoryBudget, Reclaimable } from "./memory_budget.ts";
 
 /** One buffered message: its seq (the cursor), its id (protocol 1 cursors) and its frame. */
 export interface RecentMessage {
@@ -11,10 +12,21 @@ export interface RecentMessage {
   readonly frame: string;
 }
 
+/** Estimated bytes of one entry besides its frame's characters (object, slot, id string). */
+const ENTRY_OVERHEAD_BYTES = 160;
+
+/** Estimated bytes an entry holds: two per character of its frame, plus the entry itself. */
+export function recentBytes(message: RecentMessage): number {
+  return 2 * message.frame.length + ENTRY_OVERHEAD_BYTES;
+}
+
 /**
- * A fixed-size ring of the newest messages in seq order. Adding is O(1) and allocates nothing but
- * the entry; replay after a cursor is a binary search and a copy. Seqs are ascending but may
+ * A bounded queue of the newest messages in seq order. Adding is O(1) amortised; replay after a
+ * cursor is a binary search and a copy. Seqs are ascending but may
  * have holes (a gap the cluster could not fill); a replay checks that.
+ *
+ * With a {@linkcode MemoryBudget}, its bytes count against the budget, and the budget may take
+ * the oldest entries back when it runs short: a resume then reads them from the store.
  *
  * @example
  * ```ts
@@ -23,22 +35,31 @@ export interface RecentMessage {
  * const frames = recent.after(sinceSeq);
  * ```
  */
-export class RecentMessages {
+export class RecentMessages implements Reclaimable {
   readonly #capacity: number;
-  #ring: RecentMessage[] = [];
-  #head = 0; // index of the oldest entry once the ring is full
+  readonly #budget: MemoryBudget | undefined;
+  /** Entries from `#head` on, oldest first; those before it were dropped. */
+  #ring: (RecentMessage | undefined)[] = [];
+  #head = 0;
+  #bytes = 0;
 
   /** @throws {RangeError} if `capacity` is not a positive integer. */
-  constructor(capacity: number) {
+  constructor(capacity: number, budget?: MemoryBudget) {
     if (!Number.isInteger(capacity) || capacity < 1) {
       throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
     }
     this.#capacity = capacity;
+    this.#budget = budget;
   }
 
   /** Entries held. */
   get size(): number {
-    return this.#ring.length;
+    return this.#ring.length - this.#head;
+  }
+
+  /** Estimated bytes held. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   /** The oldest seq held; `undefined` when empty. */
@@ -53,45 +74,77 @@ export class RecentMessages {
    * delivers in seq order, so anything else is a bug upstream.
    */
   add(message: RecentMessage): void {
-    const newest = this.#at(this.#ring.length - 1);
+    const newest = this.#at(this.size - 1);
     if (newest !== undefined && message.seq <= newest.seq) {
       throw new RangeError(`seq ${message.seq} added after ${newest.seq}`);
     }
-    if (this.#ring.length < this.#capacity) {
-      this.#ring.push(message);
-    } else {
-      this.#ring[this.#head] = message;
-      this.#head = (this.#head + 1) % this.#capacity;
-    }
+    if (this.size === this.#capacity) this.#dropOldest();
+    this.#ring.push(message);
+    if (this.#bytes === 0) this.#budget?.register(this);
+    const bytes = recentBytes(message);
+    this.#bytes += bytes;
+    this.#budget?.take("recent", bytes);
   }
 
-  /** Forgets every entry (the room's sequence was reset). */
+  /** Forgets every entry (the room's sequence was reset, or the room closed). */
   clear(): void {
+    this.#budget?.give("recent", this.#bytes);
+    this.#budget?.unregister(this);
     this.#ring = [];
     this.#head = 0;
+    this.#bytes = 0;
+  }
+
+  /** Drops the oldest entries until about `bytes` are freed; returns what was freed. */
+  reclaim(bytes: number): number {
+    let freed = 0;
+    while (freed < bytes && this.size > 0) freed += this.#dropOldest();
+    return freed;
+  }
+
+  /**
+   * Drops the oldest entry. The ring is compacted once half of it is dropped slots, so dropping
+   * stays O(1) amortised and the array does not keep dropped frames alive.
+   */
+  #dropOldest(): number {
+    const oldest = this.#ring[this.#head] as RecentMessage;
+    this.#ring[this.#head] = undefined; // its frame can be collected before the compaction
+    this.#head++;
+    if (this.#head * 2 >= this.#ring.length) {
+      this.#ring = this.#ring.slice(this.#head);
+      this.#head = 0;
+    }
+    const bytes = recentBytes(oldest);
+    this.#bytes -= bytes;
+    this.#budget?.give("recent", bytes);
+    if (this.#bytes === 0) this.#budget?.unregister(this);
+    return bytes;
   }
 
   /** The held messages with a seq greater than `sinceSeq`, oldest first. */
   after(sinceSeq: number): RecentMessage[] {
     let low = 0;
-    let high = this.#ring.length;
+    let high = this.size;
     while (low < high) {
       const mid = (low + high) >>> 1;
       if ((this.#at(mid) as RecentMessage).seq <= sinceSeq) low = mid + 1;
       else high = mid;
     }
     const result: RecentMessage[] = [];
-    for (let i = low; i < this.#ring.length; i++) result.push(this.#at(i) as RecentMessage);
+    for (let i = low; i < this.size; i++) result.push(this.#at(i) as RecentMessage);
     return result;
   }
 
   /** The seq of the held message with this id, if one is held (protocol 1 cursors). */
   seqOf(id: string): number | undefined {
-    for (const entry of this.#ring) if (entry.id === id) return entry.seq;
+    for (let i = 0; i < this.size; i++) {
+      const entry = this.#at(i) as RecentMessage;
+      if (entry.id === id) return entry.seq;
+    }
     return undefined;
   }
 
   #at(index: number): RecentMessage | undefined {
-    return this.#ring[(this.#head + index) % this.#capacity];
+    return this.#ring[this.#head + index];
   }
 }

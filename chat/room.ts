@@ -15,6 +15,7 @@ import {
   type Submission,
 } from "./message.ts";
 import type { SentMessages } from "./sent_messages.ts";
+import type { MemoryBudget } from "./memory_budget.ts";
 
 /** What an ack means: queued for storage (`async`) or committed (`durable`). */
 export type PersistMode = "async" | "durable";
@@ -30,7 +31,6 @@ import {
   CLOSE_CODES,
   encodeFrame,
   encodeMessage,
-  type PresenceEvent,
   PROTOCOL_VERSION,
 } from "./protocol.ts";
 
@@ -57,7 +57,9 @@ type RoomEvent =
     readonly type: "remote_presence";
     readonly instance: string;
     readonly users: readonly string[];
-  };
+  }
+  | { readonly type: "presence_flush" }
+  | { readonly type: "presence_expire"; readonly user: string; readonly grace: number };
 
 /** Options of {@linkcode Room}. */
 export interface RoomOptions {
@@ -78,6 +80,13 @@ export interface RoomOptions {
   readonly cluster: Cluster;
   /** What a connection may send, told to each client in its `welcome`. */
   readonly limits?: ClientLimits;
+  /**
+   * How long a user stays listed after its last connection closed (`PRESENCE_LEAVE_GRACE`): a
+   * reconnect within it is no leave and no join to the others. 0 by default.
+   */
+  readonly presenceLeaveGraceMs?: number;
+  /** The byte budget the recent buffer counts against (and gives back to when it runs short). */
+  readonly budget?: MemoryBudget;
   readonly metrics: ChatMetrics;
   readonly logger: Logger;
   /**
@@ -93,6 +102,13 @@ export interface RoomOptions {
  * submitted here two (its sender also gets the ack), any other event one.
  */
 const FRAMES_PER_TURN = 256;
+/**
+ * Presence changes are told at most once per window: a burst of joins and leaves becomes one
+ * batch of net changes, and the first change after a quiet spell goes out at once.
+ */
+const PRESENCE_WINDOW_MS = 100;
+/** Presence frames one batch fans out at most (a turn's frames share the outbox bound). */
+const PRESENCE_FRAMES_PER_FLUSH = 64;
 const OPEN_RETRY_BASE_MS = 50;
 /** Longest a turn waits for the log to say whether its client ids were used before. */
 const LOOKUP_TIMEOUT_MS = 250;
@@ -153,19 +169,30 @@ export class Room {
   #started = false;
   /** The events of the turn being handled (kept here so that a failed turn's joins are closed). */
   readonly #turn: RoomEvent[] = [];
+  readonly #leaveGraceMs: number;
+  /** Users within their leave grace, with the timer that ends it and its number. */
+  readonly #graceTimers = new Map<string, Grace>();
+  #graceCount = 0;
+  /** Whether a presence batch is queued or timed. */
+  #presenceDue = false;
+  #presenceTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastPresenceFlush = -Infinity;
+  /** Members welcomed since the last batch, with the presence version their welcome showed. */
+  readonly #welcomedSince = new Map<Client, number>();
 
   constructor(name: string, options: RoomOptions) {
     this.name = name;
     this.#inbox = new Channel(options.inboxLimit);
     this.#log = options.log;
     this.#sent = options.sent;
-    this.#recent = new RecentMessages(options.resumeLimit);
+    this.#recent = new RecentMessages(options.resumeLimit, options.budget);
     this.#replays = new RoomReplays(options.log, options.resumeLimit);
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#previous = options.previous;
     this.#limits = options.limits;
     this.#durable = options.persistMode === "durable";
+    this.#leaveGraceMs = options.presenceLeaveGraceMs ?? 0;
     this.#link = options.cluster.link(name, {
       messages: (messages) => this.#enqueueRemote({ type: "sequenced", messages }),
       gap: (fromSeq, toSeq) => this.#enqueueRemote({ type: "gap", fromSeq, toSeq }),
@@ -264,6 +291,10 @@ export class Room {
         unwatch?.();
       }
     } finally {
+      clearTimeout(this.#presenceTimer);
+      for (const { timer } of this.#graceTimers.values()) clearTimeout(timer);
+      this.#graceTimers.clear();
+      this.#recent.clear(); // its bytes go back to the budget
       this.#link.close();
     }
   }
@@ -335,6 +366,8 @@ export class Room {
         ? event.messages.length
         : event.type === "message"
         ? 2
+        : event.type === "presence_flush"
+        ? PRESENCE_FRAMES_PER_FLUSH
         : 1;
       if (frames + weight > FRAMES_PER_TURN && event.type === "sequenced") {
         const fits = FRAMES_PER_TURN - frames;
@@ -394,16 +427,13 @@ export class Room {
       case "gap":
         return this.#gap(event.fromSeq, event.toSeq);
       case "remote_presence":
-        return this.#remotePresence(event.instance, event.users);
+        this.#presence.setRemote(event.instance, event.users);
+        return this.#presenceChanged();
+      case "presence_flush":
+        return this.#flushPresence();
+      case "presence_expire":
+        return this.#endGrace(event.user, event.grace);
     }
-  }
-
-  #remotePresence(instance: string, users: readonly string[]): void {
-    const { joined, left } = this.#presence.setRemote(instance, users);
-    if (joined.length === 0 && left.length === 0) return;
-    const members = this.#presence.names();
-    for (const user of joined) this.#announce("join", user, members);
-    for (const user of left) this.#announce("leave", user, members);
   }
 
   /**
@@ -613,8 +643,12 @@ export class Room {
   #add(client: Client, cursor: ResumeCursor | undefined): void {
     if (!client.connected) return; // left before its join was handled
     this.#members.add(client);
-    this.#presence.addLocal(client.user);
-    this.#link.announce(this.#presence.localNames());
+    if (this.#presence.addLocal(client.user)) {
+      clearTimeout(this.#graceTimers.get(client.user)?.timer);
+      this.#graceTimers.delete(client.user);
+    }
+    this.#presenceChanged();
+    this.#welcomedSince.set(client, this.#presence.version);
     const members = this.#presence.names();
     client.offer(encodeFrame({
       type: "welcome",
@@ -626,7 +660,6 @@ export class Room {
       last_seq: this.#deliveredSeq,
       ...(this.#limits && { limits: this.#limits }),
     }));
-    this.#announce("join", client.user, members, client);
     if (cursor === undefined) return;
     const view = {
       name: this.name,
@@ -640,15 +673,59 @@ export class Room {
 
   #remove(client: Client): void {
     if (!this.#members.remove(client)) return;
-    this.#presence.removeLocal(client.user);
-    this.#link.announce(this.#presence.localNames());
-    this.#announce("leave", client.user, this.#presence.names());
+    this.#welcomedSince.delete(client);
+    const { user } = client;
+    if (!this.#presence.removeLocal(user)) return;
+    if (this.#leaveGraceMs === 0) this.#presence.endLinger(user);
+    else {
+      const grace = ++this.#graceCount;
+      const timer = setTimeout(() => {
+        this.#enqueueRemote({ type: "presence_expire", user, grace });
+      }, this.#leaveGraceMs);
+      this.#graceTimers.set(user, { grace, timer });
+    }
+    this.#presenceChanged();
   }
 
-  /** Tells the members (but `except`, who got a welcome instead) that `user` came or went. */
-  #announce(event: PresenceEvent, user: string, members: string[], except?: Client): void {
-    const frame = encodeFrame({ type: "presence", event, room: this.name, user, members });
-    this.#members.fanOut(frame, except);
+  /** A grace timer fired: `user` leaves, unless it came back (and maybe left again) since. */
+  #endGrace(user: string, grace: number): void {
+    if (this.#graceTimers.get(user)?.grace !== grace) return;
+    this.#graceTimers.delete(user);
+    this.#presence.endLinger(user);
+    this.#presenceChanged();
+  }
+
+  /** Presence changed: a batch goes out at once after a quiet window, else when it ends. */
+  #presenceChanged(): void {
+    if (this.#presenceDue) return;
+    this.#presenceDue = true;
+    const waitMs = this.#lastPresenceFlush + PRESENCE_WINDOW_MS - performance.now();
+    if (waitMs <= 0) return this.#enqueueRemote({ type: "presence_flush" });
+    this.#presenceTimer = setTimeout(() => {
+      this.#presenceTimer = undefined;
+      this.#enqueueRemote({ type: "presence_flush" });
+    }, waitMs);
+  }
+
+  /**
+   * Tells the members the net presence changes since the last batch (a bounded number: the rest
+   * go in the next), and the other instances this one's users if they changed.
+   */
+  #flushPresence(): void {
+    this.#presenceDue = false;
+    this.#lastPresenceFlush = performance.now();
+    const local = this.#presence.takeLocalNames();
+    if (local) this.#link.announce(local);
+    for (const { event, user, version } of this.#presence.takeChanges(PRESENCE_FRAMES_PER_FLUSH)) {
+      // A member whose welcome came after the change has it in its list already.
+      let knows: Set<Client> | undefined;
+      for (const [client, shown] of this.#welcomedSince) {
+        if (shown >= version) (knows ??= new Set()).add(client);
+      }
+      this.#members.fanOut(encodeFrame({ type: "presence", event, room: this.name, user }), knows);
+    }
+    if (this.#presence.pending) this.#presenceChanged();
+    else this.#welcomedSince.clear();
   }
 }
 
@@ -662,6 +739,12 @@ interface Uncommitted {
   stored: boolean | undefined;
   /** Connections that re-sent it meanwhile: acknowledged with it. */
   resent?: Client[];
+}
+
+/** A user's leave grace: its number (a later one replaces it) and the timer that ends it. */
+interface Grace {
+  readonly grace: number;
+  readonly timer: ReturnType<typeof setTimeout>;
 }
 
 /** A client id of a sender, to look up. */

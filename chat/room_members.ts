@@ -53,11 +53,12 @@ export class RoomMembers {
     }
   }
 
-  /** Hands one encoded frame to every member (but `except`). */
-  fanOut(frame: string, except?: Client): void {
+  /** Hands one encoded frame to every member (but those in `except`). */
+  fanOut(frame: string, except?: ReadonlySet<Client>): void {
     let behind: Client[] | undefined;
     for (const member of this.#members) {
-      if (member !== except && !member.offer(frame)) (behind ??= []).push(member);
+      if (except?.has(member)) continue;
+      if (!member.offer(frame)) (behind ??= []).push(member);
     }
     this.#cutOff(behind);
   }

@@ -5,6 +5,7 @@
  */
 import { type Cluster, SoloCluster } from "../chat/cluster.ts";
 import { Hub } from "../chat/hub.ts";
+import { type BudgetListener, MemoryBudget } from "../chat/memory_budget.ts";
 import type { Logger } from "../log/logger.ts";
 import { type PersistReport, PersistWorkers } from "../storage/persist_workers.ts";
 import { RetentionJob } from "../storage/retention_job.ts";
@@ -18,6 +19,7 @@ import { ServerMetrics } from "./metrics.ts";
 import { OriginPolicy } from "./origin_policy.ts";
 import { createHandler, type RouteDeps } from "./routes.ts";
 import { clientPage } from "./client_page.ts";
+import { RequestRate } from "./request_rate.ts";
 
 /** What a running server offers its owner. */
 export interface ChatServer {
@@ -64,7 +66,10 @@ const CLOSE_HANDSHAKE_MS = 2_000;
 export function startChatServer(config: Config, deps: ChatServerDeps): ChatServer {
   const { repository, logger } = deps;
   const cluster = deps.cluster ?? new SoloCluster();
+  const budget = new MemoryBudget(config.memoryBudgetBytes);
+  budget.listen(budgetLog(logger, budget));
   const log = new WriteBehindLog(repository, {
+    budget,
     queueLimit: config.persistQueueLimit,
     batchSize: config.persistBatchSize,
     batchWaitMs: config.persistBatchWaitMs,
@@ -78,6 +83,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     persisted: () => workers.saved,
     storeUp: () => repository.ping(),
     clusterUp: () => cluster.state !== "degraded",
+    budget,
   });
   const hub: Hub = new Hub({
     metrics,
@@ -87,6 +93,8 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     resumeLimit: config.resumeLimit,
     sentWindow: { windowMs: config.idempotencyWindowMs, maxBytes: config.idempotencyMaxBytes },
     persistMode: config.persistMode,
+    presenceLeaveGraceMs: config.presenceLeaveGraceMs,
+    budget,
     cluster,
     limits: {
       max_content_chars: config.maxContentChars,
@@ -198,6 +206,7 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
     : new TokenVerifier(config.authSecret);
   return {
     log,
+    historyRate: new RequestRate(config.historyRateLimit),
     epochOf: async (room) =>
       parts.hub.sequenceOf(room)?.epoch ?? await parts.cluster.epochOf(room) ??
         (await log.roomSequence(room))?.epoch,
@@ -259,4 +268,18 @@ function storingMs(config: Config): number {
   const lastWrite = config.databaseUrl === undefined ? 0 : config.dbQueryTimeoutMs;
   const total = config.shutdownTimeoutMs;
   return Math.max(total / 2, total - lastWrite - CLOSING_MARGIN_MS);
+}
+
+/** The budget's turns, logged once each: refusals start (warn, with what holds it), and end. */
+function budgetLog(logger: Logger, budget: MemoryBudget): BudgetListener {
+  return {
+    exhausted: (used) =>
+      logger.warn("memory.budget_exhausted", {
+        limitBytes: budget.limitBytes,
+        recentBytes: used.recent,
+        unstoredBytes: used.unstored,
+        outboxBytes: used.outbox,
+      }),
+    recovered: () => logger.info("memory.budget_recovered", { usedBytes: budget.usedBytes }),
+  };
 }

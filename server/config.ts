@@ -96,6 +96,27 @@ function bearerToken(raw: string): string | ParseFailure {
   );
 }
 
+const BYTE_UNITS: Readonly<Record<string, number>> = {
+  "": 1,
+  B: 1,
+  KiB: 1024,
+  MiB: 1024 ** 2,
+  GiB: 1024 ** 3,
+};
+
+/** A size in bytes: a whole number with an optional unit `B`, `KiB`, `MiB` or `GiB`. */
+function bytes(min: number, max: number): (raw: string) => number | ParseFailure {
+  return (raw) => {
+    const match = raw.trim().match(/^(\d+)\s*(B|KiB|MiB|GiB)?$/);
+    const value = match ? Number(match[1]) * (BYTE_UNITS[match[2] ?? ""] as number) : NaN;
+    return Number.isSafeInteger(value) && value >= min && value <= max ? value : new ParseFailure(
+      `must be a size such as "256MiB", "1GiB" or "65536" (bytes), from ${min} to ${max} bytes, got ${
+        JSON.stringify(raw)
+      }`,
+    );
+  };
+}
+
 /** `true` or `false`, nothing else: a typo must not silently mean either. */
 function flag(raw: string): boolean | ParseFailure {
   if (raw === "true" || raw === "false") return raw === "true";
@@ -296,6 +317,19 @@ export const CONFIG_VARIABLES = {
       "estimated bytes of messages the in-memory store keeps (256 MiB; beyond it the oldest messages of the least recently written rooms go first)",
     parse: integer(1 << 20, Number.MAX_SAFE_INTEGER),
   },
+  historyRateLimit: {
+    name: "HISTORY_RATE_LIMIT",
+    fallback: "20",
+    doc: "/history requests per second per client address (bursts of twice that); beyond: 429",
+    parse: integer(1, 100_000),
+  },
+  memoryBudgetBytes: {
+    name: "MEMORY_BUDGET",
+    fallback: "256MiB",
+    doc:
+      "estimated bytes the server may hold for clients: rooms' resume buffers (trimmed first), messages not yet stored, sockets' buffers; past it new messages get error backlog (KiB, MiB, GiB suffixes)",
+    parse: bytes(1 << 20, 2 ** 50),
+  },
   idempotencyWindowMs: {
     name: "IDEMPOTENCY_WINDOW",
     fallback: "10m",
@@ -346,6 +380,13 @@ export const CONFIG_VARIABLES = {
     fallback: "10s",
     doc: "how long shutdown may take to store queued messages",
     parse: duration(3_600_000),
+  },
+  presenceLeaveGraceMs: {
+    name: "PRESENCE_LEAVE_GRACE",
+    fallback: "5s",
+    doc:
+      "how long a user stays listed after its last connection closed: a reconnect within it shows no leave and no join (0: leaves at once)",
+    parse: duration(600_000),
   },
   idleTimeoutMs: {
     name: "IDLE_TIMEOUT",

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ChatMetrics, FaultSite } from "../chat/chat_metrics.ts";
 import type { ErrorCode } from "../chat/protocol.ts";
+import { MEMORY_USES, type MemoryBudget } from "../chat/memory_budget.ts";
 
 /** Live values read when `/metrics` is scraped, so the hot path keeps no gauge up to date. */
 export interface MetricsSources {
@@ -24,6 +25,8 @@ export interface MetricsSources {
   storeUp(): Promise<boolean>;
   /** 1 when the cluster (Redis) is reachable or off, 0 when degraded. */
   clusterUp(): boolean;
+  /** The byte budget (`MEMORY_BUDGET`): its limit, what each use holds, what it refused. */
+  readonly budget?: MemoryBudget;
 }
 
 /** Rooms listed by `chat_room_members`; the rest are summed up in `chat_rooms`. */
@@ -241,12 +244,45 @@ function registerGauges(registry: Registry, sources: MetricsSources): void {
       this.set((await sources.storeUp()) ? 1 : 0);
     },
   });
+  const budget = sources.budget;
+  if (budget) registerBudget(registers, budget);
   new Gauge({
     name: "chat_cluster_up",
     help: "1 when Redis (multi-instance) is reachable or not in use, 0 when degraded.",
     registers,
     collect() {
       this.set(sources.clusterUp() ? 1 : 0);
+    },
+  });
+}
+
+function registerBudget(registers: Registry[], budget: MemoryBudget): void {
+  new Gauge({
+    name: "chat_memory_budget_bytes",
+    help: "The byte budget (MEMORY_BUDGET) for what the server holds in memory for clients.",
+    registers,
+    collect() {
+      this.set(budget.limitBytes);
+    },
+  });
+  new Gauge({
+    name: "chat_memory_bytes",
+    help: "Estimated bytes held against the budget, by use: recent (resume buffers, trimmed " +
+      "first), unstored (messages not yet stored), outbox (bytes sockets buffer).",
+    labelNames: ["use"],
+    registers,
+    collect() {
+      for (const use of MEMORY_USES) this.set({ use }, budget.used(use));
+    },
+  });
+  let reported = 0;
+  new Counter({
+    name: "chat_memory_budget_refusals_total",
+    help: "Messages refused with backlog because they did not fit in the byte budget.",
+    registers,
+    collect() {
+      this.inc(budget.refusals - reported);
+      reported = budget.refusals;
     },
   });
 }

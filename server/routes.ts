@@ -4,8 +4,12 @@
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { MessageLog } from "../chat/message.ts";
 import { historyItem } from "../chat/protocol.ts";
+import {
+  type HistoryPage,
+  StoreUnavailableError,
+  type WriteBehindLog,
+} from "../storage/write_behind_log.ts";
 import type { Logger } from "../log/logger.ts";
 import { AuthError, authorize, roomMatches, tokenOf, type TokenVerifier } from "./auth.ts";
 import { type ChatRoute, openChatSocket } from "./chat_route.ts";
@@ -13,13 +17,16 @@ import { jsonError, jsonResponse } from "./http_response.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import { BadRequestError, parseHistoryParams, parseRoomsLimit } from "./request_params.ts";
 import { withSecurityHeaders } from "./security_headers.ts";
+import type { RequestRate } from "./request_rate.ts";
 import type { ClientPage } from "./client_page.ts";
 
 /** What the routes need. */
 export interface RouteDeps {
   readonly chat: ChatRoute;
   /** Stored messages and those queued to be stored, as one. */
-  readonly log: Pick<MessageLog, "history">;
+  readonly log: Pick<WriteBehindLog, "historyPage">;
+  /** `/history` requests per client address (`HISTORY_RATE_LIMIT`). */
+  readonly historyRate: RequestRate;
   /** The room's current epoch, if it has one (for the `X-Chat-Epoch` header of `/history`). */
   readonly epochOf: (room: string) => Promise<string | undefined>;
   readonly logger: Logger;
@@ -72,7 +79,7 @@ export function createHandler(
   const metricsRefusal = metricsGuard(deps);
   const routes: Record<string, Handler> = {
     "/chat": (request, url, info) => openChatSocket(request, url, info, deps.chat),
-    "/history": (request, url) => history(request, url, deps),
+    "/history": (request, url, info) => history(request, url, info, deps),
     "/healthz": () => jsonResponse({ status: "ok" }),
     "/readyz": async () => {
       const { ready, ...details } = await deps.readiness();
@@ -122,6 +129,10 @@ async function route(
       deps.metrics.requestRefused(error.code);
       return jsonError(error.status, error.code, error.message);
     }
+    if (error instanceof StoreUnavailableError) {
+      deps.metrics.requestRefused(error.code);
+      return retryLater(503, error.code, error.message, STORE_RETRY_AFTER_S);
+    }
     deps.logger.error("http.failed", {
       path: url.pathname,
       error: error instanceof Error ? error.name : typeof error,
@@ -130,14 +141,39 @@ async function route(
   }
 }
 
-async function history(request: Request, url: URL, deps: RouteDeps): Promise<Response> {
+async function history(
+  request: Request,
+  url: URL,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  deps: RouteDeps,
+): Promise<Response> {
+  if (!deps.historyRate.take(info.remoteAddr.hostname)) {
+    deps.metrics.requestRefused(RATE_LIMITED);
+    const message = "too many /history requests from this address; slow down";
+    return retryLater(429, RATE_LIMITED, message, deps.historyRate.retryAfterSeconds);
+  }
   const { room, ...query } = parseHistoryParams(url.searchParams);
   await authorize(deps.verifier, { request, url, room });
   // The epoch is read before the page: if it changes in between, the client's next resume with
-  // this epoch is told so, rather than a page of the new epoch passing for the old one.
-  const epoch = await deps.epochOf(room);
-  const response = jsonResponse((await deps.log.history(room, query)).map(historyItem));
+  // this epoch is told so, rather than a page of the new epoch passing for the old one. A store
+  // that cannot say leaves the header out; the page may still come from memory.
+  const epoch = await deps.epochOf(room).catch(() => undefined);
+  const page: HistoryPage = await deps.log.historyPage(room, query);
+  const response = jsonResponse(page.messages.map(historyItem));
   if (epoch !== undefined) response.headers.set("x-chat-epoch", epoch);
+  // The store could not be read: this is what the server holds in memory, not the whole window.
+  if (!page.complete) response.headers.set("x-chat-incomplete", "true");
+  return response;
+}
+
+/** How long a client should wait before asking `/history` again while the store is down. */
+const STORE_RETRY_AFTER_S = 5;
+const RATE_LIMITED = "rate_limited";
+
+/** An error answer with `Retry-After`. */
+function retryLater(status: number, code: string, message: string, seconds: number): Response {
+  const response = jsonError(status, code, message);
+  response.headers.set("retry-after", String(seconds));
   return response;
 }
 

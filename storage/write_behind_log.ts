@@ -6,6 +6,7 @@
  */
 import { batches } from "../chat/batches.ts";
 import { Channel } from "../chat/channel.ts";
+import type { MemoryBudget } from "../chat/memory_budget.ts";
 import {
   byId,
   bySeq,
@@ -15,7 +16,38 @@ import {
   type RoomSequence,
   type SentMessage,
 } from "../chat/message.ts";
+import { HeldMessages } from "./held_messages.ts";
 import type { MessageRepository } from "./repository.ts";
+
+/** Estimated bytes of a held message besides its strings' characters (objects, map entries). */
+const HELD_OVERHEAD_BYTES = 400;
+
+/** Estimated bytes a held message costs: two per character of its strings, plus overhead. */
+export function heldBytes(message: ChatMessage): number {
+  const chars = message.content.length + message.sender.length + message.room.length +
+    message.id.length + message.timestamp.length + (message.clientId?.length ?? 0);
+  return 2 * chars + HELD_OVERHEAD_BYTES;
+}
+
+/**
+ * The store could not be read and nothing held answers the request: `/history` says 503 with
+ * `Retry-After` rather than 500.
+ */
+export class StoreUnavailableError extends Error {
+  readonly code = "store_unavailable";
+
+  constructor(cause: unknown) {
+    super("the message store cannot be read right now", { cause });
+    this.name = "StoreUnavailableError";
+  }
+}
+
+/** A `/history` page and whether it is all the store would have given. */
+export interface HistoryPage {
+  readonly messages: ChatMessage[];
+  /** `false` when the store could not be read: only messages held in memory are in it. */
+  readonly complete: boolean;
+}
 
 /** Told which messages of a room were stored (`stored`) or given up on. */
 export type SettledListener = (messages: readonly ChatMessage[], stored: boolean) => void;
@@ -33,6 +65,8 @@ export interface WriteBehindLogOptions {
    * mode says no: a message is shown only once stored.
    */
   readonly historyShowsQueued?: boolean;
+  /** Counts the held messages' bytes (`unstored`); past it, {@linkcode WriteBehindLog.append} refuses. */
+  readonly budget?: MemoryBudget;
 }
 
 /**
@@ -55,8 +89,8 @@ export class WriteBehindLog implements MessageLog {
   readonly #repository: MessageRepository;
   readonly #options: WriteBehindLogOptions;
   readonly #queue: Channel<ChatMessage>;
-  /** Per room, by id: queued or being written. */
-  readonly #held = new Map<string, Map<string, ChatMessage>>();
+  /** Queued or being written, per room in seq order. */
+  readonly #held = new HeldMessages();
   readonly #watchers = new Map<string, SettledListener>();
   /** The held messages that have a client id, by room, sender and client id. */
   readonly #heldByClientId = new Map<string, ChatMessage>();
@@ -79,11 +113,11 @@ export class WriteBehindLog implements MessageLog {
   }
 
   append(message: ChatMessage): boolean {
-    let room = this.#held.get(message.room);
-    if (room?.has(message.id)) return true; // taken already
-    if (!this.#queue.trySend(message)) return false;
-    if (!room) this.#held.set(message.room, room = new Map());
-    room.set(message.id, message);
+    if (this.#held.has(message)) return true; // taken already
+    if (this.#queue.closed || this.#queue.size >= this.#options.queueLimit) return false;
+    if (this.#options.budget?.tryTake("unstored", heldBytes(message)) === false) return false;
+    this.#queue.trySend(message);
+    this.#held.add(message);
     if (message.clientId !== undefined) {
       this.#heldByClientId.set(clientKey(message.room, message.sender, message.clientId), message);
     }
@@ -92,7 +126,8 @@ export class WriteBehindLog implements MessageLog {
   }
 
   hasRoomFor(count: number): boolean {
-    return !this.#queue.closed && this.#queue.size + count <= this.#options.queueLimit;
+    return !this.#queue.closed && this.#queue.size + count <= this.#options.queueLimit &&
+      !this.#options.budget?.full;
   }
 
   /** The batches the persistence workers take; ends once closed and drained. */
@@ -120,12 +155,12 @@ export class WriteBehindLog implements MessageLog {
   /** Forgets messages the workers stored (`stored`) or gave up on, and tells the watchers. */
   settled(messages: readonly ChatMessage[], stored: boolean): void {
     if (this.#watchers.size > 0) this.#tellWatchers(messages, stored);
-    for (const { room, id, sender, clientId } of messages) {
-      const held = this.#held.get(room);
-      if (!held?.delete(id)) continue;
+    for (const message of messages) {
+      if (!this.#held.delete(message)) continue;
+      const { room, sender, clientId } = message;
       if (clientId !== undefined) this.#heldByClientId.delete(clientKey(room, sender, clientId));
+      this.#options.budget?.give("unstored", heldBytes(message));
       this.#size--;
-      if (held.size === 0) this.#held.delete(room);
     }
   }
 
@@ -135,24 +170,49 @@ export class WriteBehindLog implements MessageLog {
   }
 
   async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
-    const stored = await this.#repository.history(room, query);
-    const held = this.#options.historyShowsQueued === false ? undefined : this.#held.get(room);
-    if (!held) return stored;
+    return this.#merge(room, query, await this.#repository.history(room, query));
+  }
+
+  /**
+   * {@linkcode WriteBehindLog.history}, but a store that cannot be read is no failure while
+   * messages of the window are held: they are the page, marked incomplete.
+   *
+   * @throws {StoreUnavailableError} if the store failed and nothing of the window is held.
+   */
+  async historyPage(room: string, query: HistoryQuery): Promise<HistoryPage> {
+    let stored: ChatMessage[];
+    try {
+      stored = await this.#repository.history(room, query);
+    } catch (error) {
+      const held = this.#merge(room, query, []);
+      if (held.length === 0) throw new StoreUnavailableError(error);
+      return { messages: held, complete: false };
+    }
+    return { messages: this.#merge(room, query, stored), complete: true };
+  }
+
+  /** The store's page with the held messages of the same window merged in. */
+  #merge(room: string, query: HistoryQuery, stored: ChatMessage[]): ChatMessage[] {
+    if (this.#options.historyShowsQueued === false) return stored;
     const byIdCursor = query.after !== undefined || query.before !== undefined;
-    const inWindow = [...held.values()].filter((message) =>
-      byIdCursor
-        ? (query.after === undefined || message.id > query.after) &&
-          (query.before === undefined || message.id < query.before)
-        : (query.afterSeq === undefined || message.seq > query.afterSeq) &&
-          (query.beforeSeq === undefined || message.seq < query.beforeSeq)
-    );
+    // The store's window: the oldest after an `after` cursor, else the newest.
+    const forward = query.after !== undefined || query.afterSeq !== undefined;
+    const inWindow = byIdCursor
+      ? this.#held.all(room).filter((message) =>
+        (query.after === undefined || message.id > query.after) &&
+        (query.before === undefined || message.id < query.before)
+      )
+      : this.#held.window(room, {
+        afterSeq: query.afterSeq,
+        beforeSeq: query.beforeSeq,
+        limit: query.limit,
+        oldestFirst: forward,
+      });
     if (inWindow.length === 0) return stored;
     const bySeqKey = new Map<number, ChatMessage>();
     for (const message of stored) bySeqKey.set(message.seq, message);
     for (const message of inWindow) bySeqKey.set(message.seq, message);
     const merged = [...bySeqKey.values()].sort(byIdCursor ? byId : bySeq);
-    // The store's window: the oldest after an `after` cursor, else the newest.
-    const forward = query.after !== undefined || query.afterSeq !== undefined;
     return forward
       ? merged.slice(0, query.limit)
       : merged.slice(Math.max(0, merged.length - query.limit));
@@ -201,9 +261,7 @@ export class WriteBehindLog implements MessageLog {
    * was stored before the store's answer, so one of the two sees every message.
    */
   #newestHeld(room: string): number {
-    let newest = 0;
-    for (const { seq } of this.#held.get(room)?.values() ?? []) if (seq > newest) newest = seq;
-    return newest;
+    return this.#held.newestSeq(room);
   }
 }
 

@@ -16,9 +16,12 @@ export class Instance {
     this.#child = child;
   }
 
-  /** Starts `deno task start` with `env` and waits until it listens. */
+  /**
+   * Starts `deno task start` with `env` and waits until it listens. Leaves are told at once
+   * (`PRESENCE_LEAVE_GRACE=0`) unless `env` says otherwise.
+   */
   static async start(env: Record<string, string>): Promise<Instance> {
-    return new Instance(await startChildServer(env));
+    return new Instance(await startChildServer({ PRESENCE_LEAVE_GRACE: "0", ...env }));
   }
 
   /** Its id in the cluster, from its `cluster.enabled` log line. */

@@ -43,8 +43,8 @@ Deno.test({
       event: "join",
       room: "shared",
       user: "bob",
-      members: ["ann", "bob"],
     });
+    assert.deepEqual(ann.members, ["ann", "bob"]);
 
     for (let i = 0; i < 100; i++) (i % 2 ? ann : bob).send(`m${i}`);
     const seenByAnn = await ann.collect("message", 100);

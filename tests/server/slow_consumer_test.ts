@@ -24,7 +24,6 @@ Deno.test("A member that never reads is cut off with 1013 while the others get e
       if (frame.type === "message") received.push(frame.content.split(" ")[0]);
       if (frame.type === "presence" && frame.event === "leave") {
         assert.equal(frame.user, "stalled");
-        assert.deepEqual(frame.members, ["reader"]);
         leftAfter = received.length;
       }
     }

@@ -13,6 +13,9 @@ export const GENEROUS_LIMITS: Readonly<Record<string, string>> = {
   RATE_LIMIT_PER_SECOND: "100000",
   RATE_LIMIT_BURST: "100000",
   MAX_FRAME_BYTES: "1048576",
+  HISTORY_RATE_LIMIT: "100000",
+  // Leaves are told at once unless a test is about the grace.
+  PRESENCE_LEAVE_GRACE: "0",
 };
 
 export interface TestServer<R extends MessageRepository> {

@@ -26,6 +26,7 @@ export class TestSocket {
   readonly closed: Promise<CloseInfo>;
   readonly #frames: Frame[] = [];
   #waiter: (() => void) | undefined;
+  #members = new Set<string>();
 
   private constructor(socket: WebSocket) {
     this.socket = socket;
@@ -66,7 +67,25 @@ export class TestSocket {
       }
       await this.#wait(signal);
     }
-    return this.#frames.shift() as Frame;
+    const frame = this.#frames.shift() as Frame;
+    this.#track(frame);
+    return frame;
+  }
+
+  /**
+   * The room's members as the frames read so far tell it, sorted: the welcome's list, then each
+   * presence delta (a join of a listed user or a leave of an absent one changes nothing).
+   */
+  get members(): string[] {
+    return [...this.#members].sort();
+  }
+
+  #track(frame: Frame): void {
+    if (frame.type === "welcome") this.#members = new Set(frame.members);
+    else if (frame.type === "presence" && frame.event === "join") this.#members.add(frame.user);
+    else if (frame.type === "presence" && frame.event === "leave") {
+      this.#members.delete(frame.user);
+    }
   }
 
   /** The next frame of a type, skipping (and returning) frames of other types. */
