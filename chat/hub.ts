@@ -15,6 +15,7 @@ import { type PersistMode, Room } from "./room.ts";
 import { SentMessages, type SentMessagesOptions } from "./sent_messages.ts";
 import type { ResumeCursor } from "./room_replays.ts";
 import type { MemoryBudget } from "./memory_budget.ts";
+import { type ChatEvents, NO_EVENTS } from "./chat_events.ts";
 
 /** How often sockets that had bytes buffered are read again for the budget. */
 const BUFFERED_SWEEP_MS = 1_000;
@@ -41,6 +42,8 @@ export interface HubOptions {
   readonly presenceLeaveGraceMs?: number;
   /** The byte budget: rooms' recent buffers and clients' socket buffers count against it. */
   readonly budget?: MemoryBudget;
+  /** Told of connections and new messages here (webhooks); {@linkcode NO_EVENTS} by default. */
+  readonly events?: ChatEvents;
   /** Where counts go; {@linkcode NO_METRICS} counts nothing. */
   readonly metrics: ChatMetrics;
   readonly logger: Logger;
@@ -156,6 +159,7 @@ export class Hub implements ClientOwner {
         limits: this.#options.limits,
         presenceLeaveGraceMs: this.#options.presenceLeaveGraceMs,
         budget: this.#options.budget,
+        events: this.#options.events,
         metrics: this.#options.metrics,
         logger: this.#options.logger,
         previous: this.#ending.get(identity.room),
@@ -163,6 +167,7 @@ export class Hub implements ClientOwner {
       this.#rooms.set(identity.room, room);
     }
     room.join(client, identity.cursor);
+    (this.#options.events ?? NO_EVENTS).connected(client.user, client.room);
     return client;
   }
 
@@ -182,6 +187,7 @@ export class Hub implements ClientOwner {
     const fields = { client: client.id, room: client.room, code: close?.code };
     // Every disconnect is logged by the transport; a cut-off also says why, here.
     if (close === CLOSE_CODES.slowConsumer) this.#options.logger.info("client.cut_off", fields);
+    (this.#options.events ?? NO_EVENTS).disconnected(client.user, client.room);
     const room = this.#rooms.get(client.room);
     if (!room) return;
     room.leave(client);

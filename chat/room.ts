@@ -16,6 +16,7 @@ import {
 } from "./message.ts";
 import type { SentMessages } from "./sent_messages.ts";
 import type { MemoryBudget } from "./memory_budget.ts";
+import { type ChatEvents, NO_EVENTS } from "./chat_events.ts";
 
 /** What an ack means: queued for storage (`async`) or committed (`durable`). */
 export type PersistMode = "async" | "durable";
@@ -87,6 +88,8 @@ export interface RoomOptions {
   readonly presenceLeaveGraceMs?: number;
   /** The byte budget the recent buffer counts against (and gives back to when it runs short). */
   readonly budget?: MemoryBudget;
+  /** Told of each message sent through this room here (webhooks). */
+  readonly events?: ChatEvents;
   readonly metrics: ChatMetrics;
   readonly logger: Logger;
   /**
@@ -170,6 +173,7 @@ export class Room {
   /** The events of the turn being handled (kept here so that a failed turn's joins are closed). */
   readonly #turn: RoomEvent[] = [];
   readonly #leaveGraceMs: number;
+  readonly #events: ChatEvents;
   /** Users within their leave grace, with the timer that ends it and its number. */
   readonly #graceTimers = new Map<string, Grace>();
   #graceCount = 0;
@@ -193,6 +197,7 @@ export class Room {
     this.#limits = options.limits;
     this.#durable = options.persistMode === "durable";
     this.#leaveGraceMs = options.presenceLeaveGraceMs ?? 0;
+    this.#events = options.events ?? NO_EVENTS;
     this.#link = options.cluster.link(name, {
       messages: (messages) => this.#enqueueRemote({ type: "sequenced", messages }),
       gap: (fromSeq, toSeq) => this.#enqueueRemote({ type: "gap", fromSeq, toSeq }),
@@ -524,6 +529,7 @@ export class Room {
     }
     this.#deliver(message, frame, receivedAt);
     sender.acknowledge(clientId, message.id, message.seq);
+    this.#events.messageCreated(message);
   }
 
   /**
@@ -541,6 +547,7 @@ export class Room {
       if (entry.stored) {
         this.#deliver(message, entry.frame, entry.receivedAt);
         for (const each of senders) each.acknowledge(message.clientId, message.id, message.seq);
+        this.#events.messageCreated(message);
       } else {
         for (const each of senders) each.reject("shutting_down", message.clientId);
         this.#announceGap(message.seq, message.seq);
@@ -579,6 +586,8 @@ export class Room {
           this.#sent.remember(this.name, { sender: sender.user, clientId, ...at });
         }
         sender.acknowledge(clientId, at.id, at.seq);
+        // Another id: the sequencer knew the client id, this is a re-send.
+        if (at.id === draft.id) this.#events.messageCreated({ ...draft, seq: at.seq });
       });
     });
   }
