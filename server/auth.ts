@@ -81,7 +81,9 @@ export class TokenVerifier {
       if (!(error instanceof BadRequestError)) throw error;
       throw new AuthError(401, "token_invalid", `the token's sub is not a valid user name`);
     }
-    return { user, rooms: Object.freeze([...rooms]), expiresAtMs: (payload.exp ?? 0) * 1000 };
+    // Room names are compared in NFC, as requests' names are normalised.
+    const patterns = rooms.map((room) => room.normalize("NFC"));
+    return { user, rooms: Object.freeze(patterns), expiresAtMs: (payload.exp ?? 0) * 1000 };
   }
 }
 

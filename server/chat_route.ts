@@ -12,7 +12,7 @@ import type { ConnectionLimits } from "./connection_limits.ts";
 import { jsonError } from "./http_response.ts";
 import type { OpenSockets } from "./open_sockets.ts";
 import type { OriginPolicy } from "./origin_policy.ts";
-import { BadRequestError, parseChatParams } from "./request_params.ts";
+import { BadRequestError, parseChatParams, type ProtocolLevel } from "./request_params.ts";
 import { attachChatSocket, type SocketPolicy } from "./websocket_transport.ts";
 
 /** What the chat route needs. */
@@ -23,6 +23,8 @@ export interface ChatRoute {
   readonly origins: OriginPolicy;
   readonly verifier: TokenVerifier | undefined;
   readonly policy: SocketPolicy;
+  /** The protocol level of a connection that does not ask for one (`DEFAULT_PROTOCOL`). */
+  readonly defaultLevel: ProtocolLevel;
   readonly idleTimeoutMs: number;
   /** True once shutdown began: new sockets are refused with 503. */
   readonly draining: () => boolean;
@@ -47,7 +49,7 @@ export async function openChatSocket(
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   route: ChatRoute,
 ): Promise<Response> {
-  const params = parseChatParams(url.searchParams);
+  const params = parseChatParams(url.searchParams, route.defaultLevel);
   if (!route.origins.allows(request.headers.get("origin"), request.headers.get("host"))) {
     return refuse(route, 403, "origin_forbidden", "this origin may not open chat sockets");
   }
@@ -83,13 +85,17 @@ export async function openChatSocket(
   }
   const { socket, response } = upgraded;
   route.sockets.add(socket, ip);
-  attachChatSocket(socket, { room: params.room, user, cursor: params.cursor }, {
-    hub: route.hub,
-    policy: route.policy,
-    expiresAtMs: identity?.expiresAtMs,
-    closed: route.sockets,
-    logger: route.logger,
-    remoteAddress: ip,
-  });
+  attachChatSocket(
+    socket,
+    { room: params.room, user, cursor: params.cursor, level: params.level },
+    {
+      hub: route.hub,
+      policy: route.policy,
+      expiresAtMs: identity?.expiresAtMs,
+      closed: route.sockets,
+      logger: route.logger,
+      remoteAddress: ip,
+    },
+  );
   return response;
 }

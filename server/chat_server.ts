@@ -20,6 +20,8 @@ import { OriginPolicy } from "./origin_policy.ts";
 import { createHandler, type RouteDeps } from "./routes.ts";
 import { clientPage } from "./client_page.ts";
 import { RequestRate } from "./request_rate.ts";
+import { CorsPolicy } from "./cors.ts";
+import { LEVEL_0_DEFAULTS } from "./request_params.ts";
 
 /** What a running server offers its owner. */
 export interface ChatServer {
@@ -226,13 +228,16 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
         rateStrikes: config.rateLimitStrikes,
       },
       idleTimeoutMs: config.idleTimeoutMs,
+      defaultLevel: config.defaultProtocol,
       draining: isDraining,
       refused: (code) => parts.metrics.requestRefused(code),
       logger: parts.logger,
     },
     metrics: parts.metrics,
     metricsToken: config.metricsToken,
-    page: clientPage(config.maxContentChars),
+    page: clientPage(config.maxContentChars, config.frameAncestors),
+    cors: new CorsPolicy(config.allowedOrigins),
+    historyDefaultRoom: config.defaultProtocol === 0 ? LEVEL_0_DEFAULTS.room : undefined,
     activeRooms: () => parts.hub.largestRooms(Infinity),
     readiness: async () => {
       // A lost Redis degrades cross-instance delivery, not this instance: it stays ready.

@@ -31,12 +31,17 @@ const NUL = "\u0000";
  * parseClientFrame('{"type":"nope"}', 4000); // { ok: false, code: "unknown_type" }
  * ```
  */
-export function parseClientFrame(data: unknown, maxContentChars: number): ParsedFrame {
+export function parseClientFrame(
+  data: unknown,
+  maxContentChars: number,
+  plainText = false,
+): ParsedFrame {
   if (typeof data !== "string") return { ok: false, code: "binary_frame" };
   let content: unknown = data;
   let clientId: string | undefined;
-  // Only frames that look like an object pay for JSON parsing.
-  if (data.trimStart().startsWith("{")) {
+  // Only frames that look like an object pay for JSON parsing (none at level 0: every frame
+  // there is a message's text, whatever it looks like).
+  if (!plainText && data.trimStart().startsWith("{")) {
     const object = parseObject(data);
     if (object) {
       if (typeof object.type !== "string") return { ok: false, code: "invalid_frame" };

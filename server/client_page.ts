@@ -26,8 +26,14 @@ export interface ClientPage {
   readonly headers: Readonly<Record<string, string>>;
 }
 
-/** Builds the page once, with `maxContentChars` from the configuration. */
-export function clientPage(maxContentChars: number): ClientPage {
+/**
+ * Builds the page once, with `maxContentChars` from the configuration, framable by
+ * `frameAncestors` (`FRAME_ANCESTORS`; none by default).
+ */
+export function clientPage(
+  maxContentChars: number,
+  frameAncestors: readonly string[] = [],
+): ClientPage {
   const rules: PageRules = { ...NAME_RULES, max_content_chars: maxContentChars };
   if (!clientHtml.includes(RULES_PLACEHOLDER)) {
     throw new Error("static/client.html has lost its chat-rules placeholder");
@@ -43,7 +49,7 @@ export function clientPage(maxContentChars: number): ClientPage {
     headers: {
       "content-type": "text/html; charset=utf-8",
       // Hashes of the page as served: the data block is one of its inline scripts.
-      "content-security-policy": contentSecurityPolicy(html),
+      "content-security-policy": contentSecurityPolicy(html, frameAncestors),
     },
   };
 }

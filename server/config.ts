@@ -6,6 +6,7 @@
  */
 import { LOG_FORMATS, LOG_LEVELS } from "../log/logger.ts";
 import { parseDuration } from "./duration.ts";
+import { PROTOCOL_LEVELS, type ProtocolLevel } from "./request_params.ts";
 
 /** A variable has a bad value; the message names it. Start-up exits with code 2. */
 export class ConfigError extends Error {
@@ -75,6 +76,21 @@ function text(raw: string): string {
 /** A comma-separated list; blanks are dropped. */
 function list(raw: string): readonly string[] {
   return Object.freeze(raw.split(",").map((item) => item.trim()).filter((item) => item !== ""));
+}
+
+/** A comma list of origins (`https://host[:port]`), as CSP `frame-ancestors` takes them. */
+function origins(raw: string): readonly string[] | ParseFailure {
+  const items = list(raw);
+  const bad = items.find((item) => !/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/.test(item));
+  return bad === undefined ? items : new ParseFailure(
+    `must be origins such as https://app.example.com, got ${JSON.stringify(bad)}`,
+  );
+}
+
+function protocolLevel(raw: string): ProtocolLevel | ParseFailure {
+  const level = PROTOCOL_LEVELS.find((each) => String(each) === raw.trim());
+  return level ??
+    new ParseFailure(`must be one of ${PROTOCOL_LEVELS.join(", ")}, got ${JSON.stringify(raw)}`);
 }
 
 function redisUrl(raw: string): string | ParseFailure {
@@ -198,8 +214,23 @@ export const CONFIG_VARIABLES = {
   allowedOrigins: {
     name: "ALLOWED_ORIGINS",
     fallback: undefined,
-    doc: "browser origins allowed to open sockets (comma list); unset: same host and localhost",
+    doc:
+      "browser origins allowed to open sockets and to read /history and /api/* (CORS), comma list; * allows any; unset: same host and localhost, no CORS",
     parse: list,
+  },
+  frameAncestors: {
+    name: "FRAME_ANCESTORS",
+    fallback: undefined,
+    doc:
+      "origins that may embed the page in a frame (comma list, e.g. https://app.example.com); unset: none",
+    parse: origins,
+  },
+  defaultProtocol: {
+    name: "DEFAULT_PROTOCOL",
+    fallback: "2",
+    doc:
+      "protocol level of a connection that does not ask for one with v=: 2 (current) or 0 (the Go server's clients: message objects only, joins, leaves and errors as SYSTEM messages)",
+    parse: protocolLevel,
   },
   maxFrameBytes: {
     name: "MAX_FRAME_BYTES",

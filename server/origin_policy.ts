@@ -19,14 +19,14 @@ const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 export class OriginPolicy {
   readonly #allowed: ReadonlySet<string> | undefined;
 
-  /** `allowed`: exact origins such as `https://chat.example.com`; unset: the defaults. */
+  /** `allowed`: exact origins such as `https://chat.example.com`, or `*`; unset: the defaults. */
   constructor(allowed: readonly string[] | undefined) {
     this.#allowed = allowed && new Set(allowed.map((origin) => origin.replace(/\/+$/, "")));
   }
 
   allows(origin: string | null, host: string | null): boolean {
     if (origin === null) return true;
-    if (this.#allowed) return this.#allowed.has(origin);
+    if (this.#allowed) return this.#allowed.has("*") || this.#allowed.has(origin);
     if (!URL.canParse(origin)) return false;
     const parsed = new URL(origin);
     // Same host as the request (scheme aside: TLS is often terminated in front of us).

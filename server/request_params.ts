@@ -17,6 +17,17 @@ export class BadRequestError extends Error {
   }
 }
 
+/**
+ * Protocol levels a connection may ask for with `v`: 0 for the clients of the Go server this one
+ * replaces (message-shaped frames only), 2 the current protocol (1 is the same protocol, whose
+ * id cursors `since=` are still served).
+ */
+export const PROTOCOL_LEVELS = [0, 1, 2] as const;
+export type ProtocolLevel = typeof PROTOCOL_LEVELS[number];
+
+/** What level 0 clients meant when they left `r` or `u` out. */
+export const LEVEL_0_DEFAULTS = { room: "general", user: "Anonymous" } as const;
+
 /** Who connects to which room. */
 export interface ChatParams {
   readonly room: string;
@@ -24,6 +35,8 @@ export interface ChatParams {
   readonly user: string | undefined;
   /** Resume after this cursor: replay what came after it before live frames. */
   readonly cursor?: ResumeCursor;
+  /** The protocol level: `v`, else the operator's `DEFAULT_PROTOCOL`. */
+  readonly level: ProtocolLevel;
 }
 
 /** Which page of history to read. */
@@ -40,7 +53,15 @@ export interface HistoryParams {
 export const HISTORY_LIMITS = { default: 50, max: 500 } as const;
 
 const MAX_ROOM_CHARS = 64;
-const ROOM_PATTERN = new RegExp(`^[A-Za-z0-9_.-]{1,${MAX_ROOM_CHARS}}$`);
+/**
+ * Letters and marks of any script, digits, spaces and common punctuation, after NFC: `my room`,
+ * `café crème`, `général` are rooms. Not `/` (API paths), `*` (token patterns' wildcard), nor
+ * anything unprintable.
+ */
+const ROOM_PATTERN = new RegExp(
+  `^[\\p{L}\\p{M}\\p{N} _.,:;!?'()&+@#~-]{1,${MAX_ROOM_CHARS}}$`,
+  "u",
+);
 const MAX_USER_CHARS = 32;
 // Control, format (bidi overrides, zero-width), surrogate, private-use and unassigned code
 // points, and line/paragraph separators: nothing a name needs, several things a spoofer wants.
@@ -62,19 +83,36 @@ export const NAME_RULES = {
  * @throws {BadRequestError} `invalid_room`, `invalid_user` or `invalid_cursor` (a bad `since`,
  * `since_seq` or `epoch`, `since_seq` above 0 without `epoch`, or both `since` and `since_seq`).
  */
-export function parseChatParams(query: URLSearchParams): ChatParams {
-  const raw = query.get("u");
+export function parseChatParams(
+  query: URLSearchParams,
+  defaultLevel: ProtocolLevel = 2,
+): ChatParams {
+  const level = parseLevel(query.get("v"), defaultLevel);
+  const defaults = level === 0 ? LEVEL_0_DEFAULTS : undefined;
+  const raw = query.get("u") ?? defaults?.user ?? null;
   const user = raw === null ? undefined : parseUserName(raw);
   const cursor = parseResumeCursor(query);
-  return { room: parseRoom(query), user, ...(cursor && { cursor }) };
+  return { room: parseRoom(query, defaults?.room), user, level, ...(cursor && { cursor }) };
+}
+
+function parseLevel(raw: string | null, fallback: ProtocolLevel): ProtocolLevel {
+  if (raw === null) return fallback;
+  const level = PROTOCOL_LEVELS.find((each) => String(each) === raw);
+  if (level === undefined) {
+    throw new BadRequestError("invalid_version", `v must be one of ${PROTOCOL_LEVELS.join(", ")}`);
+  }
+  return level;
 }
 
 /**
  * @throws {BadRequestError} `invalid_room`, `invalid_limit` or `invalid_cursor` (a bad cursor, or
  * seq and id cursors mixed).
  */
-export function parseHistoryParams(query: URLSearchParams): HistoryParams {
-  const room = parseRoom(query);
+export function parseHistoryParams(
+  query: URLSearchParams,
+  defaultRoom?: string,
+): HistoryParams {
+  const room = parseRoom(query, defaultRoom);
   const limit = parseLimit(query.get("limit"), HISTORY_LIMITS);
   const beforeSeq = parseSeq(query, "before_seq");
   const afterSeq = parseSeq(query, "after_seq");
@@ -143,24 +181,34 @@ export function parseEpoch(raw: string | null): string | undefined {
   return raw;
 }
 
-function parseRoom(query: URLSearchParams): string {
-  const room = query.get("r");
-  if (room === null || !ROOM_PATTERN.test(room)) {
+function parseRoom(query: URLSearchParams, fallback?: string): string {
+  return parseRoomName(query.get("r") ?? fallback ?? null);
+}
+
+/**
+ * A room name: trimmed, in NFC, 1 to 64 letters, digits, spaces and common punctuation.
+ *
+ * @throws {BadRequestError} `invalid_room`.
+ */
+export function parseRoomName(raw: string | null): string {
+  const room = raw?.trim().normalize("NFC") ?? "";
+  if (!ROOM_PATTERN.test(room)) {
     throw new BadRequestError(
       "invalid_room",
-      `r must be 1 to ${MAX_ROOM_CHARS} characters of A-Z, a-z, 0-9, '_', '.', '-'`,
+      `r must be 1 to ${MAX_ROOM_CHARS} letters, digits, spaces or _ . , : ; ! ? ' ( ) & + @ # ~ -`,
     );
   }
   return room;
 }
 
 /**
- * A user name: 1 to 32 printable characters after trimming.
+ * A user name: 1 to 32 printable characters after trimming, in NFC (the same name typed on two
+ * keyboards is one name).
  *
  * @throws {BadRequestError} `invalid_user`.
  */
 export function parseUserName(raw: string | null): string {
-  const user = raw?.trim() ?? "";
+  const user = raw?.trim().normalize("NFC") ?? "";
   let length = 0;
   for (const _ of user) length++;
   if (length < 1 || length > MAX_USER_CHARS || NON_PRINTABLE.test(user)) {

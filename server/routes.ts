@@ -19,6 +19,7 @@ import { BadRequestError, parseHistoryParams, parseRoomsLimit } from "./request_
 import { withSecurityHeaders } from "./security_headers.ts";
 import type { RequestRate } from "./request_rate.ts";
 import type { ClientPage } from "./client_page.ts";
+import type { CorsPolicy } from "./cors.ts";
 
 /** What the routes need. */
 export interface RouteDeps {
@@ -44,6 +45,10 @@ export interface RouteDeps {
   readonly activeRooms: () => { room: string; members: number }[];
   /** The browser client, built with the configured rules. */
   readonly page: ClientPage;
+  /** Which other origins may read `/history` and `/api/*` (`ALLOWED_ORIGINS`). */
+  readonly cors: CorsPolicy;
+  /** The room of a `/history` request without `r` (level 0 clients meant `general`). */
+  readonly historyDefaultRoom?: string;
 }
 
 /** The answer of `/readyz`. */
@@ -106,7 +111,32 @@ export function createHandler(
   };
 }
 
+/** Paths other origins may read, given CORS, and the methods they take. */
+function corsMethods(pathname: string): readonly string[] | undefined {
+  if (pathname === "/history") return ["GET", "HEAD"];
+  return undefined;
+}
+
 async function route(
+  routes: Record<string, Handler>,
+  request: Request,
+  url: URL,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  deps: RouteDeps,
+): Promise<Response> {
+  const methods = corsMethods(url.pathname);
+  const origin = request.headers.get("origin");
+  if (methods && request.method === "OPTIONS") return deps.cors.preflight(origin, methods);
+  const response = await dispatch(routes, request, url, info, deps);
+  if (methods) {
+    for (const [name, value] of Object.entries(deps.cors.headersFor(origin))) {
+      response.headers.set(name, value);
+    }
+  }
+  return response;
+}
+
+async function dispatch(
   routes: Record<string, Handler>,
   request: Request,
   url: URL,
@@ -152,7 +182,7 @@ async function history(
     const message = "too many /history requests from this address; slow down";
     return retryLater(429, RATE_LIMITED, message, deps.historyRate.retryAfterSeconds);
   }
-  const { room, ...query } = parseHistoryParams(url.searchParams);
+  const { room, ...query } = parseHistoryParams(url.searchParams, deps.historyDefaultRoom);
   await authorize(deps.verifier, { request, url, room });
   // The epoch is read before the page: if it changes in between, the client's next resume with
   // this epoch is told so, rather than a page of the new epoch passing for the old one. A store

@@ -22,7 +22,10 @@ const COMMON_HEADERS: Readonly<Record<string, string>> = {
  * const csp = contentSecurityPolicy(clientHtml);
  * ```
  */
-export function contentSecurityPolicy(html: string): string {
+export function contentSecurityPolicy(
+  html: string,
+  frameAncestors: readonly string[] = [],
+): string {
   const scripts = inlineHashes(html, "script");
   const styles = inlineHashes(html, "style");
   return [
@@ -33,7 +36,7 @@ export function contentSecurityPolicy(html: string): string {
     "img-src 'self' data:",
     "base-uri 'none'",
     "form-action 'self'",
-    "frame-ancestors 'none'",
+    `frame-ancestors ${frameAncestors.length > 0 ? frameAncestors.join(" ") : "'none'"}`,
   ].join("; ");
 }
 
@@ -44,7 +47,13 @@ export function withSecurityHeaders(
 ): Response {
   // Upgrade (101) responses have immutable headers in Deno; they carry no body to protect.
   if (response.status === 101) return response;
+  // A page whose policy lets listed origins frame it must not be denied framing by the older
+  // header (browsers that know frame-ancestors ignore it, older ones would not).
+  const framable = /frame-ancestors (?!'none')/.test(
+    response.headers.get("content-security-policy") ?? "",
+  );
   for (const [name, value] of Object.entries({ ...COMMON_HEADERS, ...extra })) {
+    if (name === "x-frame-options" && framable) continue;
     response.headers.set(name, value);
   }
   return response;

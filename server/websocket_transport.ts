@@ -9,6 +9,8 @@ import type { Client, Transport } from "../chat/client.ts";
 import type { Hub } from "../chat/hub.ts";
 import { CLOSE_CODES } from "../chat/protocol.ts";
 import { parseClientFrame } from "./client_frame.ts";
+import { legacyFrame } from "./legacy_frames.ts";
+import type { ProtocolLevel } from "./request_params.ts";
 import { TokenBucket } from "./token_bucket.ts";
 import type { Logger } from "../log/logger.ts";
 
@@ -31,6 +33,8 @@ export interface ChatJoin {
   readonly user: string;
   /** Where a resuming client stands; absent for a fresh connection. */
   readonly cursor?: ResumeCursor;
+  /** Level 0 gets message-shaped frames only, and its frames are all plain text; 2 by default. */
+  readonly level?: ProtocolLevel;
 }
 
 // setTimeout takes at most a 32-bit delay; longer expiries are reached in steps.
@@ -105,7 +109,10 @@ class ChatSocket implements Transport, EventListenerObject {
   }
 
   send(frame: string): void {
-    if (this.#socket.readyState === WebSocket.OPEN) this.#socket.send(frame);
+    if (this.#socket.readyState !== WebSocket.OPEN) return;
+    if (this.#join.level !== 0) return this.#socket.send(frame);
+    const legacy = legacyFrame(frame, this.#join.room);
+    if (legacy !== undefined) this.#socket.send(legacy);
   }
 
   close(code: number, reason: string): Promise<void> {
@@ -162,7 +169,7 @@ class ChatSocket implements Transport, EventListenerObject {
       if (!this.#strikes.take()) return client.disconnect(CLOSE_CODES.rateLimited);
       return client.reject("rate_limited");
     }
-    const frame = parseClientFrame(data, policy.maxContentChars);
+    const frame = parseClientFrame(data, policy.maxContentChars, this.#join.level === 0);
     if (frame.ok) client.receive(frame.submission);
     else client.reject(frame.code, frame.clientId);
   }

@@ -7,8 +7,9 @@ Deno.test("GET /chat refuses a bad room or user with 400 and a JSON error, befor
   const cases: [string, string][] = [
     ["/chat?u=ann", "invalid_room"],
     ["/chat?r=&u=ann", "invalid_room"],
-    ["/chat?r=a%20b&u=ann", "invalid_room"],
-    ["/chat?r=caf%C3%A9&u=ann", "invalid_room"],
+    ["/chat?r=a%2Fb&u=ann", "invalid_room"],
+    ["/chat?r=a*&u=ann", "invalid_room"],
+    ["/chat?r=evil%E2%80%AEroom&u=ann", "invalid_room"],
     [`/chat?r=${"r".repeat(65)}&u=ann`, "invalid_room"],
     ["/chat?r=a", "invalid_user"],
     ["/chat?r=a&u=", "invalid_user"],

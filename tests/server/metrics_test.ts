@@ -37,7 +37,7 @@ Deno.test("GET /metrics counts known traffic exactly, in valid Prometheus format
   assert.equal((await ann.nextOfType("error")).code, "binary_frame");
   ann.send("   ");
   assert.equal((await ann.nextOfType("error")).code, "empty_content");
-  const refused = await fetch(app.url("/chat?r=bad%20room&u=x"), { headers: UPGRADE_HEADERS });
+  const refused = await fetch(app.url("/chat?r=bad%2Froom&u=x"), { headers: UPGRADE_HEADERS });
   await refused.body?.cancel();
   await app.repository.waitForSaved(3);
 
