@@ -191,3 +191,48 @@ async function readFiles(paths: readonly string[]): Promise<string[]> {
   parts.push(rest);
   return parts;
 }
+
+/** CPU over an interval: the server's, this process's and every other task's (see below). */
+export interface IntervalUsage {
+  /** Percent of one core; absent without a server pid. */
+  readonly serverCpuPercent: number | undefined;
+  readonly serverRssKiB: number | undefined;
+  readonly clientCpuPercent: number;
+  /** Every other task on the machine, in percent of one core ({@linkcode otherCpuPercent}). */
+  readonly otherCpuPercent: number;
+}
+
+/**
+ * Starts measuring CPU; the returned function ends the interval and reports it.
+ *
+ * @example
+ * ```ts
+ * const stop = await meterUsage(serverPid);
+ * // ... load ...
+ * const { serverCpuPercent, clientCpuPercent, otherCpuPercent } = await stop();
+ * ```
+ */
+export async function meterUsage(
+  serverPid: number | undefined,
+): Promise<() => Promise<IntervalUsage>> {
+  const [server, client, machine] = await Promise.all([
+    serverPid === undefined ? undefined : sampleProc(serverPid),
+    sampleProc(Deno.pid),
+    sampleMachine(),
+  ]);
+  return async () => {
+    const [serverUsage, clientUsage, machineAfter] = await Promise.all([
+      serverPid === undefined || server === undefined ? undefined : usageSince(serverPid, server),
+      usageSince(Deno.pid, client),
+      sampleMachine(),
+    ]);
+    const own = [serverUsage?.cpuSeconds ?? 0, clientUsage.cpuSeconds];
+    const round = (value: number) => Math.round(value * 100) / 100;
+    return {
+      serverCpuPercent: serverUsage && round(serverUsage.cpuPercent),
+      serverRssKiB: serverUsage?.rssKiB,
+      clientCpuPercent: round(clientUsage.cpuPercent),
+      otherCpuPercent: round(otherCpuPercent(machine, machineAfter, own)),
+    };
+  };
+}

@@ -36,6 +36,9 @@ export const CLOSE_TIMEOUT_MS = 15_000;
 /** Between steps: the server is idle once no frame arrived for this long. */
 const SETTLE_QUIET_MS = 300;
 const SETTLE_MAX_MS = 10_000;
+/** {@linkcode until} polls this often, this long by default. */
+const UNTIL_POLL_MS = 20;
+const UNTIL_MAX_MS = 30_000;
 /** Connections: how long to let the server settle before its RSS is read. */
 const MEMORY_SETTLE_MS = 2_000;
 
@@ -268,6 +271,31 @@ export async function quietMachine(target: Target): Promise<void> {
     const own = [serverAfter - server, clientAfter - client, sutAfter - sut];
     if (otherCpuPercent(machine, machineAfter, own) < NOISY_CPU_PERCENT) return;
   }
+}
+
+/**
+ * Resolves once `done()` holds (polled), or after `maxMs`: the caller checks which.
+ *
+ * @example
+ * ```ts
+ * await until(() => sink.delivered >= expected, 5_000);
+ * ```
+ */
+export function until(done: () => boolean, maxMs = UNTIL_MAX_MS): Promise<void> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const poll = setInterval(() => {
+      if (done() || performance.now() - started >= maxMs) {
+        clearInterval(poll);
+        resolve();
+      }
+    }, UNTIL_POLL_MS);
+  });
+}
+
+/** Resolves at `performance.now()` time `at` (at once if it passed). */
+export function sleepUntil(at: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, at - performance.now())));
 }
 
 /** A short random tag, so that rooms of two runs against one server never meet. */

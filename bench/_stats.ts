@@ -115,3 +115,71 @@ export function formatTable(
   return [line(header), widths.map((width) => "-".repeat(width)).join("  "), ...rows.map(line)]
     .join("\n");
 }
+
+/**
+ * The least-squares slope of `y` over `x`; NaN with fewer than two distinct `x`.
+ *
+ * @example
+ * ```ts
+ * leastSquaresSlope([{ x: 1, y: 10 }, { x: 2, y: 12 }, { x: 3, y: 14 }]); // 2
+ * ```
+ */
+export function leastSquaresSlope(points: readonly { x: number; y: number }[]): number {
+  const n = points.length;
+  const meanX = points.reduce((sum, point) => sum + point.x, 0) / n;
+  const meanY = points.reduce((sum, point) => sum + point.y, 0) / n;
+  let covariance = 0;
+  let variance = 0;
+  for (const { x, y } of points) {
+    covariance += (x - meanX) * (y - meanY);
+    variance += (x - meanX) ** 2;
+  }
+  return variance > 0 ? covariance / variance : NaN;
+}
+
+/** One column of {@linkcode columnTable}: its header, and its cell of a line. */
+export type Column = readonly [header: string, cell: (line: Record<string, unknown>) => unknown];
+
+/**
+ * Renders lines as a table of `columns`; a cell that is `undefined` shows as `-`.
+ *
+ * @example
+ * ```ts
+ * console.log(columnTable([["members", (line) => line.members]], lines));
+ * ```
+ */
+export function columnTable(
+  columns: readonly Column[],
+  lines: readonly Record<string, unknown>[],
+): string {
+  return formatTable(
+    columns.map(([header]) => header),
+    lines.map((line) =>
+      columns.map(([, cell]) => {
+        const value = cell(line);
+        return value === undefined ? "-" : String(value);
+      })
+    ),
+  );
+}
+
+/**
+ * The median of the slopes between every two points (Theil-Sen): unlike the least-squares slope,
+ * one odd sample (a first one still high from the warm-up) does not tilt it. NaN with fewer
+ * than two distinct `x`.
+ *
+ * @example
+ * ```ts
+ * medianSlope([50, 12, 14, 16, 18].map((y, i) => ({ x: i + 1, y }))); // 2
+ * ```
+ */
+export function medianSlope(points: readonly { x: number; y: number }[]): number {
+  const slopes: number[] = [];
+  for (let i = 0; i < points.length; i++) {
+    for (let j = i + 1; j < points.length; j++) {
+      const [a, b] = [points[i], points[j]];
+      if (a && b && a.x !== b.x) slopes.push((b.y - a.y) / (b.x - a.x));
+    }
+  }
+  return median(slopes);
+}

@@ -315,3 +315,26 @@ export function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
   for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
   return true;
 }
+
+/**
+ * The unsigned integer right after the first `field` (e.g. `"seq":`) at or after `from`, or
+ * `undefined` if there is none.
+ *
+ * @example
+ * ```ts
+ * numberAfter(new TextEncoder().encode('{"seq":42}'), new TextEncoder().encode('"seq":')); // 42
+ * ```
+ */
+export function numberAfter(payload: Uint8Array, field: Uint8Array, from = 0): number | undefined {
+  const at = indexOf(payload, field, from);
+  if (at < 0) return undefined;
+  let position = at + field.length;
+  let digit = payload[position] ?? 0;
+  if (digit < 48 || digit > 57) return undefined;
+  let value = 0;
+  while (digit >= 48 && digit <= 57) {
+    value = value * 10 + digit - 48;
+    digit = payload[++position] ?? 0;
+  }
+  return value;
+}

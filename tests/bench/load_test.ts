@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
+import { compareToIdle, type HeapSnapshotSummary } from "../../bench/_heap_snapshot.ts";
+import { CursorLedger } from "../../bench/_peers.ts";
 import { connectionSpecs } from "../../bench/_scenarios.ts";
+import { leastSquaresSlope, medianSlope } from "../../bench/_stats.ts";
 import { framer, layoutSpecs } from "../../bench/_traffic.ts";
 import { serviceGate } from "../support/services.ts";
 import { startTestServer } from "../support/test_server.ts";
@@ -31,9 +34,19 @@ async function runDeno(
   return new TextDecoder().decode(output.stdout);
 }
 
-/** Runs the load generator against `url` and returns its JSON lines. */
-async function runLoad(url: string, args: string[]): Promise<Record<string, unknown>[]> {
-  const stdout = await runDeno(["--allow-net", "--allow-run=cat,sh", LOAD, url, "--json", ...args]);
+/** Runs the load generator against `url` (or a server of its own) and returns its JSON lines. */
+async function runLoad(
+  url: string | undefined,
+  args: string[],
+  timeoutMs?: number,
+): Promise<Record<string, unknown>[]> {
+  // Without a URL it starts main.ts itself: --allow-read for Deno.execPath(), any --allow-run.
+  const permissions = url === undefined
+    ? ["--allow-net", "--allow-read", "--allow-run"]
+    : ["--allow-net", "--allow-run=cat,sh"];
+  const stdout = await runDeno([...permissions, LOAD, ...(url ? [url] : []), "--json", ...args], {
+    timeoutMs,
+  });
   return stdout.split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line));
 }
 
@@ -184,7 +197,8 @@ function startFaultyServer(): Deno.HttpServer<Deno.NetAddr> {
     };
     socket.onopen = () => {
       state.sockets.add(socket);
-      socket.send(JSON.stringify({ type: "welcome", protocol: 1, room, members: [] }));
+      const welcome = { type: "welcome", protocol: 1, room, members: [], last_seq: state.count };
+      socket.send(JSON.stringify(welcome));
     };
     socket.onmessage = (event) => {
       const text = String(event.data);
@@ -302,4 +316,183 @@ Deno.test("bench/heap.ts reports the heap an idle connection costs, by construct
   assert.ok(summary.heapBytesPerConnection > 2_000, stdout);
   assert.ok(summary.heapBytesPerConnection < 100_000, stdout);
   assert.match(stdout, /object:WebSocket$/m, "one WebSocket per connection is in the table");
+});
+
+// Tiny: 50 members, their reconnects over 200 ms, the pair at 50 msg/s, a short tail.
+const SMALL_STORM = [
+  "--scenario=storm",
+  "--storm-members=50",
+  "--storm-spread-ms=200",
+  "--storm-tail-ms=200",
+  `--pid=${Deno.pid}`,
+];
+
+Deno.test("bench/load.ts storm (tiny): everyone dropped, re-welcomed and resumed complete, the other room intact, presence per member", async () => {
+  const server = startTestServer();
+  try {
+    // A p99 limit no step can miss within this test's timeout: the verdict follows the checks.
+    const lines = await runLoad(`ws://127.0.0.1:${server.port}`, [
+      ...SMALL_STORM,
+      "--storm-p99-ms=60000",
+    ]);
+    const step = lines.find((line) => line.scenario === "storm" && !line.summary);
+    assert.ok(step, JSON.stringify(lines));
+    assert.equal(step.members, 50);
+    assert.equal(step.rewelcomed, 50);
+    assert.equal(step.reconnectsFailed, 0);
+    assert.equal(step.resumes, 50);
+    assert.equal(step.resumesComplete, 50, "every resume said complete: true");
+    assert.equal(step.closed1013, 0);
+    assert.deepEqual(step.serverCloses, {});
+    assert.deepEqual(step.roomSeq, { lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
+    const otherRoom = step.otherRoom as { sent: number; delivered: number; lost: number };
+    assert.ok(otherRoom.sent > 0);
+    assert.equal(otherRoom.delivered, 2 * otherRoom.sent, "both of the pair got every message");
+    assert.equal(otherRoom.lost, 0);
+    for (const field of ["presenceBytesPerMember", "presenceFramesPerMember", "framesPerMember"]) {
+      const figures = step[field] as { max: number; mean: number };
+      assert.deepEqual(Object.keys(figures).sort(), ["max", "maxPerN", "mean", "meanPerN"]);
+      assert.ok(figures.max >= figures.mean, field);
+    }
+    // At least its welcome and its resume frame each.
+    assert.ok((step.framesPerMember as { mean: number }).mean >= 2);
+    assert.equal(typeof (step.latencyMs as Record<string, number>).p99, "number");
+    assert.equal(typeof step.allWelcomedSeconds, "number");
+    assert.equal(step.pass, true);
+    const summary = lines.find((line) => line.summary);
+    assert.equal(summary?.scenario, "storm");
+    assert.equal(summary?.closed1013, 0);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("bench/load.ts storm fails its step when the other room misses its p99 target", async () => {
+  const server = startTestServer();
+  try {
+    // No delivery takes less than 1 µs: the target is missed, everything else holds.
+    const lines = await runLoad(`ws://127.0.0.1:${server.port}`, [
+      ...SMALL_STORM,
+      "--storm-p99-ms=0.001",
+    ]);
+    const step = lines.find((line) => line.scenario === "storm" && !line.summary);
+    assert.equal(step?.resumesComplete, 50);
+    assert.equal(step?.pass, false);
+    assert.equal(lines.find((line) => line.summary)?.pass, false);
+  } finally {
+    await server.close();
+  }
+});
+
+// Tiny: 4 rooms of 3 for 9 s, samples every 3 s, rooms living 3 s.
+const SMALL_SOAK = [
+  "--scenario=soak",
+  "--minutes=0.15",
+  "--soak-warmup-s=3",
+  "--soak-sample-s=3",
+  "--soak-rooms=4",
+  "--soak-room-size=3",
+  "--soak-rate=20",
+  "--soak-room-life-s=3",
+  "--soak-churn=1",
+  "--soak-idle-s=1",
+  "--soak-idle-max-s=1",
+];
+
+Deno.test("bench/load.ts soak (tiny, its own server): samples heap and RSS, slopes, and the heap back at idle by class", async () => {
+  const lines = await runLoad(undefined, SMALL_SOAK, 120_000);
+  const samples = lines.filter((line) => line.scenario === "soak" && !line.summary);
+  const phases = samples.map((line) => line.phase);
+  assert.deepEqual(phases.slice(0, 4), ["idle", "warm-up", "load", "load"], phases.join());
+  assert.equal(phases.at(-1), "end");
+  for (const sample of samples) {
+    assert.equal(typeof sample.heapUsedMiB, "number");
+    assert.equal(typeof sample.rssMiB, "number");
+  }
+  const last = samples.at(-1) ?? {};
+  assert.ok((last.roomsOpened as number) > 4, "rooms closed and new ones opened");
+  assert.ok((last.resumes as number) > 0, "members resumed");
+  assert.equal(last.connections, 0, "everyone left at the end");
+  const summary = lines.find((line) => line.summary) ?? {};
+  assert.equal(summary.correct, true, JSON.stringify(summary));
+  assert.equal(typeof summary.heapSlopeMiBPerMinute, "number");
+  assert.equal(typeof summary.rssSlopeMiBPerMinute, "number");
+  assert.equal(typeof summary.returnedToIdle, "boolean");
+  const watched = summary.watched as Record<string, Record<string, number>>;
+  assert.ok(watched.Room && watched.Client && watched.Map && watched.Set);
+  assert.ok((watched.Client?.loaded ?? 0) > (watched.Client?.idle ?? 0), "clients while loaded");
+});
+
+Deno.test("bench/load.ts soak reports what a faulty server loses, doubles and reorders, and fails", async () => {
+  const server = startFaultyServer();
+  try {
+    // It sends no ack and no resume frame: no leaves and resumes, to spare the waits for them.
+    const lines = await runLoad(`ws://127.0.0.1:${server.addr.port}`, [
+      ...SMALL_SOAK,
+      "--soak-churn=0.001",
+    ], 120_000);
+    const summary = lines.find((line) => line.summary) ?? {};
+    assert.equal(summary.pass, false);
+    assert.equal(summary.correct, false);
+    const last = lines.filter((line) => line.scenario === "soak" && !line.summary).at(-1) ?? {};
+    assert.ok((last.lost as number) > 0, `lost ${last.lost}`);
+    assert.ok((last.duplicated as number) > 0, `duplicated ${last.duplicated}`);
+    assert.ok((last.reordered as number) > 0, `reordered ${last.reordered}`);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("CursorLedger.frame() checks the room seq across a resume: gaps, late and doubled seqs", () => {
+  const ledger = new CursorLedger(1);
+  const frame = (text: string) => new TextEncoder().encode(text);
+  const message = (seq: number) => frame(`{"type":"message","room":"r","seq":${seq}}`);
+  ledger.welcome(0, frame('{"type":"welcome","epoch":"e1","last_seq":4}'));
+  for (const seq of [5, 6, 8, 7, 7]) ledger.frame(0, message(seq));
+  assert.deepEqual([ledger.lost, ledger.reordered, ledger.duplicated], [0, 1, 1]);
+  assert.equal(ledger.cursor(0), 8);
+  assert.deepEqual(ledger.resumeParams(0), { since_seq: "8", epoch: "e1" });
+  assert.equal(ledger.replaying(0), true);
+  // The replay continues from the cursor, whatever the room's last seq now is.
+  ledger.welcome(0, frame('{"type":"welcome","epoch":"e1","last_seq":10}'));
+  for (const seq of [9, 11]) ledger.frame(0, message(seq));
+  ledger.frame(0, frame('{"type":"resume","complete":true,"replayed":2,"epoch":"e1"}'));
+  assert.equal(ledger.replaying(0), false);
+  assert.deepEqual([ledger.lost, ledger.resumes, ledger.resumesComplete], [1, 1, 1]);
+  ledger.resumeParams(0);
+  ledger.frame(0, frame('{"type":"resume","complete":false,"reason":"limit"}'));
+  assert.deepEqual(Object.fromEntries(ledger.incomplete), { limit: 1 });
+});
+
+Deno.test("leastSquaresSlope() and medianSlope() fit a line; compareToIdle() names what stayed after the load", () => {
+  assert.equal(leastSquaresSlope([{ x: 1, y: 10 }, { x: 2, y: 13 }, { x: 3, y: 16 }]), 3);
+  assert.ok(Number.isNaN(leastSquaresSlope([{ x: 1, y: 1 }])));
+  // One high first sample: the median of pairwise slopes keeps the trend of the rest.
+  const settling = [50, 12, 14, 16, 18].map((y, i) => ({ x: i + 1, y }));
+  assert.equal(medianSlope(settling), 2);
+  assert.ok(leastSquaresSlope(settling) < 0);
+  const summary = (
+    counts: Record<string, number>,
+    references: number,
+  ): HeapSnapshotSummary => ({
+    groups: new Map(
+      Object.entries(counts).map(([name, count]) => [`object:${name}`, { count, bytes: 0 }]),
+    ),
+    collections: [{ id: 7, kind: "Map", owner: "Hub.#rooms", references, tableBytes: 0 }],
+  });
+  const idle = summary({ Room: 0, Promise: 10, Object: 5 }, 0);
+  const loaded = summary({ Room: 40, Promise: 900, Object: 5000 }, 80);
+  const back = compareToIdle(idle, loaded, summary({ Room: 0, Promise: 14, Object: 900 }, 0), {
+    exact: ["Room"],
+    collectionSlack: 10,
+  });
+  assert.deepEqual(back, { retained: [], grownCollections: [] });
+  const leaked = compareToIdle(idle, loaded, summary({ Room: 1, Promise: 40, Object: 5 }, 30), {
+    exact: ["Room"],
+    collectionSlack: 10,
+  });
+  assert.deepEqual(leaked.retained.map((row) => row.key), ["object:Promise", "object:Room"]);
+  assert.deepEqual(leaked.grownCollections, [
+    { owner: "Hub.#rooms", kind: "Map", before: 0, after: 30 },
+  ]);
 });
