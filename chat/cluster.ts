@@ -84,6 +84,11 @@ export interface Cluster {
    * the rooms are not shared (a single instance).
    */
   epochOf(room: string): Promise<string | undefined>;
+  /**
+   * The users other instances have in `room`, for a room this one does not host (the server
+   * API's member list); `undefined` if that cannot be known now.
+   */
+  membersElsewhere(room: string): Promise<readonly string[] | undefined>;
   /** Withdraws this instance's presence and disconnects. */
   close(): Promise<void>;
 }
@@ -111,6 +116,10 @@ export class SoloCluster implements Cluster {
 
   link(_room: string, _sink: RemoteSink): RoomLink {
     return SOLO_LINK;
+  }
+
+  membersElsewhere(_room: string): Promise<readonly string[] | undefined> {
+    return Promise.resolve([]);
   }
 
   epochOf(_room: string): Promise<string | undefined> {

@@ -11,12 +11,14 @@ import type { Cluster } from "./cluster.ts";
 import { OutboxWriter } from "./outbox_writer.ts";
 import { reportFault } from "./faults.ts";
 import type { MessageLog, RoomSequence, Submission } from "./message.ts";
-import { type PersistMode, Room } from "./room.ts";
+import { type PersistMode, Room, type Sender } from "./room.ts";
 import { SentMessages, type SentMessagesOptions } from "./sent_messages.ts";
 import type { ResumeCursor } from "./room_replays.ts";
 import type { MemoryBudget } from "./memory_budget.ts";
 import { type ChatEvents, NO_EVENTS } from "./chat_events.ts";
 
+/** Longest a message published through the API waits for its room's answer. */
+const PUBLISH_TIMEOUT_MS = 10_000;
 /** How often sockets that had bytes buffered are read again for the budget. */
 const BUFFERED_SWEEP_MS = 1_000;
 
@@ -147,28 +149,58 @@ export class Hub implements ClientOwner {
       return client;
     }
     this.#clients.add(client);
-    let room = this.#rooms.get(identity.room);
-    if (!room) {
-      room = new Room(identity.room, {
-        inboxLimit: this.#options.roomInboxLimit,
-        log: this.#options.log,
-        sent: this.#sent,
-        persistMode: this.#options.persistMode,
-        resumeLimit: this.#options.resumeLimit,
-        cluster: this.#options.cluster,
-        limits: this.#options.limits,
-        presenceLeaveGraceMs: this.#options.presenceLeaveGraceMs,
-        budget: this.#options.budget,
-        events: this.#options.events,
-        metrics: this.#options.metrics,
-        logger: this.#options.logger,
-        previous: this.#ending.get(identity.room),
-      });
-      this.#rooms.set(identity.room, room);
-    }
+    const room = this.#roomFor(identity.room);
     room.join(client, identity.cursor);
     (this.#options.events ?? NO_EVENTS).connected(client.user, client.room);
     return client;
+  }
+
+  /**
+   * Publishes a validated message into `room` as `user`, for the server API: the room is opened
+   * for it if it has no members here. Resolves with the message's id and seq once it is
+   * acknowledged (a re-send of a known client id: the first one's), or with the refusal.
+   */
+  async publish(
+    name: string,
+    user: string,
+    submission: Submission,
+  ): Promise<{ readonly id: string; readonly seq: number } | { readonly refused: ErrorCode }> {
+    this.#options.metrics.messageReceived();
+    if (this.#closing) return { refused: "shutting_down" };
+    const room = this.#roomFor(name);
+    room.hold();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await new Promise((resolve) => {
+        const sender: Sender = {
+          user,
+          // Younger than the idempotency window: the room asks the store about its client id.
+          joinedAt: performance.now(),
+          acknowledge: (_clientId, id, seq) => resolve({ id, seq }),
+          reject: (code) => {
+            this.#options.metrics.messageRefused(code);
+            resolve({ refused: code });
+          },
+        };
+        // A room that fails drops its queued messages: the caller hears `unavailable`.
+        timer = setTimeout(() => resolve({ refused: "unavailable" }), PUBLISH_TIMEOUT_MS);
+        if (!room.submit(sender, submission)) sender.reject("room_busy");
+      });
+    } finally {
+      clearTimeout(timer);
+      room.unhold();
+      this.#closeIfEmpty(room);
+    }
+  }
+
+  /** Tells the members of `room` here that its message `seq` was deleted. */
+  deleted(room: string, seq: number, id: string): void {
+    this.#rooms.get(room)?.deleted(seq, id);
+  }
+
+  /** The members of `room` as this instance knows them; `undefined` if it has none here. */
+  membersOf(room: string): readonly string[] | undefined {
+    return this.#rooms.get(room)?.members;
   }
 
   /** @internal Called by a client with a validated message. */
@@ -191,19 +223,48 @@ export class Hub implements ClientOwner {
     const room = this.#rooms.get(client.room);
     if (!room) return;
     room.leave(client);
-    if (room.memberCount === 0) {
-      // Decided here, synchronously, so a join that comes next creates a fresh room instead of
-      // joining one whose loop is ending.
-      this.#rooms.delete(room.name);
-      room.close();
-      this.#retire(room.done);
-      this.#ending.set(room.name, room.done);
-      const forget = () => {
-        if (this.#ending.get(room.name) === room.done) this.#ending.delete(room.name);
-      };
-      room.done.then(forget, forget);
-    }
+    this.#closeIfEmpty(room);
     this.#retire(closing);
+  }
+
+  /** The open room of this name, or a new one. */
+  #roomFor(name: string): Room {
+    let room = this.#rooms.get(name);
+    if (!room) {
+      room = new Room(name, {
+        inboxLimit: this.#options.roomInboxLimit,
+        log: this.#options.log,
+        sent: this.#sent,
+        persistMode: this.#options.persistMode,
+        resumeLimit: this.#options.resumeLimit,
+        cluster: this.#options.cluster,
+        limits: this.#options.limits,
+        presenceLeaveGraceMs: this.#options.presenceLeaveGraceMs,
+        budget: this.#options.budget,
+        events: this.#options.events,
+        metrics: this.#options.metrics,
+        logger: this.#options.logger,
+        previous: this.#ending.get(name),
+      });
+      this.#rooms.set(name, room);
+    }
+    return room;
+  }
+
+  /**
+   * Closes `room` if nobody is in it. Decided synchronously, so a join that comes next creates a
+   * fresh room instead of joining one whose loop is ending.
+   */
+  #closeIfEmpty(room: Room): void {
+    if (room.memberCount !== 0 || this.#rooms.get(room.name) !== room) return;
+    this.#rooms.delete(room.name);
+    room.close();
+    this.#retire(room.done);
+    this.#ending.set(room.name, room.done);
+    const forget = () => {
+      if (this.#ending.get(room.name) === room.done) this.#ending.delete(room.name);
+    };
+    room.done.then(forget, forget);
   }
 
   /**

@@ -133,6 +133,12 @@ export type ServerFrame =
     readonly epoch: string;
     readonly from_seq: number;
     readonly to_seq: number;
+  }
+  | {
+    readonly type: "deleted";
+    readonly room: string;
+    readonly seq: number;
+    readonly id: string;
   };
 
 /** Encodes a server frame; called once per broadcast, never per recipient. */

@@ -135,6 +135,28 @@ export class RecentMessages implements Reclaimable {
     return result;
   }
 
+  /**
+   * Puts `frame` in place of the held message at `seq` (a deleted message's notice), so that a
+   * replay still runs unbroken through it. Nothing happens if `seq` is not held.
+   */
+  replace(seq: number, frame: string): void {
+    let low = 0;
+    let high = this.size;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if ((this.#at(mid) as RecentMessage).seq < seq) low = mid + 1;
+      else high = mid;
+    }
+    const entry = this.#at(low);
+    if (entry?.seq !== seq) return;
+    const replaced = { ...entry, frame };
+    const delta = recentBytes(replaced) - recentBytes(entry);
+    this.#ring[this.#head + low] = replaced;
+    this.#bytes += delta;
+    if (delta > 0) this.#budget?.take("recent", delta);
+    else this.#budget?.give("recent", -delta);
+  }
+
   /** The seq of the held message with this id, if one is held (protocol 1 cursors). */
   seqOf(id: string): number | undefined {
     for (let i = 0; i < this.size; i++) {

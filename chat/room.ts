@@ -35,13 +35,19 @@ import {
   PROTOCOL_VERSION,
 } from "./protocol.ts";
 
+/**
+ * Who a message comes from, as the room needs it: a connection ({@linkcode Client}), or the
+ * server API publishing for an application.
+ */
+export type Sender = Pick<Client, "user" | "joinedAt" | "acknowledge" | "reject">;
+
 /** Events a room's loop handles, in the order they were accepted. */
 type RoomEvent =
   | { readonly type: "join"; readonly client: Client; readonly cursor: ResumeCursor | undefined }
   | { readonly type: "leave"; readonly client: Client }
   | {
     readonly type: "message";
-    readonly client: Client;
+    readonly client: Sender;
     readonly submission: Submission;
     /** `performance.now()` when the message arrived, for the broadcast latency. */
     readonly receivedAt: number;
@@ -60,6 +66,7 @@ type RoomEvent =
     readonly users: readonly string[];
   }
   | { readonly type: "presence_flush" }
+  | { readonly type: "deleted"; readonly seq: number; readonly id: string }
   | { readonly type: "presence_expire"; readonly user: string; readonly grace: number };
 
 /** Options of {@linkcode Room}. */
@@ -238,8 +245,34 @@ export class Room {
     this.#inbox.send({ type: "leave", client }).catch(ignoreClosed);
   }
 
+  /**
+   * Keeps the room open without a member while a message published through the server API is
+   * in flight; {@linkcode Room.unhold} ends it.
+   */
+  hold(): void {
+    this.#pendingMembers++;
+  }
+
+  /** Ends a {@linkcode Room.hold}. */
+  unhold(): void {
+    this.#pendingMembers--;
+  }
+
+  /** The room's members on every instance, as its loop last knew them (sorted). */
+  get members(): readonly string[] {
+    return this.#presence.names();
+  }
+
+  /**
+   * A moderator deleted the message at `seq`: the members are told, and a resume replays the
+   * notice in its place.
+   */
+  deleted(seq: number, id: string): void {
+    this.#enqueueRemote({ type: "deleted", seq, id });
+  }
+
   /** Queues a message for broadcast. @returns `false` if the inbox is full. */
-  submit(client: Client, submission: Submission): boolean {
+  submit(client: Sender, submission: Submission): boolean {
     return this.#inbox.trySend({
       type: "message",
       client,
@@ -438,6 +471,16 @@ export class Room {
         return this.#flushPresence();
       case "presence_expire":
         return this.#endGrace(event.user, event.grace);
+      case "deleted": {
+        const frame = encodeFrame({
+          type: "deleted",
+          room: this.name,
+          seq: event.seq,
+          id: event.id,
+        });
+        this.#recent.replace(event.seq, frame);
+        return this.#members.fanOut(frame);
+      }
     }
   }
 
@@ -493,7 +536,7 @@ export class Room {
   }
 
   /** A re-send of a message the window knows: its sender gets the first ack again. */
-  #resent(sender: Client, clientId: string | undefined): boolean {
+  #resent(sender: Sender, clientId: string | undefined): boolean {
     if (clientId === undefined) return false;
     const sent = this.#sent.find(this.name, sender.user, clientId);
     if (!sent) return false;
@@ -505,7 +548,7 @@ export class Room {
   }
 
   /** A single instance: this loop hands out the seq. */
-  #sequenceLocally(sender: Client, submission: Submission, receivedAt: number): void {
+  #sequenceLocally(sender: Sender, submission: Submission, receivedAt: number): void {
     const { clientId } = submission;
     if (this.#resent(sender, clientId)) return;
     const draft = draftMessage(this.name, sender.user, submission);
@@ -742,12 +785,12 @@ export class Room {
 interface Uncommitted {
   readonly message: ChatMessage;
   readonly frame: string;
-  readonly sender: Client;
+  readonly sender: Sender;
   readonly receivedAt: number;
   /** Whether the workers stored it; `undefined` until they settle it. */
   stored: boolean | undefined;
   /** Connections that re-sent it meanwhile: acknowledged with it. */
-  resent?: Client[];
+  resent?: Sender[];
 }
 
 /** A user's leave grace: its number (a later one replaces it) and the timer that ends it. */
@@ -764,7 +807,7 @@ interface SentKey {
 
 /** A message of a turn waiting for the shared sequencer. */
 interface Outgoing {
-  readonly sender: Client;
+  readonly sender: Sender;
   readonly draft: MessageDraft;
   readonly receivedAt: number;
 }

@@ -176,6 +176,12 @@ export class RedisCluster implements Cluster {
     return this.#sequencer.epochOf(room);
   }
 
+  async membersElsewhere(room: string): Promise<readonly string[] | undefined> {
+    const members = await this.#membersElsewhere(room);
+    if (!members) return undefined;
+    return [...new Set([...members.values()].flat())].sort();
+  }
+
   /**
    * Subscribes, then reads where the room's sequence stands (seeding it from the store if Redis
    * has none), so that every payload after that point is seen; retried while Redis is away.

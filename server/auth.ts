@@ -29,6 +29,8 @@ export interface Identity {
   readonly rooms: readonly string[];
   /** When the token expires, in ms since the epoch. */
   readonly expiresAtMs: number;
+  /** Scopes from `scope` (space-separated, OAuth style, or a list): `api` opens the server API. */
+  readonly scopes: readonly string[];
 }
 
 /**
@@ -83,7 +85,18 @@ export class TokenVerifier {
     }
     // Room names are compared in NFC, as requests' names are normalised.
     const patterns = rooms.map((room) => room.normalize("NFC"));
-    return { user, rooms: Object.freeze(patterns), expiresAtMs: (payload.exp ?? 0) * 1000 };
+    const scope = payload.scope;
+    const scopes = typeof scope === "string"
+      ? scope.split(" ").filter((each) => each !== "")
+      : Array.isArray(scope)
+      ? scope.filter((each): each is string => typeof each === "string")
+      : [];
+    return {
+      user,
+      rooms: Object.freeze(patterns),
+      expiresAtMs: (payload.exp ?? 0) * 1000,
+      scopes: Object.freeze(scopes),
+    };
   }
 }
 

@@ -20,6 +20,7 @@ import { OriginPolicy } from "./origin_policy.ts";
 import { createHandler, type RouteDeps } from "./routes.ts";
 import { clientPage } from "./client_page.ts";
 import { RequestRate } from "./request_rate.ts";
+import { WebhookListener } from "../webhooks/webhook_listener.ts";
 import { CorsPolicy } from "./cors.ts";
 import { LEVEL_0_DEFAULTS } from "./request_params.ts";
 
@@ -86,7 +87,11 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     storeUp: () => repository.ping(),
     clusterUp: () => cluster.state !== "degraded",
     budget,
+    webhookQueue: config.webhookUrl === undefined
+      ? undefined
+      : () => ({ events: webhooks?.queuedEvents ?? 0, bytes: webhooks?.queuedBytes ?? 0 }),
   });
+  const webhooks = startWebhooks(config, { metrics, logger });
   const hub: Hub = new Hub({
     metrics,
     outbox: { frames: config.outboxLimit, bytes: config.outboxLimitBytes },
@@ -98,6 +103,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     presenceLeaveGraceMs: config.presenceLeaveGraceMs,
     budget,
     cluster,
+    events: webhooks,
     limits: {
       max_content_chars: config.maxContentChars,
       max_frame_bytes: config.maxFrameBytes,
@@ -172,13 +178,16 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     await sockets.allClosed(AbortSignal.any([deadline, AbortSignal.timeout(CLOSE_HANDSHAKE_MS)]));
     const httpStopped = http.shutdown();
     log.close();
+    // Webhooks deliver what the closed connections decided (vacated, offline) and what was
+    // queued, for as long as storing may go on.
+    const webhooksStopped = webhooks?.close(storing);
     const report = await untilAborted(workers.stop(storing), deadline) ?? {
       // An in-flight save did not return: what is not known to be stored counts as unsaved.
       saved: workers.saved,
       unsaved: log.unstored,
       rejected: workers.rejected,
     };
-    await untilAborted(Promise.all([httpStopped, retentionStopped]), deadline);
+    await untilAborted(Promise.all([httpStopped, retentionStopped, webhooksStopped]), deadline);
     return report;
   };
   return {
@@ -238,6 +247,23 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
     page: clientPage(config.maxContentChars, config.frameAncestors),
     cors: new CorsPolicy(config.allowedOrigins),
     historyDefaultRoom: config.defaultProtocol === 0 ? LEVEL_0_DEFAULTS.room : undefined,
+    api: {
+      keys: config.apiKeys ?? [],
+      verifier,
+      publish: (room, sender, submission) => parts.hub.publish(room, sender, submission),
+      members: async (room) =>
+        parts.hub.membersOf(room) ?? await parts.cluster.membersElsewhere(room) ?? [],
+      remove: async (room, seq) => {
+        const removed = await log.deleteMessage(room, seq);
+        if (removed) parts.hub.deleted(room, seq, removed.id);
+        return removed;
+      },
+      messageAt: async (room, seq) =>
+        (await log.history(room, { afterSeq: seq - 1, beforeSeq: seq + 1, limit: 1 }))[0],
+      maxContentChars: config.maxContentChars,
+      maxBodyBytes: config.maxFrameBytes,
+      rate: new RequestRate(config.rateLimitPerSecond),
+    },
     activeRooms: () => parts.hub.largestRooms(Infinity),
     readiness: async () => {
       // A lost Redis degrades cross-instance delivery, not this instance: it stays ready.
@@ -256,6 +282,28 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       return { ready: true, ...base };
     },
   };
+}
+
+/** Webhooks when `WEBHOOK_URL` is set, across instances through Redis when `REDIS_URL` is. */
+function startWebhooks(
+  config: Config,
+  parts: { metrics: ServerMetrics; logger: Logger },
+): WebhookListener | undefined {
+  const { webhookUrl: url, webhookSecret: secret } = config;
+  if (url === undefined || secret === undefined) return undefined;
+  return WebhookListener.start({
+    url,
+    secret,
+    offlineGraceMs: config.webhookOfflineGraceMs,
+    timeoutMs: config.webhookTimeoutMs,
+    retryWindowMs: config.webhookRetryWindowMs,
+    queueBytes: config.webhookQueueBytes,
+    concurrency: config.webhookConcurrency,
+    redis: config.redisUrl === undefined
+      ? undefined
+      : { url: config.redisUrl, prefix: config.redisPrefix, ttlMs: config.presenceTtlMs },
+    ...parts,
+  });
 }
 
 /** `task`'s value, or `undefined` once `signal` aborts first (the task is left to itself). */

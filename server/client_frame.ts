@@ -37,8 +37,6 @@ export function parseClientFrame(
   plainText = false,
 ): ParsedFrame {
   if (typeof data !== "string") return { ok: false, code: "binary_frame" };
-  let content: unknown = data;
-  let clientId: string | undefined;
   // Only frames that look like an object pay for JSON parsing (none at level 0: every frame
   // there is a message's text, whatever it looks like).
   if (!plainText && data.trimStart().startsWith("{")) {
@@ -46,14 +44,32 @@ export function parseClientFrame(
     if (object) {
       if (typeof object.type !== "string") return { ok: false, code: "invalid_frame" };
       if (object.type !== "message") return { ok: false, code: "unknown_type" };
-      if (object.client_id !== undefined) {
-        if (typeof object.client_id !== "string" || !CLIENT_ID_PATTERN.test(object.client_id)) {
-          return { ok: false, code: "invalid_client_id" };
-        }
-        clientId = object.client_id;
-      }
-      content = object.content;
+      return parseSubmission(object.content, object.client_id, maxContentChars);
     }
+  }
+  return parseSubmission(data, undefined, maxContentChars);
+}
+
+/**
+ * A message's content and optional client id, checked as every way into a room checks them
+ * (a socket frame, the server API's body).
+ *
+ * @example
+ * ```ts
+ * parseSubmission("hello", "c-1", 4000); // { ok: true, submission: { content: "hello", clientId: "c-1" } }
+ * ```
+ */
+export function parseSubmission(
+  content: unknown,
+  rawClientId: unknown,
+  maxContentChars: number,
+): ParsedFrame {
+  let clientId: string | undefined;
+  if (rawClientId !== undefined) {
+    if (typeof rawClientId !== "string" || !CLIENT_ID_PATTERN.test(rawClientId)) {
+      return { ok: false, code: "invalid_client_id" };
+    }
+    clientId = rawClientId;
   }
   const refuse = (code: ErrorCode): ParsedFrame => ({
     ok: false,

@@ -133,10 +133,31 @@ function bytes(min: number, max: number): (raw: string) => number | ParseFailure
   };
 }
 
+function bearerTokens(raw: string): readonly string[] | ParseFailure {
+  const tokens = list(raw);
+  for (const token of tokens) {
+    const checked = bearerToken(token);
+    if (checked instanceof ParseFailure) return new ParseFailure(`each key ${checked.message}`);
+  }
+  return tokens;
+}
+
 /** `true` or `false`, nothing else: a typo must not silently mean either. */
 function flag(raw: string): boolean | ParseFailure {
   if (raw === "true" || raw === "false") return raw === "true";
   return new ParseFailure(`must be true or false, got ${JSON.stringify(raw)}`);
+}
+
+function webhookUrl(raw: string): string | ParseFailure {
+  const url = URL.parse(raw);
+  if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    return new ParseFailure(`must be an http:// or https:// URL, got ${JSON.stringify(raw)}`);
+  }
+  // fetch refuses URLs with credentials: say so now rather than fail every delivery.
+  if (url.username !== "" || url.password !== "") {
+    return new ParseFailure("must not hold credentials (user:password@): sign with WEBHOOK_SECRET");
+  }
+  return url.href;
 }
 
 function postgresUrl(raw: string): string | ParseFailure {
@@ -197,6 +218,13 @@ export const CONFIG_VARIABLES = {
     fallback: undefined,
     doc: "HS256 secret for JWTs (at least 32 bytes); unset: open mode, anyone joins any room",
     parse: secret,
+  },
+  apiKeys: {
+    name: "API_KEYS",
+    fallback: undefined,
+    doc:
+      "server keys for /api/* (comma list, each at least 16 visible ASCII characters), sent as Authorization: Bearer; a JWT with the api scope works too",
+    parse: bearerTokens,
   },
   metricsToken: {
     name: "METRICS_TOKEN",
@@ -425,6 +453,53 @@ export const CONFIG_VARIABLES = {
     doc: "a socket silent this long (no pong to pings) is closed; 0 disables",
     parse: duration(3_600_000),
   },
+  webhookUrl: {
+    name: "WEBHOOK_URL",
+    fallback: undefined,
+    doc:
+      "URL every chat event is POSTed to (room.occupied, room.vacated, user.online, user.offline, message.created); unset: no webhooks",
+    parse: webhookUrl,
+  },
+  webhookSecret: {
+    name: "WEBHOOK_SECRET",
+    fallback: undefined,
+    doc:
+      "HMAC-SHA256 key of each webhook's X-Chat-Signature (at least 32 bytes); required with WEBHOOK_URL",
+    parse: secret,
+  },
+  webhookOfflineGraceMs: {
+    name: "WEBHOOK_OFFLINE_GRACE",
+    fallback: "30s",
+    doc:
+      "how long a user without connections anywhere stays online: user.offline after it, a reconnect within it sends nothing",
+    parse: duration(86_400_000),
+  },
+  webhookTimeoutMs: {
+    name: "WEBHOOK_TIMEOUT",
+    fallback: "5s",
+    doc: "longest one webhook request may take, answer included; then it is retried",
+    parse: duration(600_000, 100),
+  },
+  webhookRetryWindowMs: {
+    name: "WEBHOOK_RETRY_WINDOW",
+    fallback: "10m",
+    doc:
+      "how long after its event a webhook is still retried (backoff 1s doubling to 60s, jittered); then given up",
+    parse: duration(7 * 86_400_000),
+  },
+  webhookQueueBytes: {
+    name: "WEBHOOK_QUEUE_BYTES",
+    fallback: "16MiB",
+    doc:
+      "estimated bytes of webhook events waiting to be sent; beyond it the oldest are dropped (KiB, MiB, GiB suffixes)",
+    parse: bytes(64 * 1024, 2 ** 40),
+  },
+  webhookConcurrency: {
+    name: "WEBHOOK_CONCURRENCY",
+    fallback: "4",
+    doc: "webhook requests in flight at most",
+    parse: integer(1, 256),
+  },
 } as const satisfies Record<string, VariableSpec<unknown>>;
 
 type Specs = typeof CONFIG_VARIABLES;
@@ -458,6 +533,12 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     throw new ConfigError(
       "PERSIST_MODE",
       "durable is for a single instance; with REDIS_URL use async (see docs/protocol.md)",
+    );
+  }
+  if (config.webhookUrl !== undefined && config.webhookSecret === undefined) {
+    throw new ConfigError(
+      "WEBHOOK_SECRET",
+      "must be set when WEBHOOK_URL is: receivers verify X-Chat-Signature with it",
     );
   }
   return Object.freeze(config) as Config;

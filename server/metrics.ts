@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ChatMetrics, FaultSite } from "../chat/chat_metrics.ts";
 import type { ErrorCode } from "../chat/protocol.ts";
 import { MEMORY_USES, type MemoryBudget } from "../chat/memory_budget.ts";
+import type { WebhookDrop, WebhookFailure, WebhookMetrics } from "../webhooks/webhook_sender.ts";
 
 /** Live values read when `/metrics` is scraped, so the hot path keeps no gauge up to date. */
 export interface MetricsSources {
@@ -27,6 +28,8 @@ export interface MetricsSources {
   clusterUp(): boolean;
   /** The byte budget (`MEMORY_BUDGET`): its limit, what each use holds, what it refused. */
   readonly budget?: MemoryBudget;
+  /** Webhook events waiting to be sent, when `WEBHOOK_URL` is set. */
+  webhookQueue?(): { readonly events: number; readonly bytes: number };
 }
 
 /** Rooms listed by `chat_room_members`; the rest are summed up in `chat_rooms`. */
@@ -44,7 +47,7 @@ const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
  * const text = await metrics.render();
  * ```
  */
-export class ServerMetrics implements ChatMetrics {
+export class ServerMetrics implements ChatMetrics, WebhookMetrics {
   readonly #registry = new Registry();
   readonly #received: Counter;
   readonly #delivered: Counter;
@@ -57,6 +60,9 @@ export class ServerMetrics implements ChatMetrics {
   readonly #gaps: Counter;
   readonly #faults: Counter<"site">;
   readonly #rejected: Counter<"code">;
+  readonly #webhooksDelivered: Counter;
+  readonly #webhooksFailed: Counter<"reason">;
+  readonly #webhooksDropped: Counter<"reason">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.#registry];
@@ -127,6 +133,25 @@ export class ServerMetrics implements ChatMetrics {
       labelNames: ["code"],
       registers,
     });
+    this.#webhooksDelivered = new Counter({
+      name: "chat_webhook_delivered_total",
+      help: "Webhook events the endpoint accepted (2xx).",
+      registers,
+    });
+    this.#webhooksFailed = new Counter({
+      name: "chat_webhook_failed_total",
+      help: "Webhook attempts that failed, by reason (timeout, network, http_3xx, http_4xx, " +
+        "http_5xx); each is retried until WEBHOOK_RETRY_WINDOW.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.#webhooksDropped = new Counter({
+      name: "chat_webhook_dropped_total",
+      help: "Webhook events given up, by reason (queue_full: the oldest, to make room; " +
+        "oversized; retries_exhausted; shutdown; error).",
+      labelNames: ["reason"],
+      registers,
+    });
     registerGauges(this.#registry, sources);
   }
 
@@ -178,6 +203,18 @@ export class ServerMetrics implements ChatMetrics {
   /** The retention job removed `count` messages. */
   messagesPruned(count: number): void {
     if (count > 0) this.#pruned.inc(count);
+  }
+
+  webhookDelivered(): void {
+    this.#webhooksDelivered.inc();
+  }
+
+  webhookFailed(reason: WebhookFailure): void {
+    this.#webhooksFailed.inc({ reason });
+  }
+
+  webhookDropped(reason: WebhookDrop, count: number): void {
+    if (count > 0) this.#webhooksDropped.inc({ reason }, count);
   }
 
   /** A persistence batch took `seconds`. */
@@ -246,6 +283,25 @@ function registerGauges(registry: Registry, sources: MetricsSources): void {
   });
   const budget = sources.budget;
   if (budget) registerBudget(registers, budget);
+  const webhookQueue = sources.webhookQueue?.bind(sources);
+  if (webhookQueue) {
+    new Gauge({
+      name: "chat_webhook_queue_events",
+      help: "Webhook events waiting for a worker.",
+      registers,
+      collect() {
+        this.set(webhookQueue().events);
+      },
+    });
+    new Gauge({
+      name: "chat_webhook_queue_bytes",
+      help: "Estimated bytes of the webhook events waiting (bounded by WEBHOOK_QUEUE_BYTES).",
+      registers,
+      collect() {
+        this.set(webhookQueue().bytes);
+      },
+    });
+  }
   new Gauge({
     name: "chat_cluster_up",
     help: "1 when Redis (multi-instance) is reachable or not in use, 0 when degraded.",

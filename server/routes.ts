@@ -20,6 +20,8 @@ import { withSecurityHeaders } from "./security_headers.ts";
 import type { RequestRate } from "./request_rate.ts";
 import type { ClientPage } from "./client_page.ts";
 import type { CorsPolicy } from "./cors.ts";
+import { sdkAsset } from "./sdk_assets.ts";
+import { API_METHODS, type ApiDeps, apiRoute, handleApi } from "./api.ts";
 
 /** What the routes need. */
 export interface RouteDeps {
@@ -49,6 +51,8 @@ export interface RouteDeps {
   readonly cors: CorsPolicy;
   /** The room of a `/history` request without `r` (level 0 clients meant `general`). */
   readonly historyDefaultRoom?: string;
+  /** The server API (`/api/*`). */
+  readonly api: ApiDeps;
 }
 
 /** The answer of `/readyz`. */
@@ -97,6 +101,8 @@ export function createHandler(
         headers: { "content-type": deps.metrics.contentType },
       }),
     "/client.html": () => new Response(deps.page.html, { headers: deps.page.headers }),
+    "/sdk/chat.js": (_request, url) => sdkAsset(url.pathname) ?? notFound(url),
+    "/sdk/chat.d.ts": (_request, url) => sdkAsset(url.pathname) ?? notFound(url),
     // Not Response.redirect(): its headers are immutable, and security headers go on every answer.
     "/": (_request, url) =>
       new Response(null, {
@@ -111,10 +117,21 @@ export function createHandler(
   };
 }
 
+function notFound(url: URL): Response {
+  return jsonError(404, "not_found", `no route for ${url.pathname}`);
+}
+
 /** Paths other origins may read, given CORS, and the methods they take. */
 function corsMethods(pathname: string): readonly string[] | undefined {
-  if (pathname === "/history") return ["GET", "HEAD"];
-  return undefined;
+  // `/chat` too: a page of another origin whose socket was refused reads why with a plain GET.
+  if (pathname === "/history" || pathname === "/chat") return ["GET", "HEAD"];
+  if (!pathname.startsWith("/api/")) return undefined;
+  try {
+    const route = apiRoute(pathname);
+    return route && API_METHODS[route.kind];
+  } catch {
+    return undefined; // a bad path: its request is answered 400, without CORS
+  }
 }
 
 async function route(
@@ -143,9 +160,14 @@ async function dispatch(
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   deps: RouteDeps,
 ): Promise<Response> {
-  const handler = routes[url.pathname];
+  const handler = url.pathname.startsWith("/api/")
+    ? async () =>
+      await handleApi(request, url, deps.api) ??
+        jsonError(404, "not_found", `no route for ${url.pathname}`)
+    : routes[url.pathname];
   if (!handler) return jsonError(404, "not_found", `no route for ${url.pathname}`);
-  if (request.method !== "GET" && request.method !== "HEAD") {
+  const isApi = url.pathname.startsWith("/api/");
+  if (!isApi && request.method !== "GET" && request.method !== "HEAD") {
     return jsonError(405, "method_not_allowed", "only GET is supported");
   }
   try {

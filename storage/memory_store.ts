@@ -106,6 +106,22 @@ export class MemoryStore implements MessageRepository {
     );
   }
 
+  deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined> {
+    const history = this.#rooms.get(room);
+    const messages = history?.messages ?? [];
+    let low = 0;
+    let high = messages.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if ((messages[mid] as ChatMessage).seq < seq) low = mid + 1;
+      else high = mid;
+    }
+    if (!history || messages[low]?.seq !== seq) return Promise.resolve(undefined);
+    const gone = messages.splice(low, 1);
+    this.#forget(history, gone);
+    return Promise.resolve(gone[0]);
+  }
+
   openRoom(room: string): Promise<RoomSequence> {
     const history = this.#rooms.get(room) ?? this.#create(room);
     return Promise.resolve({ epoch: history.epoch, lastSeq: history.lastSeq });

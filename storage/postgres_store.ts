@@ -294,6 +294,18 @@ export class PostgresStore implements MessageRepository {
    * @throws {StoreTimeoutError} if the query takes longer than `batchTimeoutMs`.
    * @throws {postgres.PostgresError} if a cursor is not a UUID.
    */
+  async deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined> {
+    const rows = await this.#run(
+      "deleteMessage",
+      (sql) =>
+        sql<MessageRow[]>`
+        delete from messages where room = ${room} and seq = ${seq}
+        returning ${sql(COLUMNS)}`,
+    );
+    const [row] = rows;
+    return row && toMessage(row);
+  }
+
   async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     const rows = await this.#run("history", (sql) => selectPage(sql, room, query));
     return rows.map(toMessage);

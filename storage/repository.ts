@@ -154,6 +154,11 @@ export interface MessageRepository {
    * @throws if it fails before removing any, with the store's own error.
    */
   prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number>;
+  /**
+   * Deletes the message at `seq` of `room` (moderation). The seq stays used: it is not handed
+   * out again. @returns the deleted message, or `undefined` if the room has none at that seq.
+   */
+  deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined>;
   /** Whether the store answers right now; never throws. Serves `/readyz`. */
   ping(): Promise<boolean>;
   /** Releases the store's resources. */

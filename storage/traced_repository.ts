@@ -73,6 +73,13 @@ export class TracedRepository implements MessageRepository {
   }
 
   /** Reads through the wrapped store inside a `history.query` span. */
+  deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined> {
+    return this.#traced("message.delete", {
+      "chat.store.kind": this.kind,
+      "chat.room": room,
+    }, () => this.#inner.deleteMessage(room, seq));
+  }
+
   history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     return this.#traced("history.query", {
       "chat.store.kind": this.kind,

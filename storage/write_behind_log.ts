@@ -67,6 +67,8 @@ export interface WriteBehindLogOptions {
   readonly historyShowsQueued?: boolean;
   /** Counts the held messages' bytes (`unstored`); past it, {@linkcode WriteBehindLog.append} refuses. */
   readonly budget?: MemoryBudget;
+  /** Told when a message deleted while held could not be removed once written. */
+  readonly onDeleteFailed?: (message: ChatMessage) => void;
 }
 
 /**
@@ -94,6 +96,8 @@ export class WriteBehindLog implements MessageLog {
   readonly #watchers = new Map<string, SettledListener>();
   /** The held messages that have a client id, by room, sender and client id. */
   readonly #heldByClientId = new Map<string, ChatMessage>();
+  /** Held messages deleted by a moderator: hidden now, deleted from the store once written. */
+  readonly #deleted = new Set<string>();
   #size = 0;
 
   constructor(repository: MessageRepository, options: WriteBehindLogOptions) {
@@ -157,11 +161,42 @@ export class WriteBehindLog implements MessageLog {
     if (this.#watchers.size > 0) this.#tellWatchers(messages, stored);
     for (const message of messages) {
       if (!this.#held.delete(message)) continue;
+      if (this.#deleted.delete(message.id) && stored) this.#deleteStored(message);
       const { room, sender, clientId } = message;
       if (clientId !== undefined) this.#heldByClientId.delete(clientKey(room, sender, clientId));
       this.#options.budget?.give("unstored", heldBytes(message));
       this.#size--;
     }
+  }
+
+  /**
+   * Deletes the message at `seq` of `room` (moderation): from the store, or, while it is still
+   * held, from every read at once and from the store once it is written.
+   *
+   * @returns the deleted message, or `undefined` if there is none at that seq.
+   */
+  async deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined> {
+    const [held] = this.#held.window(room, {
+      afterSeq: seq - 1,
+      beforeSeq: seq + 1,
+      limit: 1,
+      oldestFirst: true,
+    });
+    if (held && !this.#deleted.has(held.id)) {
+      this.#deleted.add(held.id);
+      return held;
+    }
+    if (held) return undefined; // deleted already
+    return await this.#repository.deleteMessage(room, seq);
+  }
+
+  /** A message deleted while held was written meanwhile: it goes now (tried once more on failure). */
+  #deleteStored(message: ChatMessage): void {
+    const again = () => this.#repository.deleteMessage(message.room, message.seq);
+    again().catch(() => again()).catch(() => {
+      // Both failed (the store went away right after the write): the message stays stored.
+      this.#options.onDeleteFailed?.(message);
+    });
   }
 
   /** Takes no more messages; those queued still reach the workers. */
@@ -193,6 +228,13 @@ export class WriteBehindLog implements MessageLog {
 
   /** The store's page with the held messages of the same window merged in. */
   #merge(room: string, query: HistoryQuery, stored: ChatMessage[]): ChatMessage[] {
+    const page = this.#mergeHeld(room, query, stored);
+    return this.#deleted.size === 0
+      ? page
+      : page.filter((message) => !this.#deleted.has(message.id));
+  }
+
+  #mergeHeld(room: string, query: HistoryQuery, stored: ChatMessage[]): ChatMessage[] {
     if (this.#options.historyShowsQueued === false) return stored;
     const byIdCursor = query.after !== undefined || query.before !== undefined;
     // The store's window: the oldest after an `after` cursor, else the newest.

@@ -91,6 +91,20 @@ export function repositoryContract(
     assert.deepEqual(await repository.history("nobody-here", { limit: 50 }), []);
   });
 
+  test("deleteMessage() removes one message by seq and returns it; the seq is not reused", async (repository) => {
+    const saved = messages("a", 5);
+    await repository.saveBatch(saved);
+    await repository.saveBatch(messages("b", 2));
+    assert.deepEqual(await repository.deleteMessage("a", 3), saved[2]);
+    assert.equal(await repository.deleteMessage("a", 3), undefined);
+    assert.equal(await repository.deleteMessage("a", 99), undefined);
+    assert.equal(await repository.deleteMessage("nobody-here", 1), undefined);
+    const left = await repository.history("a", { limit: 50 });
+    assert.deepEqual(left.map((message) => message.seq), [1, 2, 4, 5]);
+    assert.equal((await repository.history("b", { limit: 50 })).length, 2, "other rooms untouched");
+    assert.equal((await repository.roomSequence("a"))?.lastSeq ?? 5, 5);
+  });
+
   test("saveBatch() of an empty batch stores nothing", async (repository) => {
     await repository.saveBatch([]);
     assert.deepEqual(await repository.history("a", { limit: 50 }), []);

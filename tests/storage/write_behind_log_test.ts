@@ -168,3 +168,27 @@ Deno.test(
     await close();
   },
 );
+
+Deno.test(
+  "WriteBehindLog.deleteMessage() hides a held message at once and deletes it once it is written",
+  SANITIZERS,
+  async () => {
+    const { store, log, takeBatch, close } = openLog();
+    await store.saveBatch([message("a", 1)]);
+    hold(log, "a", 2, 3);
+    assert.equal((await log.deleteMessage("a", 2))?.seq, 2, "held");
+    assert.equal(await log.deleteMessage("a", 2), undefined, "deleted already");
+    assert.equal((await log.deleteMessage("a", 1))?.seq, 1, "stored");
+    assert.equal(await log.deleteMessage("a", 9), undefined, "none");
+    assert.deepEqual(seqsOf(await log.history("a", { limit: 10 })), [3]);
+
+    // The workers write the batch, the deleted one with it; settling removes it from the store.
+    const batch = await takeBatch();
+    await store.saveBatch(batch);
+    log.settled(batch, true);
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+    assert.deepEqual(seqsOf(await store.history("a", { limit: 10 })), [3]);
+    assert.deepEqual(seqsOf(await log.history("a", { limit: 10 })), [3]);
+    await close();
+  },
+);

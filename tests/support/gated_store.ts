@@ -49,6 +49,10 @@ export class GatedStore implements MessageRepository {
     return await this.inner.history(room, query);
   }
 
+  deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined> {
+    return this.inner.deleteMessage(room, seq);
+  }
+
   openRoom(room: string): Promise<RoomSequence> {
     return this.inner.openRoom(room);
   }

@@ -1,0 +1,230 @@
+/**
+ * The chat server's client SDK: join a room, receive its messages in order and exactly once
+ * (across reconnects, resumes, server restarts and gaps), send messages safely (acknowledged,
+ * never doubled), read history. One dependency-free ES module for browsers, Deno and Node 20+
+ * (Node needs a WebSocket class, e.g. npm `ws`). The wire protocol is docs/protocol.md.
+ *
+ * @example
+ * ```ts
+ * import { connect } from "http://localhost:8080/sdk/chat.js";
+ *
+ * const room = await connect({ url: "http://localhost:8080", room: "general", user: "bot" });
+ * room.on("message", (message) => console.log(message.seq, message.sender, message.content));
+ * const { seq } = await room.send("hello");
+ * await room.close();
+ * ```
+ *
+ * @module
+ */
+
+/** Where the connection is: `closed` is final (after {@linkcode Room.close} or a refusal). */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
+/** A message of the room: the server's `message` frame without `type`, as `/history` lists it. */
+export interface ChatMessage {
+  /** A UUIDv7, unique. */
+  readonly id: string;
+  readonly room: string;
+  /** 1, 2, 3, ... within the room's epoch: the order of the room. */
+  readonly seq: number;
+  readonly sender: string;
+  readonly content: string;
+  /** ISO-8601 UTC with milliseconds. */
+  readonly timestamp: string;
+  /** The sender's id for the message, when it gave one (every message sent by this SDK does). */
+  readonly client_id?: string;
+}
+
+/** What the server answered a sent message with: its place in the room. */
+export interface Ack {
+  readonly id: string;
+  readonly seq: number;
+}
+
+/** Someone joined or left; `members` is the room's member list after it, sorted. */
+export interface PresenceEvent {
+  readonly event: "join" | "leave";
+  readonly user: string;
+  readonly members: readonly string[];
+}
+
+/**
+ * The room's history was reset on the server (`epoch_changed`, close 4002): seqs start over in
+ * `epoch`, and live messages follow `last_seq`. What was missed in between is in
+ * {@linkcode Room.history} of the new epoch.
+ */
+export interface EpochEvent {
+  readonly epoch: string;
+  /** The epoch the SDK knew before. */
+  readonly previous: string;
+  /** The newest seq of the new epoch when the SDK joined it. */
+  readonly last_seq: number;
+}
+
+/** What {@linkcode Room.on} can listen to, and what each listener receives. */
+export interface RoomEventMap {
+  /** Each message once, in seq order, never twice. */
+  message: ChatMessage;
+  /** The member list changed (a `presence` delta, or a difference seen on reconnecting). */
+  presence: PresenceEvent;
+  /** An error frame not tied to a send, or a failure of the connection (see ChatError codes). */
+  error: ChatError;
+  /** The connection's state changed. */
+  state: ConnectionState;
+  /** The room's epoch changed: the sequence starts over (see {@linkcode EpochEvent}). */
+  epoch: EpochEvent;
+}
+
+/** A token, or a function that returns a fresh one (called again when the server refuses one). */
+export type TokenSource = string | (() => string | Promise<string>);
+
+/**
+ * A WebSocket class: the standard one (browsers, Deno, Node 22+) or one with its interface
+ * (`import WebSocket from "ws"` in Node).
+ */
+export type WebSocketClass = new (url: string) => object;
+
+/** Options of {@linkcode connect}. */
+export interface ConnectOptions {
+  /** The server's http(s) base URL, e.g. `https://chat.example.com` (a path prefix is kept). */
+  readonly url: string | URL;
+  /** The room to join (the server's rules for names are in docs/protocol.md). */
+  readonly room: string;
+  /** The name others see; with a token the server takes the token's `sub` instead. */
+  readonly user?: string;
+  /** A JWT (servers with `AUTH_SECRET`); a function is called again for a fresh one on expiry. */
+  readonly token?: TokenSource;
+  /** The protocol level, always sent as `v` (default 2, the only one this SDK speaks). */
+  readonly protocol?: number;
+  /** The WebSocket class (default `globalThis.WebSocket`); Node 20 needs npm `ws`. */
+  readonly WebSocket?: WebSocketClass;
+  /**
+   * Resume from a cursor saved earlier ({@linkcode Room.epoch} and {@linkcode Room.lastSeq}):
+   * every later message is delivered first. `{ seq: 0 }` asks for everything. Default: only
+   * messages after joining.
+   */
+  readonly since?: { readonly seq: number; readonly epoch?: string };
+  /** Reconnect delays: full jitter under a cap doubling from `baseMs` (500) to `maxMs` (10 s). */
+  readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number };
+  /** Sends waiting for their ack at most (default 1000); beyond, `send` rejects `queue_full`. */
+  readonly maxPending?: number;
+  /** Rejects `connect` with `connect_timeout` if no welcome came by then (default: no limit). */
+  readonly connectTimeoutMs?: number;
+  /** Closes the room when aborted (as {@linkcode Room.close}), also while connecting. */
+  readonly signal?: AbortSignal;
+}
+
+/** Options of {@linkcode Room.send}. */
+export interface SendOptions {
+  /**
+   * The message's `client_id` (1 to 64 of `A-Z a-z 0-9 _ -`); default: a new random one. Give
+   * the same one again to retry a message whose send was rejected as retryable: it is never
+   * posted twice.
+   */
+  readonly client_id?: string;
+}
+
+/** What {@linkcode Room.history} reads. */
+export interface HistoryQuery {
+  /** Only messages with a lower seq. */
+  readonly before_seq?: number;
+  /** Only messages with a greater seq; given, the messages come oldest first. */
+  readonly after_seq?: number;
+  /** Messages to yield at most, in all (default: every one in range). */
+  readonly limit?: number;
+  /** Messages per `/history` request (1 to 500, default 100). */
+  readonly page_size?: number;
+  /** Stops the iteration (it throws the signal's reason). */
+  readonly signal?: AbortSignal;
+}
+
+/** One joined room; see {@linkcode connect}. */
+export interface Room {
+  /** The room's name, as the server spells it (it trims and normalizes names). */
+  readonly name: string;
+  /** The user name the server knows this connection by (trimmed, or the token's `sub`). */
+  readonly user: string;
+  /** The members, sorted (by UTF-16 code units, as the server sorts them); this user included. */
+  readonly members: readonly string[];
+  /** The room's epoch: a seq means something only within it. */
+  readonly epoch: string;
+  /** The seq of the newest message delivered, with every one before it delivered (or gone). */
+  readonly lastSeq: number;
+  readonly state: ConnectionState;
+
+  /**
+   * Listens to `type`; returns the function that stops listening. Listeners registered right
+   * after `connect` resolves (in the same task) miss nothing.
+   */
+  on<K extends keyof RoomEventMap>(type: K, listener: (event: RoomEventMap[K]) => void): () => void;
+
+  /**
+   * Sends a message. It waits in a queue while disconnected and is sent again after a reconnect
+   * (with the same `client_id`, which the server recognises: it appears once).
+   *
+   * @returns the ack: the message's id and seq.
+   * @throws {ChatError} with the server's code (`empty_content`, `content_too_long`,
+   * `room_busy`, ...; `retryable` for `room_busy`, `backlog`, `unavailable`), or `closed`,
+   * `queue_full`, `frame_too_large`, `token_expired`.
+   */
+  send(content: string, options?: SendOptions): Promise<Ack>;
+
+  /**
+   * The room's messages from `/history`, each once. Order: with `after_seq`, oldest first
+   * (catching up); without it, newest first (scrolling back). Waits out 503 and 429
+   * (Retry-After) and incomplete pages, a bounded number of times.
+   *
+   * @throws {ChatError} `history_incomplete` (the store stayed unreadable), `epoch_changed`
+   * (the room's history was reset while paging), `closed`, or the server's HTTP error code.
+   */
+  history(query?: HistoryQuery): AsyncGenerator<ChatMessage, void, undefined>;
+
+  /**
+   * Closes the room: the socket with 1000, pending sends rejected with `closed`, every timer
+   * stopped. Resolves once the socket is closed.
+   */
+  close(): Promise<void>;
+}
+
+/** Options of {@linkcode ChatError}. */
+export interface ChatErrorOptions {
+  /** The HTTP status, when the error is an HTTP answer. */
+  readonly status?: number;
+  /** How long the server asked to wait (its Retry-After), in milliseconds. */
+  readonly retryAfterMs?: number;
+  /** Whether the same request may succeed later. */
+  readonly retryable?: boolean;
+  /** The `client_id` of the send this error is about. */
+  readonly clientId?: string;
+  readonly cause?: unknown;
+}
+
+/**
+ * Every error of this SDK: `code` is the server's error code (docs/protocol.md) or one of the
+ * SDK's own: `closed`, `queue_full`, `frame_too_large`, `connect_timeout`, `token_expired`,
+ * `token_unavailable`, `unsupported_protocol`, `history_incomplete`, `epoch_changed`,
+ * `messages_unavailable`, `invalid_response`, `unreachable`.
+ */
+export declare class ChatError extends Error {
+  constructor(code: string, message: string, options?: ChatErrorOptions);
+  readonly code: string;
+  readonly status: number | undefined;
+  readonly retryAfterMs: number;
+  readonly retryable: boolean;
+  readonly clientId: string | undefined;
+}
+
+/**
+ * Joins a room. Resolves once the server welcomed the connection; until then it retries what
+ * may pass (the server unreachable, restarting, full) with backoff.
+ *
+ * @example
+ * ```ts
+ * import WebSocket from "ws"; // Node 20; browsers and Deno have one
+ * const room = await connect({ url: "http://localhost:8080", room: "general", user: "bot", WebSocket });
+ * ```
+ * @throws {ChatError} the server's refusal (`invalid_room`, `invalid_user`, `token_invalid`,
+ * `token_expired`, `room_forbidden`, `origin_forbidden`, ...; `status` 400, 401 or 403),
+ * `connect_timeout`, `closed` (aborted), `unsupported_protocol`; a `TypeError` for bad options.
+ */
+export declare function connect(options: ConnectOptions): Promise<Room>;

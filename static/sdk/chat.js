@@ -1,0 +1,1376 @@
+// @ts-check
+/**
+ * The chat server's client SDK (see chat.d.ts for the API and docs/protocol.md for the wire).
+ * One dependency-free ES module for browsers, Deno and Node 20+ (with a WebSocket class such as
+ * npm `ws`). It is one file on purpose: a page or a script imports it whole from the server.
+ *
+ * How it keeps its promises:
+ * - Messages: `Sequence` delivers seq `cursor + 1` only; later ones wait in `ahead` until the
+ *   hole before them is filled from /history (or found gone). A reconnect resumes after the
+ *   cursor (`since_seq` + `epoch`), so nothing is missed and nothing comes twice.
+ * - Sends: every message has a `client_id` and stays in `pending` until its ack (or its echo);
+ *   those in flight when a socket drops are sent again, and the server recognises the id.
+ * - Reconnects: full jitter under a doubling cap; a refused upgrade is explained by a plain GET
+ *   of the same URL (400/401/403 stop, anything else is retried).
+ *
+ * @module
+ */
+
+/**
+ * @typedef {import("./chat.d.ts").Room} RoomApi
+ * @typedef {import("./chat.d.ts").ConnectOptions} ConnectOptions
+ * @typedef {import("./chat.d.ts").ConnectionState} ConnectionState
+ * @typedef {import("./chat.d.ts").ChatMessage} ChatMessage
+ * @typedef {import("./chat.d.ts").Ack} Ack
+ * @typedef {import("./chat.d.ts").RoomEventMap} RoomEventMap
+ * @typedef {import("./chat.d.ts").SendOptions} SendOptions
+ * @typedef {import("./chat.d.ts").HistoryQuery} HistoryQuery
+ * @typedef {import("./chat.d.ts").ChatErrorOptions} ChatErrorOptions
+ * @typedef {import("./chat.d.ts").TokenSource} TokenSource
+ * @typedef {import("./chat.d.ts").WebSocketClass} WebSocketClass
+ */
+
+/**
+ * The part of a WebSocket this SDK uses: the standard one and npm `ws` both have it.
+ *
+ * @typedef {object} SocketLike
+ * @property {number} readyState
+ * @property {((event: unknown) => void) | null} onopen
+ * @property {((event: { data: unknown }) => void) | null} onmessage
+ * @property {((event: { code: number, reason: string }) => void) | null} onclose
+ * @property {((event: unknown) => void) | null} onerror
+ * @property {(data: string) => void} send
+ * @property {(code?: number, reason?: string) => void} close
+ */
+
+/** @typedef {ReturnType<typeof setTimeout>} Timer */
+/** @typedef {Record<string, unknown>} Frame */
+
+const PROTOCOL = 2;
+const OPEN = 1; // WebSocket.OPEN, the same in every implementation
+const TOKEN_EXPIRED_CLOSE = 4001;
+const FRAME_TOO_LARGE_CLOSE = 1009;
+const DROP_CLOSE = 4000; // this SDK gave up on a socket; the server logs it, nothing more
+// Reconnect backoff: full jitter over a cap doubling from 0.5 s to 10 s. A connection that stayed
+// up this long starts the backoff over; one that drops at once keeps backing off.
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 10_000;
+const STABLE_CONNECTION_MS = 10_000;
+// /history read again after a failure: a jittered wait doubling from 1 s to 30 s, never sooner
+// than Retry-After, itself capped (a broken header must not stop history for good).
+const HISTORY_RETRY_BASE_MS = 1_000;
+const HISTORY_RETRY_MAX_MS = 30_000;
+const RETRY_AFTER_MAX_MS = 60_000;
+/** Reads of one page by `history()` at most; the gap filler of the live stream never gives up. */
+const HISTORY_ATTEMPTS = 5;
+const FILL_PAGE = 500; // the /history maximum
+const HISTORY_PAGE = 100;
+/** Messages held past a hole at most; beyond, the socket is dropped and the resume replays. */
+const MAX_AHEAD = 10_000;
+const MAX_PENDING = 1_000;
+/** 401s in a row, each after a fresh token from the token function, before giving up. */
+const TOKEN_REFUSALS = 3;
+const PROBE_TIMEOUT_MS = 10_000;
+const CLOSE_WAIT_MS = 3_000;
+// Sending paces itself at half the connection's limits (the welcome's), so a queue of messages
+// written while offline goes out whole; after a `rate_limited` error it pauses.
+const DEFAULT_RATE = { perSecond: 5, burst: 10 };
+const RATE_LIMITED_PAUSE_MS = 2_000;
+/** HTTP statuses another attempt cannot change (bad names, no or a refused token, no such URL). */
+const REFUSAL_STATUSES = new Set([400, 401, 403, 404]);
+/** Send refusals worth trying again later with the same client_id (docs/protocol.md). */
+const RETRYABLE_CODES = new Set(["room_busy", "backlog", "unavailable", "rate_limited"]);
+const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Every error of this SDK, with the server's code or one of its own (see chat.d.ts). */
+export class ChatError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {ChatErrorOptions} [options]
+   */
+  constructor(code, message, options = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "ChatError";
+    /** @readonly */
+    this.code = code;
+    /** @readonly @type {number | undefined} */
+    this.status = options.status;
+    /** @readonly */
+    this.retryAfterMs = options.retryAfterMs ?? 0;
+    /** @readonly */
+    this.retryable = options.retryable ?? false;
+    /** @readonly @type {string | undefined} */
+    this.clientId = options.clientId;
+  }
+}
+
+// ---- small helpers ------------------------------------------------------------------------
+
+/** @param {unknown} value */
+function isSeq(value) {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+/**
+ * @param {unknown} value
+ * @returns {value is ChatMessage}
+ */
+function isMessage(value) {
+  if (typeof value !== "object" || value === null) return false;
+  const m = /** @type {Frame} */ (value);
+  return typeof m.id === "string" && isSeq(m.seq) && Number(m.seq) > 0 &&
+    typeof m.sender === "string" && typeof m.content === "string" &&
+    typeof m.timestamp === "string" && typeof m.room === "string";
+}
+
+/** @param {unknown} error */
+function messageOf(error) {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A Retry-After header (seconds, or an HTTP date) in milliseconds from now; 0 without. */
+function retryAfterMs(/** @type {string | null} */ header) {
+  if (!header) return 0;
+  const seconds = Number(header);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
+  return Number.isFinite(ms) ? Math.min(Math.max(ms, 0), RETRY_AFTER_MAX_MS) : 0;
+}
+
+/** Full jitter: a random wait under a cap that doubles per attempt. */
+function jittered(/** @type {number} */ attempt, /** @type {number} */ baseMs, maxMs = baseMs) {
+  return Math.random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
+}
+
+/** How long to wait before reading /history again: half the cap to all of it, or Retry-After. */
+function historyDelay(/** @type {number} */ attempt, /** @type {number} */ minMs) {
+  const cap = Math.min(HISTORY_RETRY_MAX_MS, HISTORY_RETRY_BASE_MS * 2 ** Math.min(attempt, 30));
+  return Math.max(minMs, cap / 2 + (Math.random() * cap) / 2);
+}
+
+/**
+ * Waits `ms`, or rejects with the signal's reason as soon as it aborts (the timer is cleared).
+ *
+ * @param {number} ms
+ * @param {AbortSignal} signal
+ * @returns {Promise<void>}
+ */
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", aborted);
+    };
+    const aborted = () => {
+      done();
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      done();
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", aborted, { once: true });
+  });
+}
+
+/**
+ * A signal that aborts when any of `signals` does (AbortSignal.any where there is one).
+ *
+ * @param {(AbortSignal | undefined)[]} signals
+ * @returns {AbortSignal}
+ */
+function anySignal(signals) {
+  const given = /** @type {AbortSignal[]} */ (signals.filter(Boolean));
+  if (given.length === 1 && given[0]) return given[0];
+  if (typeof AbortSignal.any === "function") return AbortSignal.any(given);
+  const controller = new AbortController();
+  for (const signal of given) {
+    if (signal.aborted) controller.abort(signal.reason);
+    else signal.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
+  }
+  return controller.signal;
+}
+
+/** A new `client_id`: a UUID, or 32 random hex digits where randomUUID is missing (HTTP). */
+function newClientId() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/** The code and message of an error body `{"error": {"code", "message"}}`. */
+function errorOf(/** @type {unknown} */ body) {
+  const error = typeof body === "object" && body !== null
+    ? /** @type {Frame} */ (body).error
+    : undefined;
+  const fields = typeof error === "object" && error !== null ? /** @type {Frame} */ (error) : {};
+  return {
+    code: typeof fields.code === "string" ? fields.code : "",
+    message: typeof fields.message === "string" ? fields.message : "",
+  };
+}
+
+/** Reports an error thrown by a listener the way EventTarget does, without stopping the SDK. */
+function report(/** @type {unknown} */ error) {
+  const global = /** @type {{ reportError?: (error: unknown) => void }} */ (globalThis);
+  if (typeof global.reportError === "function") global.reportError(error);
+  else {
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
+}
+
+// ---- options --------------------------------------------------------------------------
+
+/**
+ * @typedef {object} Settings
+ * @property {URL} chatUrl
+ * @property {URL} historyUrl
+ * @property {string} room
+ * @property {string | undefined} user
+ * @property {TokenSource | undefined} token
+ * @property {number} protocol
+ * @property {WebSocketClass} WebSocket
+ * @property {{ seq: number, epoch: string | undefined } | undefined} since
+ * @property {number} baseMs
+ * @property {number} maxMs
+ * @property {number} maxPending
+ * @property {number | undefined} connectTimeoutMs
+ * @property {AbortSignal | undefined} signal
+ */
+
+/**
+ * Checks the options of `connect`.
+ *
+ * @param {ConnectOptions} options
+ * @returns {Settings}
+ * @throws {TypeError} for a missing or malformed option.
+ */
+function settingsOf(options) {
+  if (typeof options !== "object" || options === null) throw new TypeError("options are required");
+  const base = new URL(String(options.url));
+  if (base.protocol === "ws:" || base.protocol === "wss:") {
+    base.protocol = base.protocol === "wss:" ? "https:" : "http:";
+  }
+  if (base.protocol !== "http:" && base.protocol !== "https:") {
+    throw new TypeError(`url must be the server's http(s) URL, got ${options.url}`);
+  }
+  if (!base.pathname.endsWith("/")) base.pathname += "/";
+  base.search = "";
+  base.hash = "";
+  const chatUrl = new URL("chat", base);
+  chatUrl.protocol = base.protocol === "https:" ? "wss:" : "ws:";
+  if (typeof options.room !== "string" || !options.room) throw new TypeError("room is required");
+  const token = options.token;
+  if (token !== undefined && typeof token !== "string" && typeof token !== "function") {
+    throw new TypeError("token must be a string or a function returning one");
+  }
+  if (options.user === undefined && token === undefined) {
+    throw new TypeError("user is required (or a token, whose sub names the user)");
+  }
+  const WebSocketClass = options.WebSocket ??
+    /** @type {WebSocketClass | undefined} */ (/** @type {Frame} */ (globalThis).WebSocket);
+  if (typeof WebSocketClass !== "function") {
+    throw new TypeError("no WebSocket here: pass one, e.g. { WebSocket } from npm ws");
+  }
+  return {
+    chatUrl,
+    historyUrl: new URL("history", base),
+    room: options.room,
+    user: options.user,
+    token,
+    protocol: options.protocol ?? PROTOCOL,
+    WebSocket: WebSocketClass,
+    since: sinceOf(options.since),
+    baseMs: positive(options.backoff?.baseMs, BACKOFF_BASE_MS, "backoff.baseMs"),
+    maxMs: positive(options.backoff?.maxMs, BACKOFF_MAX_MS, "backoff.maxMs"),
+    maxPending: positive(options.maxPending, MAX_PENDING, "maxPending"),
+    connectTimeoutMs: options.connectTimeoutMs === undefined
+      ? undefined
+      : positive(options.connectTimeoutMs, 0, "connectTimeoutMs"),
+    signal: options.signal,
+  };
+}
+
+/** @param {ConnectOptions["since"]} since */
+function sinceOf(since) {
+  if (since === undefined) return undefined;
+  if (!isSeq(since.seq)) throw new TypeError("since.seq must be a whole number (a seq)");
+  if (since.seq > 0 && typeof since.epoch !== "string") {
+    throw new TypeError("since.epoch is required with a since.seq above 0");
+  }
+  return { seq: since.seq, epoch: since.epoch };
+}
+
+/**
+ * @param {number | undefined} value
+ * @param {number} fallback
+ * @param {string} name
+ */
+function positive(value, fallback, name) {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !(value > 0)) throw new TypeError(`${name} must be above 0`);
+  return value;
+}
+
+// ---- in-order, exactly-once delivery --------------------------------------------------
+
+/**
+ * The seqs of one epoch delivered in order, each once. `cursor` is the newest seq delivered with
+ * every one before it delivered or gone; messages past a hole wait in `ahead` (bounded by the
+ * caller, who drops the socket when it grows past MAX_AHEAD).
+ */
+class Sequence {
+  /** @type {Map<number, ChatMessage>} */
+  #ahead = new Map();
+  #deliver;
+
+  /** @param {(message: ChatMessage) => void} deliver called with the cursor already moved */
+  constructor(deliver) {
+    this.cursor = 0;
+    this.#deliver = deliver;
+  }
+
+  /** Starts over after `cursor` (a new epoch, or a new socket whose replay resends the rest). */
+  reset(/** @type {number} */ cursor) {
+    this.cursor = cursor;
+    this.#ahead.clear();
+  }
+
+  /** Forgets what waits past a hole: the next socket's replay sends it again. */
+  clearAhead() {
+    this.#ahead.clear();
+  }
+
+  get aheadSize() {
+    return this.#ahead.size;
+  }
+
+  /** The lowest seq waiting past a hole, if any. */
+  firstAhead() {
+    let first;
+    for (const seq of this.#ahead.keys()) if (first === undefined || seq < first) first = seq;
+    return first;
+  }
+
+  /** Delivers `message` if it is next (then what waited for it); holds it if a hole is before. */
+  add(/** @type {ChatMessage} */ message) {
+    const seq = message.seq;
+    if (seq <= this.cursor || this.#ahead.has(seq)) return;
+    if (seq !== this.cursor + 1) {
+      this.#ahead.set(seq, message);
+      return;
+    }
+    this.cursor = seq;
+    this.#deliver(message);
+    this.#drain();
+  }
+
+  /**
+   * Gives up on the seqs up to `seq` that never came (the server no longer has them): delivers
+   * what waited among them, in order, and returns the ranges given up on.
+   *
+   * @param {number} seq
+   * @returns {[number, number][]}
+   */
+  skipTo(seq) {
+    /** @type {[number, number][]} */
+    const gone = [];
+    const held = [...this.#ahead.keys()].filter((each) => each <= seq).sort((a, b) => a - b);
+    for (const each of [...held, seq + 1]) {
+      if (each > this.cursor + 1) gone.push([this.cursor + 1, each - 1]);
+      const message = this.#ahead.get(each);
+      if (!message) continue;
+      this.#ahead.delete(each);
+      this.cursor = each;
+      this.#deliver(message);
+    }
+    this.cursor = Math.max(this.cursor, seq);
+    this.#drain();
+    return gone;
+  }
+
+  #drain() {
+    for (;;) {
+      const next = this.#ahead.get(this.cursor + 1);
+      if (!next) return;
+      this.#ahead.delete(next.seq);
+      this.cursor = next.seq;
+      this.#deliver(next);
+    }
+  }
+}
+
+// ---- the room -------------------------------------------------------------------------
+
+/**
+ * A message waiting for its ack: `queued` (to send on the next ready socket) or `sent` (on the
+ * current one).
+ *
+ * @typedef {object} PendingSend
+ * @property {string} clientId
+ * @property {string} frame
+ * @property {number} bytes
+ * @property {"queued" | "sent"} state
+ * @property {Promise<Ack>} promise
+ * @property {(ack: Ack) => void} resolve
+ * @property {(error: unknown) => void} reject
+ */
+
+/**
+ * One page of /history.
+ *
+ * @typedef {object} HistoryPage
+ * @property {ChatMessage[]} messages ascending by seq
+ * @property {string | undefined} epoch the `X-Chat-Epoch` header
+ * @property {boolean} incomplete the `X-Chat-Incomplete` header: seqs may be missing
+ */
+
+/** @implements {RoomApi} */
+class Room {
+  /** @type {Settings} */
+  #s;
+  /** @type {ConnectionState} */
+  #state = "connecting";
+  /** @type {Map<keyof RoomEventMap, Set<(event: never) => void>>} */
+  #listeners = new Map();
+  // Events from the first welcome until connect's caller has had a task to add listeners: npm
+  // `ws` dispatches the frames of one TCP read synchronously, before any await resumes.
+  /** @type {[keyof RoomEventMap, unknown][]} */
+  #held = [];
+  #holding = true;
+  /** @type {{ resolve: (room: Room) => void, reject: (error: unknown) => void } | undefined} */
+  #joining;
+  #welcomed = false;
+  /** @type {Promise<void> | undefined} */
+  #closing;
+  #closed = false;
+  #closeAbort = new AbortController();
+  /** Stops listening to the `signal` option. */
+  #unlisten = () => {};
+  /** @type {SocketLike | null} */
+  #socket = null;
+  /**
+   * Sockets not closed yet, the current one and those being closed, for close() to await.
+   *
+   * @type {Set<Promise<void>>}
+   */
+  #unclosed = new Set();
+  #run = 0; // one per socket: the reads of an older socket stop
+  #runAbort = new AbortController();
+  #ready = false; // the current socket was welcomed and its replay (if any) is in
+  #resuming = false;
+  #joinSeq = 0;
+  /** @type {string | undefined} */
+  #epoch;
+  #sequence;
+  #needUpTo = 0; // seqs up to here exist (a gap frame, an incomplete resume): read them
+  #fillRun = 0; // the socket whose gap filling runs, 0 for none
+  /** @type {string | undefined} */
+  #user;
+  /** @type {string | undefined} */
+  #roomName; // as the server spells it (it trims and normalizes)
+  /** @type {Set<string>} */
+  #members = new Set();
+  /** @type {readonly string[]} */
+  #sortedMembers = Object.freeze([]);
+  /** @type {string | undefined} */
+  #token;
+  #tokenRefusals = 0;
+  #attempt = 0;
+  #liveAt = 0;
+  /** @type {Timer | undefined} */
+  #retryTimer;
+  /** @type {Timer | undefined} */
+  #pumpTimer;
+  /** @type {Timer | undefined} */
+  #connectTimer;
+  /** @type {Timer | undefined} */
+  #holdTimer;
+  /** @type {Map<string, PendingSend>} */
+  #pending = new Map();
+  #rate = { ...DEFAULT_RATE };
+  #maxFrameBytes = Infinity;
+  #tokens = DEFAULT_RATE.burst;
+  #tokensAt = Date.now();
+  #pausedUntil = 0;
+
+  /** @param {Settings} settings */
+  constructor(settings) {
+    this.#s = settings;
+    this.#sequence = new Sequence((message) => this.#emit("message", message));
+    this.#token = typeof settings.token === "string" ? settings.token : undefined;
+    if (settings.since) {
+      this.#sequence.reset(settings.since.seq);
+      this.#epoch = settings.since.epoch;
+    }
+  }
+
+  /**
+   * Creates the room and resolves with it at its first welcome.
+   *
+   * @param {Settings} settings
+   * @returns {Promise<Room>}
+   */
+  static join(settings) {
+    const room = new Room(settings);
+    /** @type {Promise<Room>} */
+    const joined = new Promise((resolve, reject) => {
+      room.#joining = { resolve, reject };
+    });
+    const signal = settings.signal;
+    if (signal?.aborted) {
+      void room.#finish(new ChatError("closed", "connect was aborted", { cause: signal.reason }));
+      return joined;
+    }
+    const abort = () => room.close();
+    signal?.addEventListener("abort", abort, { once: true });
+    room.#unlisten = () => signal?.removeEventListener("abort", abort);
+    if (settings.connectTimeoutMs !== undefined) {
+      room.#connectTimer = setTimeout(() => {
+        const seconds = (settings.connectTimeoutMs ?? 0) / 1000;
+        void room.#finish(
+          new ChatError("connect_timeout", `no welcome from the server within ${seconds} s`),
+        );
+      }, settings.connectTimeoutMs);
+    }
+    void room.#start();
+    return joined;
+  }
+
+  get name() {
+    return this.#roomName ?? this.#s.room;
+  }
+
+  get user() {
+    return this.#user ?? this.#s.user ?? "";
+  }
+
+  get members() {
+    return this.#sortedMembers;
+  }
+
+  get epoch() {
+    return this.#epoch ?? "";
+  }
+
+  get lastSeq() {
+    return this.#sequence.cursor;
+  }
+
+  get state() {
+    return this.#state;
+  }
+
+  /**
+   * @template {keyof RoomEventMap} K
+   * @param {K} type
+   * @param {(event: RoomEventMap[K]) => void} listener
+   * @returns {() => void}
+   */
+  on(type, listener) {
+    if (typeof listener !== "function") throw new TypeError("listener must be a function");
+    let listeners = this.#listeners.get(type);
+    if (!listeners) this.#listeners.set(type, listeners = new Set());
+    const added = /** @type {(event: never) => void} */ (listener);
+    listeners.add(added);
+    return () => {
+      listeners.delete(added);
+    };
+  }
+
+  /**
+   * @param {string} content
+   * @param {SendOptions} [options]
+   * @returns {Promise<Ack>}
+   */
+  send(content, options = {}) {
+    if (typeof content !== "string") return Promise.reject(new TypeError("content must be text"));
+    const clientId = options.client_id ?? newClientId();
+    if (!CLIENT_ID.test(clientId)) {
+      return Promise.reject(new TypeError("client_id must be 1 to 64 of A-Z a-z 0-9 _ -"));
+    }
+    if (this.#closed) return Promise.reject(new ChatError("closed", "the room is closed"));
+    const known = this.#pending.get(clientId);
+    if (known) return known.promise;
+    if (this.#pending.size >= this.#s.maxPending) {
+      const text = `${this.#pending.size} messages are waiting for their ack already`;
+      return Promise.reject(new ChatError("queue_full", text, { retryable: true, clientId }));
+    }
+    const frame = JSON.stringify({ type: "message", content, client_id: clientId });
+    /** @type {PendingSend} */
+    const entry = {
+      clientId,
+      frame,
+      bytes: new TextEncoder().encode(frame).length,
+      state: "queued",
+      promise: Promise.resolve({ id: "", seq: 0 }),
+      resolve: () => {},
+      reject: () => {},
+    };
+    entry.promise = new Promise((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+    this.#pending.set(clientId, entry);
+    this.#pump();
+    return entry.promise;
+  }
+
+  /**
+   * @param {HistoryQuery} [query]
+   * @returns {AsyncGenerator<ChatMessage, void, undefined>}
+   */
+  async *history(query = {}) {
+    const { after_seq: afterSeq, before_seq: beforeSeq } = query;
+    for (const [name, value] of [["after_seq", afterSeq], ["before_seq", beforeSeq]]) {
+      if (value !== undefined && !isSeq(value)) throw new TypeError(`${name} must be a seq`);
+    }
+    const limit = query.limit === undefined ? Infinity : positive(query.limit, 0, "limit");
+    const pageSize = Math.min(positive(query.page_size, HISTORY_PAGE, "page_size"), FILL_PAGE);
+    const signal = anySignal([this.#closeAbort.signal, query.signal]);
+    // Oldest first when catching up (`after_seq`), newest first when scrolling back.
+    const forward = afterSeq !== undefined;
+    let after = afterSeq;
+    let before = beforeSeq;
+    let yielded = 0;
+    /** @type {string | undefined} */
+    let epoch;
+    while (yielded < limit) {
+      const size = Math.min(pageSize, limit - yielded);
+      const page = await this.#readPageRetrying(
+        { after_seq: after, before_seq: before, limit: size },
+        signal,
+      );
+      epoch ??= page.epoch;
+      if (page.epoch !== undefined && page.epoch !== epoch) {
+        throw new ChatError("epoch_changed", "the room's history was reset while it was read");
+      }
+      const messages = forward ? page.messages : [...page.messages].reverse();
+      for (const message of messages) {
+        // Each once, in order, whatever a page holds.
+        if (forward ? message.seq <= (after ?? 0) : before !== undefined && message.seq >= before) {
+          continue;
+        }
+        if (forward) after = message.seq;
+        else before = message.seq;
+        yield message;
+        if (++yielded >= limit) return;
+      }
+      if (page.messages.length < size) return;
+    }
+  }
+
+  close() {
+    return this.#finish(new ChatError("closed", "the room was closed"));
+  }
+
+  // ---- connecting --------------------------------------------------------------------
+
+  async #start() {
+    if (typeof this.#s.token === "function" && !(await this.#refreshToken())) return;
+    this.#open();
+  }
+
+  /** The socket URL: room, name, protocol, the resume cursor and the token (as the page does). */
+  #chatUrl() {
+    const url = new URL(this.#s.chatUrl);
+    url.searchParams.set("r", this.#s.room);
+    if (this.#s.user !== undefined) url.searchParams.set("u", this.#s.user);
+    url.searchParams.set("v", String(this.#s.protocol));
+    if (this.#resuming) {
+      url.searchParams.set("since_seq", String(this.#sequence.cursor));
+      if (this.#epoch !== undefined) url.searchParams.set("epoch", this.#epoch);
+    }
+    if (this.#token !== undefined) url.searchParams.set("token", this.#token);
+    return url;
+  }
+
+  #open() {
+    this.#retryTimer = undefined;
+    if (this.#closed || this.#socket) return;
+    this.#resuming = this.#epoch !== undefined || this.#s.since !== undefined;
+    this.#run++;
+    this.#runAbort = new AbortController();
+    this.#ready = false;
+    this.#fillRun = 0;
+    // The replay sends everything past the cursor again, and the holes it leaves are told anew.
+    this.#sequence.clearAhead();
+    this.#needUpTo = 0;
+    // Whether what was in flight arrived is unknown: its ack or echo tells, or the server
+    // recognises its client_id when it is sent again.
+    for (const entry of this.#pending.values()) entry.state = "queued";
+    const url = this.#chatUrl();
+    let socket;
+    try {
+      socket = /** @type {SocketLike} */ (/** @type {unknown} */ (new this.#s.WebSocket(url.href)));
+    } catch (error) {
+      void this.#finish(
+        new ChatError("unreachable", `cannot open a socket: ${messageOf(error)}`, { cause: error }),
+      );
+      return;
+    }
+    this.#socket = socket;
+    this.#watch(socket, url);
+  }
+
+  /**
+   * @param {SocketLike} socket
+   * @param {URL} url
+   */
+  #watch(socket, url) {
+    let opened = false;
+    /** @type {() => void} */
+    let closed = () => {};
+    const done = new Promise((resolve) => closed = () => resolve(undefined));
+    const unclosed = done.then(() => {
+      this.#unclosed.delete(unclosed);
+    });
+    this.#unclosed.add(unclosed);
+    socket.onopen = () => {
+      opened = true;
+    };
+    // A close event follows every error; npm ws throws an error nobody listens to.
+    socket.onerror = () => {};
+    socket.onmessage = (event) => {
+      if (this.#socket !== socket) return;
+      let frame;
+      try {
+        frame = JSON.parse(String(event.data));
+      } catch {
+        return; // not JSON: nothing this SDK can use
+      }
+      if (typeof frame === "object" && frame !== null) this.#onFrame(frame);
+    };
+    socket.onclose = (event) => {
+      closed();
+      if (this.#socket !== socket) return;
+      this.#socket = null;
+      void this.#onClose(event, opened, url);
+    };
+  }
+
+  /**
+   * @param {{ code: number, reason: string }} event
+   * @param {boolean} opened
+   * @param {URL} url
+   */
+  async #onClose(event, opened, url) {
+    this.#ready = false;
+    this.#runAbort.abort();
+    if (this.#closed) return;
+    if (event.code === TOKEN_EXPIRED_CLOSE) return await this.#tokenExpired();
+    if (event.code === FRAME_TOO_LARGE_CLOSE) this.#tooBig();
+    if (!opened) {
+      // A refused upgrade is only a 1006 here; a plain GET of the same URL says why.
+      const probe = await this.#probe(url);
+      if (this.#closed || this.#socket || this.#retryTimer) return;
+      if (probe.refusal) return await this.#refused(probe.refusal);
+      return this.#reconnect(probe.retryAfterMs);
+    }
+    if (this.#liveAt && Date.now() - this.#liveAt > STABLE_CONNECTION_MS) this.#attempt = 0;
+    this.#liveAt = 0;
+    this.#reconnect(0);
+  }
+
+  /** Waits a random time under a cap doubling per attempt (full jitter), then connects. */
+  #reconnect(/** @type {number} */ minMs) {
+    if (this.#closed || this.#socket) return;
+    this.#setState("reconnecting");
+    clearTimeout(this.#retryTimer);
+    const delay = Math.max(minMs, jittered(this.#attempt++, this.#s.baseMs, this.#s.maxMs));
+    this.#retryTimer = setTimeout(() => this.#open(), delay);
+  }
+
+  /** Closes the current socket and connects again: its resume replays from the cursor. */
+  #drop(/** @type {string} */ reason) {
+    const socket = this.#socket;
+    if (!socket) return;
+    this.#socket = null;
+    this.#ready = false;
+    this.#runAbort.abort();
+    socket.close(DROP_CLOSE, reason);
+    this.#reconnect(0);
+  }
+
+  /**
+   * Why the server refused a socket: a plain GET of its URL answers the same JSON error.
+   *
+   * @param {URL} socketUrl
+   * @returns {Promise<{ refusal?: ChatError, retryAfterMs: number }>}
+   */
+  async #probe(socketUrl) {
+    const url = new URL(socketUrl);
+    url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(), PROBE_TIMEOUT_MS);
+    try {
+      const response = await fetch(url, {
+        signal: anySignal([this.#closeAbort.signal, timeout.signal]),
+      });
+      const { code, message } = errorOf(await response.json().catch(() => null));
+      const wait = retryAfterMs(response.headers.get("retry-after"));
+      if (!REFUSAL_STATUSES.has(response.status)) return { retryAfterMs: wait };
+      const text = message || `the server refused the connection (HTTP ${response.status})`;
+      const refusal = new ChatError(code || `http_${response.status}`, text, {
+        status: response.status,
+      });
+      return { refusal, retryAfterMs: wait };
+    } catch {
+      return { retryAfterMs: 0 }; // unreachable, or closed meanwhile: the caller looks
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A refusal before the upgrade: a 401 gets fresh tokens a few times; the rest is final. */
+  async #refused(/** @type {ChatError} */ refusal) {
+    const renewable = refusal.status === 401 && typeof this.#s.token === "function";
+    if (!renewable || this.#tokenRefusals >= TOKEN_REFUSALS) return await this.#finish(refusal);
+    this.#tokenRefusals++;
+    await this.#refreshToken();
+    this.#reconnect(0);
+  }
+
+  /** Close 4001: a token function gives a fresh token at once; a string token is the end. */
+  async #tokenExpired() {
+    if (typeof this.#s.token !== "function") {
+      const text = "the token expired; pass a function as token to renew it";
+      return await this.#finish(new ChatError("token_expired", text, { status: 401 }));
+    }
+    this.#setState("reconnecting");
+    this.#attempt = 0;
+    if (await this.#refreshToken()) this.#open();
+    else this.#reconnect(0);
+  }
+
+  /**
+   * Asks the token function for a fresh token. If it fails, the first connect fails with it;
+   * later, the failure is reported (the caller goes on with the token it has).
+   *
+   * @returns {Promise<boolean>} whether a fresh token came and the room is still open
+   */
+  async #refreshToken() {
+    const source = this.#s.token;
+    if (typeof source !== "function") return !this.#closed;
+    try {
+      const token = await source();
+      if (typeof token !== "string" || !token) throw new TypeError("it returned no token");
+      this.#token = token;
+      return !this.#closed;
+    } catch (error) {
+      if (this.#closed) return false;
+      const failure = new ChatError(
+        "token_unavailable",
+        `the token function failed: ${messageOf(error)}`,
+        { cause: error, retryable: true },
+      );
+      if (this.#welcomed) this.#emit("error", failure);
+      else await this.#finish(failure);
+      return false;
+    }
+  }
+
+  /**
+   * The end: state `closed`, the socket closed with 1000, pending sends and `connect` rejected
+   * with `error`, every timer stopped. Resolves once every socket closed (or after a while).
+   *
+   * @param {ChatError} error
+   * @returns {Promise<void>}
+   */
+  #finish(error) {
+    if (this.#closing) return this.#closing;
+    const byUser = error.code === "closed";
+    this.#closed = true;
+    this.#unlisten();
+    this.#closeAbort.abort(error);
+    this.#runAbort.abort(error);
+    for (const timer of [this.#retryTimer, this.#pumpTimer, this.#connectTimer]) {
+      clearTimeout(timer);
+    }
+    const socket = this.#socket;
+    this.#socket = null;
+    this.#ready = false;
+    socket?.close(1000, byUser ? "closed" : error.code);
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const entry of pending) entry.reject(error);
+    if (this.#joining) {
+      this.#joining.reject(error);
+      this.#joining = undefined;
+    } else if (!byUser) this.#emit("error", error);
+    this.#setState("closed");
+    // What the first welcome held goes out now, in order, before the room is gone.
+    if (this.#welcomed) this.#release();
+    return this.#closing = this.#settled();
+  }
+
+  async #settled() {
+    /** @type {Timer | undefined} */
+    let timer;
+    const waited = new Promise((resolve) => timer = setTimeout(resolve, CLOSE_WAIT_MS));
+    try {
+      await Promise.race([Promise.all(this.#unclosed), waited]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ---- frames ------------------------------------------------------------------------
+
+  /** @param {Frame} frame */
+  #onFrame(frame) {
+    switch (frame.type) {
+      case "welcome":
+        return this.#welcome(frame);
+      case "message":
+        return this.#message(frame);
+      case "ack":
+        return this.#acked(frame);
+      case "resume":
+        return this.#resumed(frame);
+      case "gap":
+        if (frame.epoch === this.#epoch && isSeq(frame.to_seq)) {
+          this.#needUpTo = Math.max(this.#needUpTo, Number(frame.to_seq));
+          this.#fillGaps();
+        }
+        return;
+      case "presence":
+        return this.#presence(frame);
+      case "error":
+        return this.#serverError(frame);
+    }
+  }
+
+  /** @param {Frame} frame */
+  #welcome(frame) {
+    if (typeof frame.epoch !== "string" || !isSeq(frame.last_seq)) {
+      const text = "the server does not speak protocol 2 (its welcome has no epoch)";
+      return void this.#finish(new ChatError("unsupported_protocol", text));
+    }
+    if (typeof frame.user === "string") this.#user = frame.user;
+    if (typeof frame.room === "string") this.#roomName = frame.room;
+    this.#limitsOf(frame.limits);
+    this.#setMembers(frame.members);
+    this.#joinSeq = Number(frame.last_seq);
+    this.#liveAt = Date.now();
+    this.#tokenRefusals = 0;
+    // No epoch yet: the first socket, or one resuming from `since: { seq: 0 }`.
+    this.#epoch ??= frame.epoch;
+    if (!this.#resuming) this.#sequence.reset(this.#joinSeq);
+    if (!this.#welcomed) {
+      this.#welcomed = true;
+      clearTimeout(this.#connectTimer);
+      this.#joining?.resolve(this);
+      this.#joining = undefined;
+      this.#holdTimer = setTimeout(() => this.#release(), 0);
+    }
+    // A resuming socket is ready at its `resume` frame, after the replay.
+    if (!this.#resuming) this.#becomeReady();
+  }
+
+  /** The end of a replay: what it could not send is read from /history; a reset starts over. */
+  #resumed(/** @type {Frame} */ frame) {
+    if (this.#ready || !this.#resuming) return;
+    if (frame.complete === false && frame.reason === "epoch_changed") {
+      if (typeof frame.epoch !== "string") return;
+      const previous = this.#epoch ?? frame.epoch;
+      this.#epoch = frame.epoch;
+      this.#sequence.reset(this.#joinSeq);
+      this.#needUpTo = 0;
+      this.#emit("epoch", { epoch: frame.epoch, previous, last_seq: this.#joinSeq });
+    } else if (frame.complete === false) {
+      // `limit` or `unavailable`: the seqs up to the welcome's last_seq exist.
+      this.#needUpTo = Math.max(this.#needUpTo, this.#joinSeq);
+    }
+    this.#becomeReady();
+  }
+
+  #becomeReady() {
+    this.#ready = true;
+    this.#setState("open");
+    this.#fillGaps();
+    this.#pump();
+  }
+
+  /** @param {Frame} frame */
+  #message(frame) {
+    if (!isMessage(frame)) return;
+    const { type: _type, ...message } = frame;
+    this.#take(/** @type {ChatMessage} */ (message));
+    if (this.#sequence.aheadSize > MAX_AHEAD) {
+      this.#drop("too many messages wait for missing ones");
+    } else this.#fillGaps();
+  }
+
+  /** A message from the socket or /history: settles its send, and is delivered in order. */
+  #take(/** @type {ChatMessage} */ message) {
+    if (typeof message.client_id === "string" && message.sender === this.#user) {
+      this.#settle(message.client_id, { id: message.id, seq: message.seq });
+    }
+    this.#sequence.add(message);
+  }
+
+  /** @param {Frame} frame */
+  #presence(frame) {
+    const { user, event } = frame;
+    // This connection's own name stays while it is connected, whatever a late frame says.
+    if (typeof user !== "string" || user === this.#user) return;
+    if (event === "join" && !this.#members.has(user)) this.#members.add(user);
+    else if (!(event === "leave" && this.#members.delete(user))) return;
+    this.#sortedMembers = Object.freeze([...this.#members].sort());
+    this.#emit("presence", { event, user, members: this.#sortedMembers });
+  }
+
+  /**
+   * The welcome's list; after a reconnect, the difference from the list known before is told
+   * as joins and leaves.
+   *
+   * @param {unknown} list
+   */
+  #setMembers(list) {
+    const next = new Set(Array.isArray(list) ? list.filter((m) => typeof m === "string") : []);
+    if (this.#user !== undefined) next.add(this.#user);
+    const before = this.#members;
+    this.#members = next;
+    this.#sortedMembers = Object.freeze([...next].sort());
+    if (!this.#welcomed) return;
+    for (const user of before) {
+      if (!next.has(user)) this.#emit("presence", { event: "leave", user, members: this.members });
+    }
+    for (const user of next) {
+      if (!before.has(user)) this.#emit("presence", { event: "join", user, members: this.members });
+    }
+  }
+
+  /** @param {Frame} frame */
+  #serverError(frame) {
+    const code = typeof frame.code === "string" ? frame.code : "error";
+    const text = typeof frame.message === "string" ? frame.message : code;
+    if (typeof frame.client_id === "string") {
+      const entry = this.#pending.get(frame.client_id);
+      if (!entry) return; // about a send settled already
+      // A server going away refuses what it cannot finish: the next socket sends it again.
+      if (code === "shutting_down") return void (entry.state = "queued");
+      this.#pending.delete(entry.clientId);
+      const retryable = RETRYABLE_CODES.has(code);
+      entry.reject(new ChatError(code, text, { clientId: entry.clientId, retryable }));
+      return;
+    }
+    if (code === "rate_limited") this.#slowDown();
+    this.#emit("error", new ChatError(code, text, { retryable: RETRYABLE_CODES.has(code) }));
+  }
+
+  // ---- sending -----------------------------------------------------------------------
+
+  /** @param {unknown} limits the welcome's `limits` */
+  #limitsOf(limits) {
+    const given = typeof limits === "object" && limits !== null
+      ? /** @type {Frame} */ (limits)
+      : {};
+    const { rate_per_second: perSecond, rate_burst: burst, max_frame_bytes: frameBytes } = given;
+    if (typeof perSecond === "number" && perSecond > 0) this.#rate.perSecond = perSecond / 2;
+    if (typeof burst === "number" && burst >= 1) this.#rate.burst = Math.max(1, burst / 2);
+    if (typeof frameBytes === "number" && frameBytes > 0) this.#maxFrameBytes = frameBytes;
+  }
+
+  /** Sends the queued messages, oldest first, as fast as the pacing allows. */
+  #pump() {
+    clearTimeout(this.#pumpTimer);
+    this.#pumpTimer = undefined;
+    const socket = this.#socket;
+    if (!this.#ready || !socket || socket.readyState !== OPEN) return; // ready() sends them
+    for (const entry of this.#pending.values()) {
+      if (entry.state !== "queued") continue;
+      if (entry.bytes > this.#maxFrameBytes) {
+        this.#reject(entry, "frame_too_large", `the message is over ${this.#maxFrameBytes} bytes`);
+        continue;
+      }
+      const wait = this.#sendWait();
+      if (wait > 0) {
+        this.#pumpTimer = setTimeout(() => this.#pump(), wait);
+        return;
+      }
+      socket.send(entry.frame);
+      entry.state = "sent";
+    }
+  }
+
+  /** Milliseconds until the next frame may go out (a token bucket); 0 takes a token. */
+  #sendWait() {
+    const now = Date.now();
+    if (now < this.#pausedUntil) return this.#pausedUntil - now;
+    const refill = ((now - this.#tokensAt) * this.#rate.perSecond) / 1000;
+    this.#tokens = Math.min(this.#rate.burst, this.#tokens + refill);
+    this.#tokensAt = now;
+    if (this.#tokens < 1) return Math.ceil(((1 - this.#tokens) * 1000) / this.#rate.perSecond);
+    this.#tokens--;
+    return 0;
+  }
+
+  /**
+   * `rate_limited` names no message (the server dropped the frame unread): everything in flight
+   * goes again after a pause; what got in is recognised by its client_id.
+   */
+  #slowDown() {
+    for (const entry of this.#pending.values()) entry.state = "queued";
+    this.#pausedUntil = this.#tokensAt = Date.now() + RATE_LIMITED_PAUSE_MS;
+    this.#tokens = 0;
+    this.#pump();
+  }
+
+  /** Close 1009: the biggest frame in flight was too big; it fails instead of going again. */
+  #tooBig() {
+    let biggest;
+    for (const entry of this.#pending.values()) {
+      if (entry.state === "sent" && entry.bytes > (biggest?.bytes ?? 0)) biggest = entry;
+    }
+    if (biggest) this.#reject(biggest, "frame_too_large", "the server refused a frame this big");
+  }
+
+  /** @param {Frame} frame */
+  #acked(frame) {
+    if (typeof frame.client_id !== "string" || typeof frame.id !== "string") return;
+    if (!isSeq(frame.seq)) return;
+    this.#settle(frame.client_id, { id: frame.id, seq: Number(frame.seq) });
+  }
+
+  /**
+   * @param {string} clientId
+   * @param {Ack} ack
+   */
+  #settle(clientId, ack) {
+    const entry = this.#pending.get(clientId);
+    if (!entry) return; // settled by its echo already, or a re-send acknowledged again
+    this.#pending.delete(clientId);
+    entry.resolve(ack);
+  }
+
+  /**
+   * @param {PendingSend} entry
+   * @param {string} code
+   * @param {string} text
+   */
+  #reject(entry, code, text) {
+    this.#pending.delete(entry.clientId);
+    entry.reject(new ChatError(code, text, { clientId: entry.clientId }));
+  }
+
+  // ---- filling gaps from /history ----------------------------------------------------
+
+  /** The newest seq known to exist that must be delivered before what waits past a hole. */
+  #fillTarget() {
+    return Math.max(this.#needUpTo, (this.#sequence.firstAhead() ?? 0) - 1);
+  }
+
+  #fillGaps() {
+    if (this.#fillRun !== 0 || !this.#ready || this.#closed) return;
+    if (this.#fillTarget() <= this.#sequence.cursor) return;
+    const run = this.#run;
+    const signal = this.#runAbort.signal;
+    this.#fillRun = run;
+    this.#fill(run, signal).catch(async (error) => {
+      if (signal.aborted || this.#closed) return; // a new socket's replay covers it
+      await this.#finish(
+        error instanceof ChatError
+          ? error
+          : new ChatError("unreachable", messageOf(error), { cause: error }),
+      );
+    }).finally(() => {
+      if (this.#fillRun === run) this.#fillRun = 0;
+      if (this.#run === run && !signal.aborted) this.#fillGaps(); // more may be missing now
+    });
+  }
+
+  /**
+   * Reads the missing seqs in pages, oldest first, delivering each page; what a complete page
+   * lacks is gone for good (retention). Failures and incomplete pages are read again after a
+   * growing wait, for as long as this socket lives.
+   *
+   * @param {number} run
+   * @param {AbortSignal} signal
+   */
+  async #fill(run, signal) {
+    let attempt = 0;
+    for (;;) {
+      const target = this.#fillTarget();
+      const after = this.#sequence.cursor;
+      if (target <= after || run !== this.#run) return;
+      const query = { after_seq: after, before_seq: target + 1, limit: FILL_PAGE };
+      /** @type {HistoryPage} */
+      let page;
+      try {
+        page = await this.#readPageAuthorized(query, signal);
+      } catch (error) {
+        if (signal.aborted || !isWorthRetrying(error)) throw error;
+        const wait = error instanceof ChatError ? error.retryAfterMs : 0;
+        await sleep(historyDelay(attempt++, wait), signal);
+        continue;
+      }
+      if (run !== this.#run) return;
+      if (page.epoch !== undefined && page.epoch !== this.#epoch) {
+        // Its seqs name other messages: the resume says epoch_changed and starts over.
+        return this.#drop("the room's epoch changed");
+      }
+      for (const message of page.messages) this.#take(message);
+      if (page.incomplete) {
+        if (this.#sequence.cursor === after) await sleep(historyDelay(attempt++, 0), signal);
+        continue;
+      }
+      attempt = 0;
+      const last = page.messages.at(-1)?.seq;
+      const through = page.messages.length >= FILL_PAGE && last !== undefined ? last : target;
+      for (const [from, to] of this.#sequence.skipTo(through)) {
+        const text = `messages ${from} to ${to} of ${this.#s.room} are no longer stored`;
+        this.#emit("error", new ChatError("messages_unavailable", text));
+      }
+    }
+  }
+
+  // ---- /history ------------------------------------------------------------------------
+
+  /**
+   * One page, retried a bounded number of times (503, 429, network errors, incomplete pages),
+   * never sooner than the server's Retry-After.
+   *
+   * @param {{ after_seq?: number, before_seq?: number, limit: number }} query
+   * @param {AbortSignal} signal
+   * @returns {Promise<HistoryPage>}
+   */
+  async #readPageRetrying(query, signal) {
+    for (let attempt = 0;; attempt++) {
+      const last = attempt === HISTORY_ATTEMPTS - 1;
+      try {
+        const page = await this.#readPageAuthorized(query, signal);
+        if (!page.incomplete) return page;
+        if (last) {
+          const text = "the server could not read all of this history; try again later";
+          throw new ChatError("history_incomplete", text, { retryable: true });
+        }
+        await sleep(historyDelay(attempt, 0), signal);
+      } catch (error) {
+        if (signal.aborted) throw signal.reason; // the room's close error, or the caller's
+        if (last || !isWorthRetrying(error)) throw error;
+        const wait = error instanceof ChatError ? error.retryAfterMs : 0;
+        await sleep(historyDelay(attempt, wait), signal);
+      }
+    }
+  }
+
+  /**
+   * One page; a 401 with a token function is asked again once with a fresh token.
+   *
+   * @param {{ after_seq?: number, before_seq?: number, limit: number }} query
+   * @param {AbortSignal} signal
+   */
+  async #readPageAuthorized(query, signal) {
+    try {
+      return await this.#readPage(query, signal);
+    } catch (error) {
+      const renewable = typeof this.#s.token === "function";
+      if (!(error instanceof ChatError && error.status === 401 && renewable)) throw error;
+      if (!(await this.#refreshToken())) throw error;
+      return await this.#readPage(query, signal);
+    }
+  }
+
+  /**
+   * @param {{ after_seq?: number, before_seq?: number, limit: number }} query
+   * @param {AbortSignal} signal
+   * @returns {Promise<HistoryPage>}
+   * @throws {ChatError} the server's error code with `status` and `retryAfterMs`
+   */
+  async #readPage(query, signal) {
+    const url = new URL(this.#s.historyUrl);
+    url.searchParams.set("r", this.#s.room);
+    for (const [name, value] of Object.entries(query)) {
+      if (value !== undefined) url.searchParams.set(name, String(value));
+    }
+    /** @type {Record<string, string>} */
+    const headers = {};
+    // A header, not ?token=: URLs end up in access logs.
+    if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    const response = await fetch(url, { signal, headers });
+    const body = await response.json().catch(() => undefined);
+    if (!response.ok) {
+      const { code, message } = errorOf(body);
+      throw new ChatError(code || `http_${response.status}`, message || `HTTP ${response.status}`, {
+        status: response.status,
+        retryAfterMs: retryAfterMs(response.headers.get("retry-after")),
+        retryable: !REFUSAL_STATUSES.has(response.status),
+      });
+    }
+    if (!Array.isArray(body)) {
+      throw new ChatError("invalid_response", "the server sent history in an unknown shape");
+    }
+    return {
+      messages: body.filter(isMessage).sort((a, b) => a.seq - b.seq),
+      epoch: response.headers.get("x-chat-epoch") ?? undefined,
+      incomplete: response.headers.get("x-chat-incomplete") === "true",
+    };
+  }
+
+  // ---- events --------------------------------------------------------------------------
+
+  /** @param {ConnectionState} state */
+  #setState(state) {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#emit("state", state);
+  }
+
+  /**
+   * @template {keyof RoomEventMap} K
+   * @param {K} type
+   * @param {RoomEventMap[K]} event
+   */
+  #emit(type, event) {
+    if (!this.#welcomed) return; // no one can listen before connect resolves
+    if (this.#holding) {
+      this.#held.push([type, event]);
+      return;
+    }
+    const listeners = this.#listeners.get(type);
+    if (!listeners) return;
+    for (const listener of [...listeners]) {
+      try {
+        /** @type {(event: RoomEventMap[K]) => void} */ (listener)(event);
+      } catch (error) {
+        report(error);
+      }
+    }
+  }
+
+  #release() {
+    clearTimeout(this.#holdTimer);
+    if (!this.#holding) return;
+    this.#holding = false;
+    const held = this.#held;
+    this.#held = [];
+    for (const [type, event] of held) this.#emit(type, /** @type {never} */ (event));
+  }
+}
+
+/** Whether a failed read of /history may succeed later (not a refusal, not a closed room). */
+function isWorthRetrying(/** @type {unknown} */ error) {
+  if (error instanceof ChatError) return error.retryable;
+  return error instanceof TypeError; // fetch's network error
+}
+
+/**
+ * Joins a room; resolves at the server's first welcome (see chat.d.ts).
+ *
+ * @param {ConnectOptions} options
+ * @returns {Promise<RoomApi>}
+ */
+export function connect(options) {
+  let settings;
+  try {
+    settings = settingsOf(options);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return Room.join(settings);
+}
