@@ -48,8 +48,12 @@ export function clientPage(
     html,
     headers: {
       "content-type": "text/html; charset=utf-8",
-      // Hashes of the page as served: the data block is one of its inline scripts.
-      "content-security-policy": contentSecurityPolicy(html, frameAncestors),
+      // Hashes of the page as served: the data block is one of its inline scripts. 'self': the
+      // page's module script imports the SDK from /sdk/chat.js.
+      "content-security-policy": contentSecurityPolicy(html, {
+        frameAncestors,
+        scriptSources: ["'self'"],
+      }),
     },
   };
 }

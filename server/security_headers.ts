@@ -13,21 +13,32 @@ const COMMON_HEADERS: Readonly<Record<string, string>> = {
   "cross-origin-opener-policy": "same-origin",
 };
 
+/** Options of {@linkcode contentSecurityPolicy}. */
+export interface PolicyOptions {
+  /** Who may frame the page (`FRAME_ANCESTORS`); none by default. */
+  readonly frameAncestors?: readonly string[];
+  /**
+   * Script sources allowed besides the inline blocks' hashes, e.g. `'self'` for a page whose
+   * module script imports `/sdk/chat.js`; none by default.
+   */
+  readonly scriptSources?: readonly string[];
+}
+
 /**
  * The policy for an HTML page with inline `<script>` and `<style>` blocks: nothing may load but
- * those exact blocks (by hash) and connections to this server. No external requests at all.
+ * those exact blocks (by hash), the script sources named, and connections to this server. No
+ * external requests at all.
  *
  * @example
  * ```ts
- * const csp = contentSecurityPolicy(clientHtml);
+ * const csp = contentSecurityPolicy(clientHtml, { scriptSources: ["'self'"] });
  * ```
+ * @throws never.
  */
-export function contentSecurityPolicy(
-  html: string,
-  frameAncestors: readonly string[] = [],
-): string {
-  const scripts = inlineHashes(html, "script");
-  const styles = inlineHashes(html, "style");
+export function contentSecurityPolicy(html: string, options: PolicyOptions = {}): string {
+  const { frameAncestors = [], scriptSources = [] } = options;
+  const scripts = [...scriptSources, ...inlineHashes(html, "script")].join(" ");
+  const styles = inlineHashes(html, "style").join(" ");
   return [
     "default-src 'none'",
     `script-src ${scripts || "'none'"}`,
@@ -59,9 +70,8 @@ export function withSecurityHeaders(
   return response;
 }
 
-function inlineHashes(html: string, tag: "script" | "style"): string {
+function inlineHashes(html: string, tag: "script" | "style"): string[] {
   const pattern = new RegExp(`<${tag}\\b[^>]*>([\\s\\S]*?)</${tag}>`, "g");
   return [...html.matchAll(pattern)]
-    .map((match) => `'sha256-${createHash("sha256").update(match[1] ?? "").digest("base64")}'`)
-    .join(" ");
+    .map((match) => `'sha256-${createHash("sha256").update(match[1] ?? "").digest("base64")}'`);
 }

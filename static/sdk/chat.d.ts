@@ -61,16 +61,70 @@ export interface EpochEvent {
   readonly last_seq: number;
 }
 
+/**
+ * The connection changed, or (`reconnecting`) a new wait before the next attempt began: it is
+ * told again for every wait, each with its `retryAt`.
+ */
+export interface StateEvent {
+  readonly state: ConnectionState;
+  /** With `reconnecting`: when the next attempt starts (milliseconds, as `Date.now()`). */
+  readonly retryAt?: number;
+  /** With `reconnecting` after a connection was lost: the close code and reason it got. */
+  readonly close?: { readonly code: number; readonly reason: string };
+  /**
+   * With `reconnecting` when a connection could not be opened: why (the server's code, e.g.
+   * `too_many_connections`, `shutting_down`, or `unreachable`), `retryable`.
+   */
+  readonly error?: ChatError;
+}
+
+/** A moderator deleted a message (the server's `deleted` frame): remove it from view. */
+export interface DeletedEvent {
+  readonly room: string;
+  readonly seq: number;
+  readonly id: string;
+}
+
+/** The welcome's `limits` (docs/protocol.md): numbers only; empty before the first welcome. */
+export interface Limits {
+  readonly max_content_chars?: number;
+  readonly max_frame_bytes?: number;
+  readonly rate_per_second?: number;
+  readonly rate_burst?: number;
+  readonly [name: string]: number | undefined;
+}
+
+/**
+ * Filling a hole from `/history` waits (`waiting`: the server's store cannot be read now; the SDK
+ * reads again at `retryAt`, never sooner than the server's Retry-After), or, after such a wait,
+ * nothing is missing any more. A wait is not an error: the connection and live messages go on.
+ */
+export interface FillEvent {
+  readonly waiting: boolean;
+  /** With `waiting`: when the SDK reads again (milliseconds, as `Date.now()`). */
+  readonly retryAt?: number;
+  /** With `waiting`, after a failed read: the server's error (`status`, `retryAfterMs`). */
+  readonly error?: ChatError;
+}
+
 /** What {@linkcode Room.on} can listen to, and what each listener receives. */
 export interface RoomEventMap {
-  /** Each message once, in seq order, never twice. */
+  /**
+   * Each message once, never twice. In seq order, except past a hole that stays unfilled longer
+   * than `holdMs` (a store outage): then later messages come first and the hole's messages
+   * follow when they are read; place them by `seq`.
+   */
   message: ChatMessage;
+  /** A message was deleted: its seq is no hole, and it is never delivered after this. */
+  deleted: DeletedEvent;
   /** The member list changed (a `presence` delta, or a difference seen on reconnecting). */
   presence: PresenceEvent;
   /** An error frame not tied to a send, or a failure of the connection (see ChatError codes). */
   error: ChatError;
-  /** The connection's state changed. */
-  state: ConnectionState;
+  /** Filling a hole waits for the store, or is done after such a wait (see {@linkcode FillEvent}). */
+  fill: FillEvent;
+  /** The connection's state changed, or a new reconnect wait began (see {@linkcode StateEvent}). */
+  state: StateEvent;
   /** The room's epoch changed: the sequence starts over (see {@linkcode EpochEvent}). */
   epoch: EpochEvent;
 }
@@ -106,6 +160,12 @@ export interface ConnectOptions {
   readonly since?: { readonly seq: number; readonly epoch?: string };
   /** Reconnect delays: full jitter under a cap doubling from `baseMs` (500) to `maxMs` (10 s). */
   readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number };
+  /**
+   * How long a message past a hole waits for the hole to be filled from `/history` before it is
+   * delivered anyway, in ms (default 5000; 0 delivers at once, for views that place messages by
+   * `seq`). Nothing is missed or doubled either way.
+   */
+  readonly holdMs?: number;
   /** Sends waiting for their ack at most (default 1000); beyond, `send` rejects `queue_full`. */
   readonly maxPending?: number;
   /** Rejects `connect` with `connect_timeout` if no welcome came by then (default: no limit). */
@@ -138,6 +198,27 @@ export interface HistoryQuery {
   readonly signal?: AbortSignal;
 }
 
+/** What {@linkcode Room.historyPage} reads: one `/history` request. */
+export interface HistoryPageQuery {
+  /** Only messages with a lower seq; without `after_seq`, the newest `limit` of them. */
+  readonly before_seq?: number;
+  /** Only messages with a greater seq: the oldest `limit` of them. */
+  readonly after_seq?: number;
+  /** Messages at most (1 to 500, default 100). */
+  readonly limit?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** One page of `/history`, as the server sent it. */
+export interface HistoryPage {
+  /** Ascending by seq. */
+  readonly messages: readonly ChatMessage[];
+  /** The server could not read its store (`X-Chat-Incomplete`): `holes` may exist. */
+  readonly incomplete: boolean;
+  /** The seqs an incomplete page should have held but lacks (empty for a complete page). */
+  readonly holes: readonly { readonly from_seq: number; readonly to_seq: number }[];
+}
+
 /** One joined room; see {@linkcode connect}. */
 export interface Room {
   /** The room's name, as the server spells it (it trims and normalizes names). */
@@ -151,6 +232,8 @@ export interface Room {
   /** The seq of the newest message delivered, with every one before it delivered (or gone). */
   readonly lastSeq: number;
   readonly state: ConnectionState;
+  /** The limits of the connection, from the server's latest welcome. */
+  readonly limits: Limits;
 
   /**
    * Listens to `type`; returns the function that stops listening. Listeners registered right
@@ -178,6 +261,22 @@ export interface Room {
    * (the room's history was reset while paging), `closed`, or the server's HTTP error code.
    */
   history(query?: HistoryQuery): AsyncGenerator<ChatMessage, void, undefined>;
+
+  /**
+   * One `/history` request, not retried: an incomplete page comes back with its `holes` instead
+   * of an error, for a view that shows what there is and reads the rest again later.
+   *
+   * @throws {ChatError} the server's HTTP error (`status`, `retryAfterMs`, `retryable` for 429,
+   * 503 and other passing failures), `unreachable` (retryable), `epoch_changed` (the room's
+   * history was reset: the connection resumes and the room starts over), `closed`.
+   */
+  historyPage(query?: HistoryPageQuery): Promise<HistoryPage>;
+
+  /**
+   * Ends a reconnect wait and connects now (a Retry button, the browser's `online` event);
+   * nothing while connected, connecting or closed. The backoff starts over.
+   */
+  reconnectNow(): void;
 
   /**
    * Closes the room: the socket with 1000, pending sends rejected with `closed`, every timer

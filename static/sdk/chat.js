@@ -20,11 +20,14 @@
  * @typedef {import("./chat.d.ts").Room} RoomApi
  * @typedef {import("./chat.d.ts").ConnectOptions} ConnectOptions
  * @typedef {import("./chat.d.ts").ConnectionState} ConnectionState
+ * @typedef {import("./chat.d.ts").StateEvent} StateEvent
+ * @typedef {import("./chat.d.ts").HistoryPage} HistoryPageApi
  * @typedef {import("./chat.d.ts").ChatMessage} ChatMessage
  * @typedef {import("./chat.d.ts").Ack} Ack
  * @typedef {import("./chat.d.ts").RoomEventMap} RoomEventMap
  * @typedef {import("./chat.d.ts").SendOptions} SendOptions
  * @typedef {import("./chat.d.ts").HistoryQuery} HistoryQuery
+ * @typedef {import("./chat.d.ts").HistoryPageQuery} HistoryPageQuery
  * @typedef {import("./chat.d.ts").ChatErrorOptions} ChatErrorOptions
  * @typedef {import("./chat.d.ts").TokenSource} TokenSource
  * @typedef {import("./chat.d.ts").WebSocketClass} WebSocketClass
@@ -67,6 +70,13 @@ const FILL_PAGE = 500; // the /history maximum
 const HISTORY_PAGE = 100;
 /** Messages held past a hole at most; beyond, the socket is dropped and the resume replays. */
 const MAX_AHEAD = 10_000;
+/** How long a message waits for a hole before it to be filled, by default (`holdMs`). */
+const HOLD_MS = 5_000;
+/**
+ * Seqs delivered early past a hole at most; beyond, the oldest hole is given up on (reported as
+ * `messages_unavailable`): the store has been unreadable for that many messages.
+ */
+const MAX_DONE = 100_000;
 const MAX_PENDING = 1_000;
 /** 401s in a row, each after a fresh token from the token function, before giving up. */
 const TOKEN_REFUSALS = 3;
@@ -237,6 +247,7 @@ function report(/** @type {unknown} */ error) {
  * @property {number} baseMs
  * @property {number} maxMs
  * @property {number} maxPending
+ * @property {number} holdMs
  * @property {number | undefined} connectTimeoutMs
  * @property {AbortSignal | undefined} signal
  */
@@ -287,11 +298,23 @@ function settingsOf(options) {
     baseMs: positive(options.backoff?.baseMs, BACKOFF_BASE_MS, "backoff.baseMs"),
     maxMs: positive(options.backoff?.maxMs, BACKOFF_MAX_MS, "backoff.maxMs"),
     maxPending: positive(options.maxPending, MAX_PENDING, "maxPending"),
+    holdMs: notNegative(options.holdMs, HOLD_MS, "holdMs"),
     connectTimeoutMs: options.connectTimeoutMs === undefined
       ? undefined
       : positive(options.connectTimeoutMs, 0, "connectTimeoutMs"),
     signal: options.signal,
   };
+}
+
+/**
+ * @param {number | undefined} value
+ * @param {number} fallback
+ * @param {string} name
+ */
+function notNegative(value, fallback, name) {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !(value >= 0)) throw new TypeError(`${name} must be 0 or more`);
+  return value;
 }
 
 /** @param {ConnectOptions["since"]} since */
@@ -318,37 +341,72 @@ function positive(value, fallback, name) {
 // ---- in-order, exactly-once delivery --------------------------------------------------
 
 /**
- * The seqs of one epoch delivered in order, each once. `cursor` is the newest seq delivered with
- * every one before it delivered or gone; messages past a hole wait in `ahead` (bounded by the
- * caller, who drops the socket when it grows past MAX_AHEAD).
+ * @typedef {object} Ahead a seq past a hole: a message held for it, or one with nothing left to
+ * deliver (delivered early, after waiting `holdMs`, or deleted).
+ * @property {ChatMessage | null} message
+ * @property {number} at when it arrived (Date.now())
+ */
+
+/**
+ * The seqs of one epoch, each delivered once. `cursor` is the newest seq delivered with every one
+ * before it delivered or gone. A message past a hole waits in `ahead` for at most `holdMs`, then
+ * is delivered anyway (its seq stays marked, so a replay or a fill never delivers it twice); the
+ * hole's messages are delivered when they are read. Held messages are bounded by the caller, who
+ * drops the socket when they grow past MAX_AHEAD.
  */
 class Sequence {
-  /** @type {Map<number, ChatMessage>} */
+  /** @type {Map<number, Ahead>} */
   #ahead = new Map();
+  #heldCount = 0;
   #deliver;
+  #holdMs;
+  /** @type {Timer | undefined} */
+  #timer;
 
-  /** @param {(message: ChatMessage) => void} deliver called with the cursor already moved */
-  constructor(deliver) {
+  /**
+   * @param {(message: ChatMessage) => void} deliver called with the cursor already moved
+   * @param {number} holdMs how long a message waits for a hole before it, at most
+   */
+  constructor(deliver, holdMs) {
     this.cursor = 0;
     this.#deliver = deliver;
+    this.#holdMs = holdMs;
   }
 
-  /** Starts over after `cursor` (a new epoch, or a new socket whose replay resends the rest). */
+  /** Starts over after `cursor` (a new epoch); forgets everything past it. */
   reset(/** @type {number} */ cursor) {
     this.cursor = cursor;
     this.#ahead.clear();
+    this.#heldCount = 0;
+    this.stop();
   }
 
-  /** Forgets what waits past a hole: the next socket's replay sends it again. */
+  /**
+   * Forgets the messages held past a hole (the next socket's replay sends them again); what was
+   * delivered early stays marked, so the replay cannot deliver it twice.
+   */
   clearAhead() {
-    this.#ahead.clear();
+    for (const [seq, entry] of this.#ahead) if (entry.message) this.#ahead.delete(seq);
+    this.#heldCount = 0;
+    this.stop();
   }
 
-  get aheadSize() {
-    return this.#ahead.size;
+  stop() {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
-  /** The lowest seq waiting past a hole, if any. */
+  /** Messages held past a hole, not delivered yet. */
+  get heldSize() {
+    return this.#heldCount;
+  }
+
+  /** Seqs past a hole with nothing left to deliver. */
+  get doneSize() {
+    return this.#ahead.size - this.#heldCount;
+  }
+
+  /** The lowest seq past a hole (held or done), if any. */
   firstAhead() {
     let first;
     for (const seq of this.#ahead.keys()) if (first === undefined || seq < first) first = seq;
@@ -360,11 +418,29 @@ class Sequence {
     const seq = message.seq;
     if (seq <= this.cursor || this.#ahead.has(seq)) return;
     if (seq !== this.cursor + 1) {
-      this.#ahead.set(seq, message);
+      if (this.#holdMs <= 0) {
+        this.#ahead.set(seq, { message: null, at: 0 });
+        this.#deliver(message);
+        return;
+      }
+      this.#ahead.set(seq, { message, at: Date.now() });
+      this.#heldCount++;
+      this.#timer ??= setTimeout(() => this.#release(), this.#holdMs);
       return;
     }
     this.cursor = seq;
     this.#deliver(message);
+    this.#drain();
+  }
+
+  /** A seq with nothing to deliver (a deleted message): no hole, and nothing held for it. */
+  done(/** @type {number} */ seq) {
+    if (seq <= this.cursor) return;
+    const entry = this.#ahead.get(seq);
+    if (entry?.message) this.#heldCount--;
+    if (seq !== this.cursor + 1) return void this.#ahead.set(seq, { message: null, at: 0 });
+    this.#ahead.delete(seq);
+    this.cursor = seq;
     this.#drain();
   }
 
@@ -378,14 +454,12 @@ class Sequence {
   skipTo(seq) {
     /** @type {[number, number][]} */
     const gone = [];
-    const held = [...this.#ahead.keys()].filter((each) => each <= seq).sort((a, b) => a - b);
-    for (const each of [...held, seq + 1]) {
+    const known = [...this.#ahead.keys()].filter((each) => each <= seq).sort((a, b) => a - b);
+    for (const each of [...known, seq + 1]) {
       if (each > this.cursor + 1) gone.push([this.cursor + 1, each - 1]);
-      const message = this.#ahead.get(each);
-      if (!message) continue;
-      this.#ahead.delete(each);
-      this.cursor = each;
-      this.#deliver(message);
+      const entry = this.#ahead.get(each);
+      if (!entry) continue;
+      this.#take(each, entry);
     }
     this.cursor = Math.max(this.cursor, seq);
     this.#drain();
@@ -394,12 +468,43 @@ class Sequence {
 
   #drain() {
     for (;;) {
-      const next = this.#ahead.get(this.cursor + 1);
-      if (!next) return;
-      this.#ahead.delete(next.seq);
-      this.cursor = next.seq;
-      this.#deliver(next);
+      const entry = this.#ahead.get(this.cursor + 1);
+      if (!entry) return;
+      this.#take(this.cursor + 1, entry);
     }
+  }
+
+  /**
+   * @param {number} seq
+   * @param {Ahead} entry
+   */
+  #take(seq, entry) {
+    this.#ahead.delete(seq);
+    this.cursor = seq;
+    if (!entry.message) return;
+    this.#heldCount--;
+    this.#deliver(entry.message);
+  }
+
+  /** Delivers, in seq order, the held messages that waited `holdMs`; they stay marked. */
+  #release() {
+    this.#timer = undefined;
+    const now = Date.now();
+    let next = Infinity;
+    const seqs = [...this.#ahead.keys()].sort((a, b) => a - b);
+    for (const seq of seqs) {
+      const entry = this.#ahead.get(seq);
+      if (!entry?.message) continue;
+      if (now - entry.at < this.#holdMs) {
+        next = Math.min(next, entry.at + this.#holdMs - now);
+        continue;
+      }
+      const message = entry.message;
+      this.#ahead.set(seq, { message: null, at: 0 });
+      this.#heldCount--;
+      this.#deliver(message);
+    }
+    if (next !== Infinity) this.#timer = setTimeout(() => this.#release(), next);
   }
 }
 
@@ -468,6 +573,7 @@ class Room {
   #sequence;
   #needUpTo = 0; // seqs up to here exist (a gap frame, an incomplete resume): read them
   #fillRun = 0; // the socket whose gap filling runs, 0 for none
+  #fillWaiting = false; // a read of /history for a hole failed, and the hole is still there
   /** @type {string | undefined} */
   #user;
   /** @type {string | undefined} */
@@ -493,6 +599,8 @@ class Room {
   #pending = new Map();
   #rate = { ...DEFAULT_RATE };
   #maxFrameBytes = Infinity;
+  /** @type {Readonly<Record<string, number>>} */
+  #limits = Object.freeze({});
   #tokens = DEFAULT_RATE.burst;
   #tokensAt = Date.now();
   #pausedUntil = 0;
@@ -500,7 +608,7 @@ class Room {
   /** @param {Settings} settings */
   constructor(settings) {
     this.#s = settings;
-    this.#sequence = new Sequence((message) => this.#emit("message", message));
+    this.#sequence = new Sequence((message) => this.#emit("message", message), settings.holdMs);
     this.#token = typeof settings.token === "string" ? settings.token : undefined;
     if (settings.since) {
       this.#sequence.reset(settings.since.seq);
@@ -562,6 +670,17 @@ class Room {
 
   get state() {
     return this.#state;
+  }
+
+  get limits() {
+    return this.#limits;
+  }
+
+  reconnectNow() {
+    if (this.#closed || this.#socket || this.#retryTimer === undefined) return;
+    clearTimeout(this.#retryTimer);
+    this.#attempt = 0;
+    this.#open();
   }
 
   /**
@@ -661,6 +780,43 @@ class Room {
       }
       if (page.messages.length < size) return;
     }
+  }
+
+  /**
+   * @param {HistoryPageQuery} [query]
+   * @returns {Promise<HistoryPageApi>}
+   */
+  async historyPage(query = {}) {
+    const { after_seq: afterSeq, before_seq: beforeSeq } = query;
+    for (const [name, value] of [["after_seq", afterSeq], ["before_seq", beforeSeq]]) {
+      if (value !== undefined && !isSeq(value)) throw new TypeError(`${name} must be a seq`);
+    }
+    const limit = Math.min(positive(query.limit, HISTORY_PAGE, "limit"), FILL_PAGE);
+    const signal = anySignal([this.#closeAbort.signal, query.signal]);
+    const epoch = this.#epoch;
+    /** @type {HistoryPage} */
+    let page;
+    try {
+      page = await this.#readPageAuthorized(
+        { after_seq: afterSeq, before_seq: beforeSeq, limit },
+        signal,
+      );
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (error instanceof ChatError) throw error;
+      const text = `history cannot be read: ${messageOf(error)}`;
+      throw new ChatError("unreachable", text, { cause: error, retryable: true });
+    }
+    if (page.epoch !== undefined && epoch !== undefined && page.epoch !== epoch) {
+      // Its seqs name other messages: the resume says epoch_changed and the room starts over.
+      if (epoch === this.#epoch) this.#drop("the room's epoch changed");
+      throw new ChatError("epoch_changed", "the room's history was reset while it was read");
+    }
+    const messages = page.messages.filter((message) =>
+      message.seq > (afterSeq ?? 0) && (beforeSeq === undefined || message.seq < beforeSeq)
+    );
+    const holes = page.incomplete ? holesOf(messages, { afterSeq, beforeSeq, limit }) : [];
+    return Object.freeze({ messages, incomplete: page.incomplete, holes });
   }
 
   close() {
@@ -768,20 +924,26 @@ class Room {
       const probe = await this.#probe(url);
       if (this.#closed || this.#socket || this.#retryTimer) return;
       if (probe.refusal) return await this.#refused(probe.refusal);
-      return this.#reconnect(probe.retryAfterMs);
+      return this.#reconnect(probe.retryAfterMs, { error: probe.error });
     }
     if (this.#liveAt && Date.now() - this.#liveAt > STABLE_CONNECTION_MS) this.#attempt = 0;
     this.#liveAt = 0;
-    this.#reconnect(0);
+    this.#reconnect(0, { close: { code: event.code, reason: event.reason } });
   }
 
-  /** Waits a random time under a cap doubling per attempt (full jitter), then connects. */
-  #reconnect(/** @type {number} */ minMs) {
+  /**
+   * Waits a random time under a cap doubling per attempt (full jitter), then connects. Each
+   * wait is told as a `state` event with its `retryAt`, and why.
+   *
+   * @param {number} minMs
+   * @param {Omit<StateEvent, "state" | "retryAt">} [why]
+   */
+  #reconnect(minMs, why = {}) {
     if (this.#closed || this.#socket) return;
-    this.#setState("reconnecting");
     clearTimeout(this.#retryTimer);
     const delay = Math.max(minMs, jittered(this.#attempt++, this.#s.baseMs, this.#s.maxMs));
     this.#retryTimer = setTimeout(() => this.#open(), delay);
+    this.#setState("reconnecting", { ...why, retryAt: Date.now() + delay });
   }
 
   /** Closes the current socket and connects again: its resume replays from the cursor. */
@@ -792,14 +954,14 @@ class Room {
     this.#ready = false;
     this.#runAbort.abort();
     socket.close(DROP_CLOSE, reason);
-    this.#reconnect(0);
+    this.#reconnect(0, { close: { code: DROP_CLOSE, reason } });
   }
 
   /**
    * Why the server refused a socket: a plain GET of its URL answers the same JSON error.
    *
    * @param {URL} socketUrl
-   * @returns {Promise<{ refusal?: ChatError, retryAfterMs: number }>}
+   * @returns {Promise<{ refusal?: ChatError, error?: ChatError, retryAfterMs: number }>}
    */
   async #probe(socketUrl) {
     const url = new URL(socketUrl);
@@ -812,14 +974,27 @@ class Room {
       });
       const { code, message } = errorOf(await response.json().catch(() => null));
       const wait = retryAfterMs(response.headers.get("retry-after"));
-      if (!REFUSAL_STATUSES.has(response.status)) return { retryAfterMs: wait };
+      if (!REFUSAL_STATUSES.has(response.status)) {
+        const text = message || `the server did not take the connection (HTTP ${response.status})`;
+        const error = new ChatError(code || `http_${response.status}`, text, {
+          status: response.status,
+          retryAfterMs: wait,
+          retryable: true,
+        });
+        return { error, retryAfterMs: wait };
+      }
       const text = message || `the server refused the connection (HTTP ${response.status})`;
       const refusal = new ChatError(code || `http_${response.status}`, text, {
         status: response.status,
       });
       return { refusal, retryAfterMs: wait };
-    } catch {
-      return { retryAfterMs: 0 }; // unreachable, or closed meanwhile: the caller looks
+    } catch (cause) {
+      // Unreachable, or closed meanwhile: the caller looks.
+      const text = "the server cannot be reached";
+      return {
+        error: new ChatError("unreachable", text, { cause, retryable: true }),
+        retryAfterMs: 0,
+      };
     } finally {
       clearTimeout(timer);
     }
@@ -890,6 +1065,8 @@ class Room {
     for (const timer of [this.#retryTimer, this.#pumpTimer, this.#connectTimer]) {
       clearTimeout(timer);
     }
+    this.#retryTimer = undefined;
+    this.#sequence.stop();
     const socket = this.#socket;
     this.#socket = null;
     this.#ready = false;
@@ -939,6 +1116,8 @@ class Room {
         return;
       case "presence":
         return this.#presence(frame);
+      case "deleted":
+        return this.#deleted(frame);
       case "error":
         return this.#serverError(frame);
     }
@@ -1000,9 +1179,35 @@ class Room {
     if (!isMessage(frame)) return;
     const { type: _type, ...message } = frame;
     this.#take(/** @type {ChatMessage} */ (message));
-    if (this.#sequence.aheadSize > MAX_AHEAD) {
+    if (this.#sequence.heldSize > MAX_AHEAD) {
       this.#drop("too many messages wait for missing ones");
-    } else this.#fillGaps();
+    } else {
+      if (this.#sequence.doneSize > MAX_DONE) this.#giveUpOldestHole();
+      this.#fillGaps();
+    }
+  }
+
+  /** The store stayed unreadable for MAX_DONE messages: the oldest hole is reported gone. */
+  #giveUpOldestHole() {
+    const first = this.#sequence.firstAhead();
+    if (first === undefined) return;
+    for (const [from, to] of this.#sequence.skipTo(first - 1)) {
+      const text = `messages ${from} to ${to} of ${this.name} could not be read in time`;
+      this.#emit("error", new ChatError("messages_unavailable", text));
+    }
+  }
+
+  /**
+   * A moderator deleted a message: no hole at its seq; listeners remove it from view.
+   *
+   * @param {Frame} frame
+   */
+  #deleted(frame) {
+    if (!isSeq(frame.seq) || Number(frame.seq) === 0 || typeof frame.id !== "string") return;
+    const seq = Number(frame.seq);
+    this.#emit("deleted", { room: this.name, seq, id: frame.id });
+    this.#sequence.done(seq);
+    this.#fillGaps();
   }
 
   /** A message from the socket or /history: settles its send, and is delivered in order. */
@@ -1070,6 +1275,12 @@ class Room {
     const given = typeof limits === "object" && limits !== null
       ? /** @type {Frame} */ (limits)
       : {};
+    /** @type {Record<string, number>} */
+    const numbers = {};
+    for (const [key, value] of Object.entries(given)) {
+      if (typeof value === "number" && Number.isFinite(value)) numbers[key] = value;
+    }
+    this.#limits = Object.freeze(numbers);
     const { rate_per_second: perSecond, rate_burst: burst, max_frame_bytes: frameBytes } = given;
     if (typeof perSecond === "number" && perSecond > 0) this.#rate.perSecond = perSecond / 2;
     if (typeof burst === "number" && burst >= 1) this.#rate.burst = Math.max(1, burst / 2);
@@ -1160,6 +1371,19 @@ class Room {
 
   // ---- filling gaps from /history ----------------------------------------------------
 
+  /**
+   * Tells whether filling holes waits for a store that cannot be read now (`fill` events): once
+   * when it starts waiting (again at each new wait), once when nothing is missing any more.
+   *
+   * @param {boolean} waiting
+   * @param {{ retryAt?: number, error?: ChatError }} [detail]
+   */
+  #fillWaits(waiting, detail = {}) {
+    if (!waiting && !this.#fillWaiting) return;
+    this.#fillWaiting = waiting;
+    this.#emit("fill", Object.freeze({ waiting, ...detail }));
+  }
+
   /** The newest seq known to exist that must be delivered before what waits past a hole. */
   #fillTarget() {
     return Math.max(this.#needUpTo, (this.#sequence.firstAhead() ?? 0) - 1);
@@ -1167,7 +1391,7 @@ class Room {
 
   #fillGaps() {
     if (this.#fillRun !== 0 || !this.#ready || this.#closed) return;
-    if (this.#fillTarget() <= this.#sequence.cursor) return;
+    if (this.#fillTarget() <= this.#sequence.cursor) return this.#fillWaits(false);
     const run = this.#run;
     const signal = this.#runAbort.signal;
     this.#fillRun = run;
@@ -1197,7 +1421,8 @@ class Room {
     for (;;) {
       const target = this.#fillTarget();
       const after = this.#sequence.cursor;
-      if (target <= after || run !== this.#run) return;
+      if (run !== this.#run) return;
+      if (target <= after) return this.#fillWaits(false);
       const query = { after_seq: after, before_seq: target + 1, limit: FILL_PAGE };
       /** @type {HistoryPage} */
       let page;
@@ -1205,8 +1430,12 @@ class Room {
         page = await this.#readPageAuthorized(query, signal);
       } catch (error) {
         if (signal.aborted || !isWorthRetrying(error)) throw error;
-        const wait = error instanceof ChatError ? error.retryAfterMs : 0;
-        await sleep(historyDelay(attempt++, wait), signal);
+        const chatError = error instanceof ChatError
+          ? error
+          : new ChatError("unreachable", messageOf(error), { cause: error, retryable: true });
+        const wait = historyDelay(attempt++, chatError.retryAfterMs);
+        this.#fillWaits(true, { retryAt: Date.now() + wait, error: chatError });
+        await sleep(wait, signal);
         continue;
       }
       if (run !== this.#run) return;
@@ -1216,7 +1445,11 @@ class Room {
       }
       for (const message of page.messages) this.#take(message);
       if (page.incomplete) {
-        if (this.#sequence.cursor === after) await sleep(historyDelay(attempt++, 0), signal);
+        if (this.#sequence.cursor === after) {
+          const wait = historyDelay(attempt++, 0);
+          this.#fillWaits(true, { retryAt: Date.now() + wait });
+          await sleep(wait, signal);
+        }
         continue;
       }
       attempt = 0;
@@ -1314,11 +1547,16 @@ class Room {
 
   // ---- events --------------------------------------------------------------------------
 
-  /** @param {ConnectionState} state */
-  #setState(state) {
-    if (this.#state === state) return;
+  /**
+   * Tells a new state; `reconnecting` is told again for each new wait (a new `retryAt`).
+   *
+   * @param {ConnectionState} state
+   * @param {Omit<StateEvent, "state">} [detail]
+   */
+  #setState(state, detail = {}) {
+    if (this.#state === state && detail.retryAt === undefined) return;
     this.#state = state;
-    this.#emit("state", state);
+    this.#emit("state", Object.freeze({ state, ...detail }));
   }
 
   /**
@@ -1351,6 +1589,37 @@ class Room {
     this.#held = [];
     for (const [type, event] of held) this.#emit(type, /** @type {never} */ (event));
   }
+}
+
+/**
+ * The seqs an incomplete page of `range` should have held but lacks, as ranges: the `limit`
+ * oldest after `afterSeq`, or the `limit` newest before `beforeSeq`.
+ *
+ * @param {readonly ChatMessage[]} messages ascending by seq
+ * @param {{ afterSeq: number | undefined, beforeSeq: number | undefined, limit: number }} range
+ * @returns {readonly { readonly from_seq: number, readonly to_seq: number }[]}
+ */
+function holesOf(messages, { afterSeq, beforeSeq, limit }) {
+  const last = messages.at(-1)?.seq;
+  let from;
+  let to;
+  if (afterSeq !== undefined) {
+    from = afterSeq + 1;
+    to = beforeSeq === undefined ? (last ?? afterSeq) : Math.min(beforeSeq - 1, afterSeq + limit);
+  } else {
+    to = beforeSeq === undefined ? (last ?? 0) : beforeSeq - 1;
+    from = Math.max(1, to - limit + 1);
+  }
+  const have = new Set(messages.map((message) => message.seq));
+  /** @type {{ from_seq: number, to_seq: number }[]} */
+  const holes = [];
+  for (let seq = from; seq <= to; seq++) {
+    if (have.has(seq)) continue;
+    const open = holes.at(-1);
+    if (open && open.to_seq === seq - 1) open.to_seq = seq;
+    else holes.push({ from_seq: seq, to_seq: seq });
+  }
+  return Object.freeze(holes.map((hole) => Object.freeze(hole)));
 }
 
 /** Whether a failed read of /history may succeed later (not a refusal, not a closed room). */

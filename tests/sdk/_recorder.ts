@@ -27,7 +27,7 @@ export class Recorder {
   constructor(room: Room) {
     this.#off = [
       room.on("message", (message) => this.#record(this.messages, message)),
-      room.on("state", (state) => this.#record(this.states, state)),
+      room.on("state", (event) => this.#record(this.states, event.state)),
       room.on("error", (error) => this.#record(this.errors, error)),
       room.on("presence", (event) => this.#record(this.presence, event)),
       room.on("epoch", (event) => this.#record(this.epochs, event)),

@@ -29,7 +29,7 @@ const bye = new Promise((resolve) => {
     if (message.content === "bye") resolve();
   });
 });
-room.on("state", (state) => say({ event: "state", state }));
+room.on("state", ({ state }) => say({ event: "state", state }));
 room.on("error", (error) => say({ event: "error", code: error.code }));
 say({ event: "open", epoch: room.epoch, lastSeq: room.lastSeq, members: room.members });
 

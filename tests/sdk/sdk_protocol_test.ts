@@ -51,6 +51,17 @@ class ScriptedServer {
     return `http://127.0.0.1:${this.#server.addr.port}`;
   }
 
+  /** Closes every socket open now with `code`, as a server going away would. */
+  closeSockets(code: number): Promise<void> {
+    const closed = [...this.#sockets].map((socket) =>
+      new Promise((resolve) => {
+        socket.addEventListener("close", resolve, { once: true });
+        socket.close(code, "test");
+      })
+    );
+    return Promise.all(closed).then(() => {});
+  }
+
   async close(): Promise<void> {
     const closed = [...this.#sockets].map((socket) =>
       new Promise((resolve) => {
@@ -217,5 +228,96 @@ Deno.test("A /history page of another epoch drops the socket; the resume says ep
     const resumed = Object.fromEntries(server.socketQueries[1] ?? []);
     assert.deepEqual(resumed, { r: ROOM, u: "ann", v: "2", since_seq: "1", epoch: "e1" });
     assert.deepEqual(seen.states, ["open", "reconnecting", "open"]);
+  });
+});
+
+Deno.test("A deleted frame is emitted as `deleted`, and its seq is no hole (nothing read from /history)", async () => {
+  await withScript({
+    socket(send) {
+      send(welcome("e1", 0));
+      send(frame(1));
+      send({ type: "deleted", room: ROOM, seq: 2, id: "gone" });
+      send(frame(3));
+    },
+    history: () => page("e1", []),
+  }, async (server, room, seen) => {
+    const deleted: unknown[] = [];
+    const off = room.on("deleted", (event) => deleted.push(event));
+    await seen.untilMessages(2);
+    off();
+    assert.deepEqual(seen.seqs, [1, 3]);
+    assert.equal(room.lastSeq, 3);
+    assert.deepEqual(deleted, [{ room: ROOM, seq: 2, id: "gone" }]);
+    assert.equal(server.historyQueries.length, 0);
+    assert.equal(room.limits.max_content_chars, 4000);
+  });
+});
+
+Deno.test("connect({ holdMs: 0 }) delivers past a hole at once; the hole's messages follow, each once", async () => {
+  const server = new ScriptedServer({
+    socket(send) {
+      send(welcome("e1", 0));
+      send(frame(1));
+      send({ type: "gap", room: ROOM, epoch: "e1", from_seq: 2, to_seq: 2 });
+      send(frame(3));
+    },
+    history: (_query, index) =>
+      index === 0
+        ? Response.json({ error: { code: "store_unavailable", message: "down" } }, {
+          status: 503,
+          headers: { "retry-after": "1" },
+        })
+        : page("e1", [2]),
+  });
+  const room = await connect({ url: server.url, room: ROOM, user: "ann", holdMs: 0 });
+  const seen = new Recorder(room);
+  const fills: boolean[] = [];
+  const off = room.on("fill", (event) => fills.push(event.waiting));
+  try {
+    await seen.untilMessages(3);
+    assert.deepEqual(seen.seqs, [1, 3, 2]);
+    assert.equal(room.lastSeq, 3);
+    await seen.until("the fill is done", () => fills.at(-1) === false);
+    assert.deepEqual(fills, [true, false]);
+  } finally {
+    off();
+    seen.stop();
+    await room.close();
+    await server.close();
+  }
+});
+
+Deno.test("Room.historyPage() returns an incomplete page with its holes instead of an error", async () => {
+  await withScript({
+    socket(send) {
+      send(welcome("e1", 9));
+    },
+    history: () => page("e1", [7, 9], { "x-chat-incomplete": "true" }),
+  }, async (_server, room) => {
+    const result = await room.historyPage({ before_seq: 10, limit: 5 });
+    assert.equal(result.incomplete, true);
+    assert.deepEqual(result.messages.map((m) => m.seq), [7, 9]);
+    assert.deepEqual(result.holes, [{ from_seq: 5, to_seq: 6 }, { from_seq: 8, to_seq: 8 }]);
+  });
+});
+
+Deno.test("Room state events carry retryAt and why; reconnectNow() connects at once", async () => {
+  await withScript({
+    socket(send, _query, index) {
+      send(welcome("e1", 0));
+      if (index > 0) send({ type: "resume", complete: true, replayed: 0, epoch: "e1" });
+    },
+    history: () => page("e1", []),
+  }, async (server, room, seen) => {
+    const events: { state: string; retryAt?: number; close?: { code: number } }[] = [];
+    const off = room.on("state", (event) => events.push(event));
+    await server.closeSockets(4999);
+    await seen.untilState("reconnecting");
+    const waiting = events.find((event) => event.state === "reconnecting");
+    assert.ok((waiting?.retryAt ?? 0) >= Date.now() - 1000);
+    assert.equal(waiting?.close?.code, 4999);
+    room.reconnectNow();
+    await seen.untilState("open", 2);
+    off();
   });
 });

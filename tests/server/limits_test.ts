@@ -120,6 +120,8 @@ Deno.test("Security headers: strict CSP on the page, nosniff and no-referrer eve
   assert.match(csp, /connect-src 'self'/);
   assert.match(csp, /frame-ancestors 'none'/);
   assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|https?:/);
+  // The page's module script imports the SDK from this server (/sdk/chat.js): 'self', no more.
+  assert.match(csp, /script-src 'self' 'sha256-/);
   // Every inline script of the page is allowed by its hash, and nothing else is.
   const scripts = [...html.matchAll(/<script\b[^>]*>([\s\S]*?)<\/script>/g)];
   assert.ok(scripts.length > 0);

@@ -209,8 +209,14 @@ async function openRelayedChat(
   return { page, sockets, requests, log, sent };
 }
 
-/** A relay that passes every frame on. */
-const forward: Relay = (frame, page) => page.send(JSON.stringify(frame));
+/**
+ * A relay that passes every frame on, but the welcome without its `limits`: the page (its SDK)
+ * does not know the connection's rate and frame size, so the server's own refusals are tested.
+ */
+const withoutLimits: Relay = (frame, page) => {
+  const { limits: _, ...rest } = frame.type === "welcome" ? frame : { ...frame, limits: 0 };
+  page.send(JSON.stringify(frame.type === "welcome" ? rest : frame));
+};
 
 /** A relay that hides `hidden` seqs from the first socket and sends a gap frame for them. */
 function hidingRelay(room: string, hidden: { from: number; to: number }): Relay {
@@ -1076,7 +1082,7 @@ browserTest(
     withServer({ RATE_LIMIT_PER_SECOND: "1", RATE_LIMIT_BURST: "2" }, async (server) => {
       const bob = await TestSocket.open(server.chatUrl("slow", "bob"));
       await bob.nextOfType("welcome");
-      const ann = await openRelayedChat(browser, server, "slow", forward);
+      const ann = await openRelayedChat(browser, server, "slow", withoutLimits);
       const texts = ["one", "two", "three", "four"];
       for (const text of texts) await sendMessage(ann.page, text);
       // The server drops frames past its burst unread, with an error naming none of them.
@@ -1097,7 +1103,7 @@ browserTest(
   "client: a message too big for a frame fails, instead of closing every next socket too",
   (browser) =>
     withServer({ MAX_FRAME_BYTES: "256" }, async (server) => {
-      const ann = await openRelayedChat(browser, server, "big", forward);
+      const ann = await openRelayedChat(browser, server, "big", withoutLimits);
       await sendMessage(ann.page, "x".repeat(300));
       const failed = ann.page.locator("#pending li.failed");
       await failed.waitFor();

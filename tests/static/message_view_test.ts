@@ -130,7 +130,8 @@ browserTest(
         await ann.page.locator("#notices .notice", {
           hasText: "You are sending faster than the server takes (1 message a second)",
         }).waitFor();
-        await waitForMessages(ann.page, 5);
+        // The SDK paces itself at half the server's rate: four messages take about 8 s.
+        await waitForMessages(ann.page, 5, 30_000);
       },
     ),
 );

@@ -154,8 +154,14 @@ export async function sendMessage(page: Page, text: string): Promise<void> {
 }
 
 /** Waits until at least `count` messages are shown. */
-export async function waitForMessages(page: Page, count: number): Promise<void> {
-  if (count > 0) await page.locator("#messages li.message").nth(count - 1).waitFor();
+export async function waitForMessages(
+  page: Page,
+  count: number,
+  timeoutMs?: number,
+): Promise<void> {
+  if (count > 0) {
+    await page.locator("#messages li.message").nth(count - 1).waitFor({ timeout: timeoutMs });
+  }
 }
 
 /** A message as the page shows it. */
