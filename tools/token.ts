@@ -27,6 +27,7 @@ usage: deno task token --user <name> --rooms "<pattern>,..." [--ttl <duration>]
   --user <name>      who the token is for (its "sub"; same rules as the u= parameter)
   --rooms <list>     comma-separated rooms it opens: general (exact), team-* (prefix), * (any)
   --ttl <duration>   how long it is valid, from 1s to 365d (default: 24h)
+  --api              also opens the server API (/api/*) for those rooms (the "api" scope)
   -h, --help         print this help and exit
 
 A duration is one or more <integer><unit> parts, largest unit first, each unit at most once;
@@ -49,12 +50,15 @@ interface TokenRequest {
   readonly user: string;
   readonly rooms: readonly string[];
   readonly ttlMs: number;
+  /** Whether it carries the `api` scope. */
+  readonly api: boolean;
 }
 
 const OPTIONS = {
   user: { type: "string" },
   rooms: { type: "string" },
   ttl: { type: "string", default: "24h" },
+  api: { type: "boolean", default: false },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -81,9 +85,11 @@ function parseRequest(args: string[]): TokenRequest | "help" {
     }
     throw error;
   }
-  const rooms = (values.rooms ?? "").split(",").map((room) => room.trim()).filter(Boolean);
+  // NFC, as the server compares room names.
+  const rooms = (values.rooms ?? "").split(",").map((room) => room.trim().normalize("NFC"))
+    .filter(Boolean);
   if (rooms.length === 0) throw new UsageError("--rooms needs at least one room or pattern");
-  return { user, rooms, ttlMs };
+  return { user, rooms, ttlMs, api: values.api };
 }
 
 /** @throws {UsageError} for an unknown option, a missing value or a positional argument. */
@@ -131,7 +137,8 @@ async function main(): Promise<void> {
     console.error(`error: ${error.message}\n${USAGE}`);
     Deno.exit(2);
   }
-  const token = await new SignJWT({ rooms: request.rooms })
+  const claims = { rooms: request.rooms, ...(request.api && { scope: "api" }) };
+  const token = await new SignJWT(claims)
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setSubject(request.user)
     .setIssuedAt()

@@ -98,6 +98,15 @@ Deno.test("deno task token prints a token the server accepts, valid for --ttl", 
   assert.deepEqual(identity.rooms, ["general", "team-*"]);
   const exp = identity.expiresAtMs / 1000;
   assert.ok(exp >= before + 5400 && exp <= after + 5400, `exp ${exp} is now + 1h30m`);
+  assert.deepEqual(identity.scopes, [], "no API access unless asked");
+});
+
+Deno.test("deno task token --api adds the api scope; room names are in NFC", async () => {
+  const { code, stdout, stderr } = await token(["--user", "bot", "--rooms", "cafe\u0301", "--api"]);
+  assert.equal(code, 0, stderr);
+  const identity = await new TokenVerifier(SECRET).verify(stdout.trim());
+  assert.deepEqual(identity.scopes, ["api"]);
+  assert.deepEqual(identity.rooms, ["café"]);
 });
 
 Deno.test("deno task token reads AUTH_SECRET from .env in the working directory", async () => {
