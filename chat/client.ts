@@ -42,6 +42,8 @@ export interface ClientOwner {
   submit(client: Client, submission: Submission): ErrorCode | undefined;
   /** A frame of `client` was refused with `code`. */
   refused(code: ErrorCode): void;
+  /** `client` says its user is typing. */
+  typing(client: Client): void;
   /**
    * The client is gone: called exactly once per client, with the close the server chose and a
    * promise that resolves once that close has been started.
@@ -172,6 +174,11 @@ export class Client implements Flushable {
     if (this.#gone) return;
     const refused = this.#owner.submit(this, submission);
     if (refused) this.reject(refused, submission.clientId);
+  }
+
+  /** The peer says its user is typing: the room tells the others (never stored). */
+  typing(): void {
+    if (!this.#gone) this.#owner.typing(this);
   }
 
   /**

@@ -39,6 +39,8 @@ export interface RemoteSink {
   reset(sequence: RoomSequence): void;
   /** The users `instance` has in the room now; an empty list means none (or it is gone). */
   presence(instance: string, users: readonly string[]): void;
+  /** `user`, on another instance, is typing in the room (ephemeral: never stored). */
+  typing(user: string): void;
   /** The room's last seq as the store knows it, for a shared sequencer that has none. */
   seed(): Promise<number>;
 }
@@ -69,6 +71,8 @@ export interface RoomLink {
   publish(drafts: readonly MessageDraft[]): Promise<readonly Placement[] | undefined>;
   /** Tells the others which users this instance has in the room now. Never waits. */
   announce(users: readonly string[]): void;
+  /** Tells the others that `user` is typing (at most once per 2 s per user). Never waits. */
+  typing(user: string): void;
   /** Leaves the room's cluster traffic. */
   close(): void;
 }
@@ -100,6 +104,7 @@ const SOLO_LINK: RoomLink = Object.freeze({
   ready: Promise.resolve({ members: NO_MEMBERS, sequence: undefined }),
   publish: () => Promise.resolve(undefined),
   announce() {},
+  typing() {},
   close() {},
 });
 

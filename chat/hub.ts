@@ -121,6 +121,11 @@ export class Hub implements ClientOwner {
     });
   }
 
+  /** @internal Called by a client whose user is typing. */
+  typing(client: Client): void {
+    if (!this.#closing) this.#rooms.get(client.room)?.typing(client);
+  }
+
   /** @internal Called by a client whose frame was refused. */
   refused(code: ErrorCode): void {
     this.#options.metrics.messageRefused(code);

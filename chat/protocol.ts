@@ -135,6 +135,11 @@ export type ServerFrame =
     readonly to_seq: number;
   }
   | {
+    readonly type: "typing";
+    readonly room: string;
+    readonly user: string;
+  }
+  | {
     readonly type: "deleted";
     readonly room: string;
     readonly seq: number;

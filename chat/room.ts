@@ -66,6 +66,7 @@ type RoomEvent =
     readonly users: readonly string[];
   }
   | { readonly type: "presence_flush" }
+  | { readonly type: "typing"; readonly user: string; readonly local: Client | undefined }
   | { readonly type: "deleted"; readonly seq: number; readonly id: string }
   | { readonly type: "presence_expire"; readonly user: string; readonly grace: number };
 
@@ -119,6 +120,8 @@ const FRAMES_PER_TURN = 256;
 const PRESENCE_WINDOW_MS = 100;
 /** Presence frames one batch fans out at most (a turn's frames share the outbox bound). */
 const PRESENCE_FRAMES_PER_FLUSH = 64;
+/** A user's typing indicator is passed on at most once per this long (per instance). */
+const TYPING_INTERVAL_MS = 2_000;
 const OPEN_RETRY_BASE_MS = 50;
 /** Longest a turn waits for the log to say whether its client ids were used before. */
 const LOOKUP_TIMEOUT_MS = 250;
@@ -188,6 +191,8 @@ export class Room {
   #presenceDue = false;
   #presenceTimer: ReturnType<typeof setTimeout> | undefined;
   #lastPresenceFlush = -Infinity;
+  /** When each user's typing indicator was last passed on. */
+  readonly #typedAt = new Map<string, number>();
   /** Members welcomed since the last batch, with the presence version their welcome showed. */
   readonly #welcomedSince = new Map<Client, number>();
 
@@ -211,6 +216,8 @@ export class Room {
       reset: (sequence) => this.#enqueueRemote({ type: "reset", sequence }),
       presence: (instance, users) =>
         this.#enqueueRemote({ type: "remote_presence", instance, users }),
+      // Ephemeral: dropped rather than waited for when the inbox is full.
+      typing: (user) => this.#inbox.trySend({ type: "typing", user, local: undefined }),
       seed: async () => (await this.#log.roomSequence(name))?.lastSeq ?? 0,
     });
     // A room whose turn threw ends alone: its members are closed with 1011 and reconnect to a
@@ -261,6 +268,15 @@ export class Room {
   /** The room's members on every instance, as its loop last knew them (sorted). */
   get members(): readonly string[] {
     return this.#presence.names();
+  }
+
+  /**
+   * `client`'s user is typing: the other members here and on other instances are told, at most
+   * once per {@linkcode TYPING_INTERVAL_MS} per user. Dropped if the inbox is full: it is
+   * ephemeral.
+   */
+  typing(client: Client): void {
+    this.#inbox.trySend({ type: "typing", user: client.user, local: client });
   }
 
   /**
@@ -471,6 +487,8 @@ export class Room {
         return this.#flushPresence();
       case "presence_expire":
         return this.#endGrace(event.user, event.grace);
+      case "typing":
+        return this.#typing(event.user, event.local);
       case "deleted": {
         const frame = encodeFrame({
           type: "deleted",
@@ -728,6 +746,7 @@ export class Room {
     this.#welcomedSince.delete(client);
     const { user } = client;
     if (!this.#presence.removeLocal(user)) return;
+    this.#typedAt.delete(user);
     if (this.#leaveGraceMs === 0) this.#presence.endLinger(user);
     else {
       const grace = ++this.#graceCount;
@@ -737,6 +756,22 @@ export class Room {
       this.#graceTimers.set(user, { grace, timer });
     }
     this.#presenceChanged();
+  }
+
+  /**
+   * Tells the members (but `user`'s own connections) that `user` is typing. One from a local
+   * connection is passed on at most once per interval, to the other instances too.
+   */
+  #typing(user: string, local: Client | undefined): void {
+    if (local) {
+      if (!local.connected) return;
+      const now = performance.now();
+      if (now - (this.#typedAt.get(user) ?? -Infinity) < TYPING_INTERVAL_MS) return;
+      this.#typedAt.set(user, now);
+      this.#link.typing(user);
+    }
+    const frame = encodeFrame({ type: "typing", room: this.name, user });
+    this.#members.fanOut(frame, this.#members.of(user));
   }
 
   /** A grace timer fired: `user` leaves, unless it came back (and maybe left again) since. */

@@ -53,6 +53,13 @@ export class RoomMembers {
     }
   }
 
+  /** The connections of `user` here. */
+  of(user: string): Set<Client> {
+    const connections = new Set<Client>();
+    for (const member of this.#members) if (member.user === user) connections.add(member);
+    return connections;
+  }
+
   /** Hands one encoded frame to every member (but those in `except`). */
   fanOut(frame: string, except?: ReadonlySet<Client>): void {
     let behind: Client[] | undefined;

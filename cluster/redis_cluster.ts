@@ -41,6 +41,7 @@ export interface RedisClusterOptions {
 // JSON frames never contain a raw newline, so the fields split off cheaply.
 const MESSAGE = "M";
 const PRESENCE = "P";
+const TYPING = "T";
 /** How long a room waits for the others' member lists before its first welcome. */
 const INITIAL_MEMBERS_TIMEOUT_MS = 1_000;
 /** Longest close() waits for the connections to end (ioredis destroys them after 10 s). */
@@ -168,6 +169,11 @@ export class RedisCluster implements Cluster {
       // By entry, not by name: a room that closes after a new one of the same name was linked
       // must not announce for it, nor unlink it.
       announce: (users) => this.#announce(room, entry, users),
+      typing: (user) => {
+        if (this.#rooms.get(room) === entry) {
+          this.#publish(room, `${TYPING}\n${this.instance}\n${user}`);
+        }
+      },
       close: () => this.#unlink(room, entry),
     };
   }
@@ -268,6 +274,8 @@ export class RedisCluster implements Cluster {
       this.#sequencer.receive(entry, payload.slice(instanceEnd + 1));
     } else if (kind === PRESENCE && instance !== this.instance) {
       this.#report(entry, instance, parseUsers(payload.slice(instanceEnd + 1)));
+    } else if (kind === TYPING && instance !== this.instance) {
+      entry.sink.typing(payload.slice(instanceEnd + 1));
     }
   }
 

@@ -11,6 +11,12 @@ import type { ErrorCode } from "../chat/protocol.ts";
  * client id, when it had a valid one, so the client can tell which message was refused).
  */
 export type ParsedFrame =
+  | ParsedSubmission
+  /** `{"type":"typing"}`: the sender is typing (ephemeral). */
+  | { readonly ok: true; readonly typing: true };
+
+/** A message's content and client id, checked, or why they are refused. */
+export type ParsedSubmission =
   | { readonly ok: true; readonly submission: Submission }
   | { readonly ok: false; readonly code: ErrorCode; readonly clientId?: string };
 
@@ -43,6 +49,7 @@ export function parseClientFrame(
     const object = parseObject(data);
     if (object) {
       if (typeof object.type !== "string") return { ok: false, code: "invalid_frame" };
+      if (object.type === "typing") return { ok: true, typing: true };
       if (object.type !== "message") return { ok: false, code: "unknown_type" };
       return parseSubmission(object.content, object.client_id, maxContentChars);
     }
@@ -63,7 +70,7 @@ export function parseSubmission(
   content: unknown,
   rawClientId: unknown,
   maxContentChars: number,
-): ParsedFrame {
+): ParsedSubmission {
   let clientId: string | undefined;
   if (rawClientId !== undefined) {
     if (typeof rawClientId !== "string" || !CLIENT_ID_PATTERN.test(rawClientId)) {
@@ -71,7 +78,7 @@ export function parseSubmission(
     }
     clientId = rawClientId;
   }
-  const refuse = (code: ErrorCode): ParsedFrame => ({
+  const refuse = (code: ErrorCode): ParsedSubmission => ({
     ok: false,
     code,
     ...(clientId !== undefined && { clientId }),

@@ -170,8 +170,9 @@ class ChatSocket implements Transport, EventListenerObject {
       return client.reject("rate_limited");
     }
     const frame = parseClientFrame(data, policy.maxContentChars, this.#join.level === 0);
-    if (frame.ok) client.receive(frame.submission);
-    else client.reject(frame.code, frame.clientId);
+    if (!frame.ok) client.reject(frame.code, frame.clientId);
+    else if ("typing" in frame) client.typing();
+    else client.receive(frame.submission);
   }
 
   #closed(code: number): void {

@@ -105,6 +105,11 @@ export class RedisOccupancy implements Occupancy {
     return new RedisOccupancy(url, options);
   }
 
+  /** Whether Redis answers: changes made before are told once it does, late. */
+  get connected(): boolean {
+    return this.#redis.status === "ready";
+  }
+
   held(kind: OccupantKind, name: string): void {
     const key = `${kind}:${name}`;
     this.#held.add(key);

@@ -78,6 +78,12 @@ export interface StateEvent {
   readonly error?: ChatError;
 }
 
+/** Another member is typing (the server's `typing` frame): show it for 5 s unless renewed. */
+export interface TypingEvent {
+  readonly room: string;
+  readonly user: string;
+}
+
 /** A moderator deleted a message (the server's `deleted` frame): remove it from view. */
 export interface DeletedEvent {
   readonly room: string;
@@ -117,6 +123,8 @@ export interface RoomEventMap {
   message: ChatMessage;
   /** A message was deleted: its seq is no hole, and it is never delivered after this. */
   deleted: DeletedEvent;
+  /** Another member is typing (ephemeral; nothing is replayed). */
+  typing: TypingEvent;
   /** The member list changed (a `presence` delta, or a difference seen on reconnecting). */
   presence: PresenceEvent;
   /** An error frame not tied to a send, or a failure of the connection (see ChatError codes). */
@@ -271,6 +279,12 @@ export interface Room {
    * history was reset: the connection resumes and the room starts over), `closed`.
    */
   historyPage(query?: HistoryPageQuery): Promise<HistoryPage>;
+
+  /**
+   * Tells the others that this user is typing. Sent at most once every 2 s (the server's
+   * limit); nothing while not connected. Call it on every keystroke.
+   */
+  typing(): void;
 
   /**
    * Ends a reconnect wait and connects now (a Retry button, the browser's `online` event);

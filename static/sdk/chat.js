@@ -54,6 +54,7 @@ const OPEN = 1; // WebSocket.OPEN, the same in every implementation
 const TOKEN_EXPIRED_CLOSE = 4001;
 const FRAME_TOO_LARGE_CLOSE = 1009;
 const DROP_CLOSE = 4000; // this SDK gave up on a socket; the server logs it, nothing more
+const TYPING_INTERVAL_MS = 2_000; // the server passes a user's typing on at most this often
 // Reconnect backoff: full jitter over a cap doubling from 0.5 s to 10 s. A connection that stayed
 // up this long starts the backoff over; one that drops at once keeps backing off.
 const BACKOFF_BASE_MS = 500;
@@ -557,6 +558,7 @@ class Room {
   #unlisten = () => {};
   /** @type {SocketLike | null} */
   #socket = null;
+  #typedAt = -Infinity; // when typing() last sent
   /**
    * Sockets not closed yet, the current one and those being closed, for close() to await.
    *
@@ -674,6 +676,15 @@ class Room {
 
   get limits() {
     return this.#limits;
+  }
+
+  typing() {
+    const socket = this.#socket;
+    const now = Date.now();
+    if (!this.#ready || !socket || socket.readyState !== OPEN) return;
+    if (now - this.#typedAt < TYPING_INTERVAL_MS) return;
+    this.#typedAt = now;
+    socket.send(JSON.stringify({ type: "typing" }));
   }
 
   reconnectNow() {
@@ -1118,6 +1129,11 @@ class Room {
         return this.#presence(frame);
       case "deleted":
         return this.#deleted(frame);
+      case "typing":
+        if (typeof frame.user === "string" && frame.user !== this.user) {
+          this.#emit("typing", { room: this.name, user: frame.user });
+        }
+        return;
       case "error":
         return this.#serverError(frame);
     }

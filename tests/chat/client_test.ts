@@ -37,6 +37,8 @@ class RecordingOwner implements ClientOwner {
   }
 
   faulted(): void {}
+
+  typing(): void {}
 }
 
 function newClient(limits = { frames: 4, bytes: 1_000, replayFrames: 10 }) {

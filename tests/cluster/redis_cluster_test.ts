@@ -88,6 +88,46 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "Redis cluster: a typing indicator made on one instance reaches members on the other once",
+  ignore: redis.ignore,
+  fn: async () => {
+    const prefix = `test:${crypto.randomUUID()}:`;
+    const [a, b] = instances(2, prefix);
+    if (!a || !b) throw new Error("two instances");
+    try {
+      await waitFor(
+        "both instances connected",
+        () => a.cluster.state === "ok" && b.cluster.state === "ok" || undefined,
+      );
+      const ann = await TestSocket.open(a.app.chatUrl("typing", "ann"));
+      await ann.nextOfType("welcome");
+      const bob = await TestSocket.open(b.app.chatUrl("typing", "bob"));
+      await bob.nextOfType("welcome");
+      while ((await ann.nextOfType("presence")).user !== "bob") { /* until bob is seen */ }
+      ann.send(JSON.stringify({ type: "typing" }));
+      ann.send(JSON.stringify({ type: "typing" })); // within 2 s: not passed on
+      ann.send("after typing");
+      const seen: Frame[] = [];
+      for (;;) {
+        const frame = await bob.next();
+        if (frame.type === "message") break;
+        if (frame.type === "typing") seen.push(frame);
+      }
+      assert.deepEqual(seen, [{ type: "typing", room: "typing", user: "ann" }]);
+      await Promise.all([ann.close(), bob.close()]);
+    } finally {
+      await a.app.close();
+      await b.app.close();
+      await Promise.all([a.cluster.close(), b.cluster.close()]);
+      const probe = new Redis(redis.url ?? "");
+      const keys = await probe.keys(`${prefix}*`);
+      if (keys.length > 0) await probe.del(...keys);
+      await probe.quit();
+    }
+  },
+});
+
 function seqs(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);
 }
@@ -169,6 +209,7 @@ function sink(presence: (users: readonly string[]) => void): RemoteSink {
     gap() {},
     reset() {},
     presence: (_instance, users) => presence(users),
+    typing() {},
     seed: () => Promise.resolve(0),
   };
 }

@@ -133,6 +133,27 @@ Deno.test("Room.on('message') delivers each message once in seq order; presence 
   });
 });
 
+Deno.test("Room.typing() tells the others at most once per 2 s; Room.on('typing') hears others, not itself", async () => {
+  await withServer({}, async (server) => {
+    await withRooms(async (rooms) => {
+      const { room: ann } = await rooms.join({ url: server.url(""), room: "t", user: "ann" });
+      const { room: bob } = await rooms.join({ url: server.url(""), room: "t", user: "bob" });
+      const heardByBob: string[] = [];
+      const heardByAnn: string[] = [];
+      bob.on("typing", ({ user }) => heardByBob.push(user));
+      ann.on("typing", ({ user }) => heardByAnn.push(user));
+      const bobHasIt = new Promise<void>((resolve) => {
+        bob.on("message", ({ content }) => content === "typed" && resolve());
+      });
+      for (let i = 0; i < 5; i++) ann.typing(); // one keystroke after another
+      await ann.send("typed");
+      await bobHasIt; // the typing frames went before the message, in the room's order
+      assert.deepEqual(heardByBob, ["ann"]);
+      assert.deepEqual(heardByAnn, []);
+    });
+  });
+});
+
 Deno.test("Room.send() resolves with the ack; a refused message rejects with the server's code", async () => {
   await withServer({ MAX_CONTENT_CHARS: "10" }, async (server) => {
     await withRooms(async (rooms) => {

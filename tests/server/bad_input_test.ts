@@ -47,7 +47,7 @@ Deno.test("Client frames that break the protocol get an error frame and the conn
 
   const cases: [string | Uint8Array<ArrayBuffer>, string][] = [
     [new Uint8Array([1, 2, 3]), "binary_frame"],
-    ['{"type":"typing"}', "unknown_type"],
+    ['{"type":"shout"}', "unknown_type"],
     ['{"content":"no type"}', "invalid_frame"],
     ['{"type":"message","content":42}', "invalid_frame"],
     ['{"type":"message"}', "invalid_frame"],

@@ -4,6 +4,7 @@
  * close() waits for what is in flight and the last one out ends every grace.
  */
 import assert from "node:assert/strict";
+import { waitFor } from "../support/wait_for.ts";
 import { Redis } from "ioredis";
 import { silentLogger } from "../../log/logger.ts";
 import type { WebhookEventType } from "../../webhooks/webhook_event.ts";
@@ -88,6 +89,9 @@ async function withInstances(
 ): Promise<void> {
   const parts = instances(count, options);
   try {
+    // Connected first: a change told late (after the others' changes) is a real transition of
+    // its own, which is not what these tests count.
+    await waitFor("connected", () => parts.started.every((each) => each.connected) || undefined);
     await body(parts);
   } finally {
     await Promise.all(parts.started.map((occupancy) => occupancy.close())); // idempotent

@@ -143,8 +143,13 @@ Deno.test("Webhooks: shutdown delivers what it decides (vacated, offline) and wh
 
 Deno.test("Webhooks: /metrics counts delivered, failed and queued webhooks", async () => {
   const receiver = WebhookReceiver.start();
-  let requests = 0;
-  receiver.answer = () => requests++ === 0 ? 500 : 204;
+  // The first user.online fails (whichever event the workers send first).
+  let failed = false;
+  receiver.answer = ({ type }) => {
+    if (type !== "user.online" || failed) return 204;
+    failed = true;
+    return 500;
+  };
   const app = startTestServer(webhookEnv(receiver));
   const ann = await join(app.chatUrl("lobby", "ann"));
   // user.online fails once and is retried (after 0.5 to 1 s); room.occupied goes through.
