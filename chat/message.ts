@@ -28,12 +28,16 @@ export interface ChatMessage {
    * with the same one by the same sender in the same room is not a new message.
    */
   readonly clientId?: string;
+  /** The seq of the message of the same room this one answers, when it answers one. */
+  readonly replyTo?: number;
 }
 
 /** What a client submits: validated content, and its id for the message if it gave one. */
 export interface Submission {
   readonly content: string;
   readonly clientId?: string;
+  /** The seq of the message it answers (`reply_to`); checked by the room against its seqs. */
+  readonly replyTo?: number;
 }
 
 /** Where an earlier message with the same client id stands: what its ack said. */
@@ -148,9 +152,17 @@ export function draftMessage(
   submission: Submission,
 ): Omit<ChatMessage, "seq"> {
   const id = uuidv7();
-  const { content, clientId } = submission;
+  const { content, clientId, replyTo } = submission;
   const timestamp = new Date(timeOfUuidv7(id)).toISOString();
-  return { id, room, sender, content, timestamp, ...(clientId !== undefined && { clientId }) };
+  return {
+    id,
+    room,
+    sender,
+    content,
+    timestamp,
+    ...(clientId !== undefined && { clientId }),
+    ...(replyTo !== undefined && { replyTo }),
+  };
 }
 
 /** Milliseconds since the epoch encoded in the first 48 bits of a UUIDv7. */

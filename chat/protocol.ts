@@ -16,11 +16,12 @@ export const PROTOCOL_VERSION = 2;
 export const PROTOCOL_ERRORS = {
   binary_frame: "binary frames are not supported; send text",
   invalid_frame: 'a JSON object frame needs "type":"message" and a string "content"',
-  unknown_type: 'unknown frame type; the only client frame type is "message"',
+  unknown_type: 'unknown frame type; client frames are "message" and "typing"',
   empty_content: "message content is empty after trimming",
   content_too_long: "message content is longer than the server allows",
   invalid_text: "message content contains a NUL character or invalid Unicode",
   invalid_client_id: "client_id must be 1 to 64 characters of A-Z a-z 0-9 _ -",
+  invalid_reply_to: "reply_to must be the seq of a message already in this room",
   room_busy: "the room is receiving more messages than it can process; try again shortly",
   backlog: "the server cannot store more messages right now; the message was not sent",
   shutting_down: "the server is shutting down; the message was not sent",
@@ -168,6 +169,7 @@ export function encodeMessageParts(message: Omit<ChatMessage, "seq">): [string, 
     content: message.content,
     timestamp: message.timestamp,
     ...(message.clientId !== undefined && { client_id: message.clientId }),
+    ...(message.replyTo !== undefined && { reply_to: message.replyTo }),
   });
   return [head.slice(0, -1) + ',"seq":', "," + tail.slice(1)];
 }
@@ -200,7 +202,15 @@ export function ackFrame(clientId: string | undefined, id: string, seq: number):
 
 /** A message as `/history` lists it: the `message` frame without `type`. */
 export function historyItem(message: ChatMessage): Record<string, unknown> {
-  const { id, room, seq, sender, content, timestamp, clientId } = message;
-  const item = { id, room, seq, sender, content, timestamp };
-  return clientId === undefined ? item : { ...item, client_id: clientId };
+  const { id, room, seq, sender, content, timestamp, clientId, replyTo } = message;
+  return {
+    id,
+    room,
+    seq,
+    sender,
+    content,
+    timestamp,
+    ...(clientId !== undefined && { client_id: clientId }),
+    ...(replyTo !== undefined && { reply_to: replyTo }),
+  };
 }

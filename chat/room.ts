@@ -565,10 +565,16 @@ export class Room {
     return true;
   }
 
+  /** Whether a `reply_to`, if any, names a seq this room has handed out. */
+  #answersKnownSeq(message: { readonly replyTo?: number }): boolean {
+    return message.replyTo === undefined || message.replyTo <= this.#lastSeq;
+  }
+
   /** A single instance: this loop hands out the seq. */
   #sequenceLocally(sender: Sender, submission: Submission, receivedAt: number): void {
     const { clientId } = submission;
     if (this.#resent(sender, clientId)) return;
+    if (!this.#answersKnownSeq(submission)) return sender.reject("invalid_reply_to", clientId);
     const draft = draftMessage(this.name, sender.user, submission);
     const message: ChatMessage = { ...draft, seq: this.#lastSeq + 1 };
     // Queued for storage first: a message the store cannot take is shown to no one and takes no
@@ -631,7 +637,12 @@ export class Room {
    * back with the first message's id and seq.
    */
   #publish(outgoing: Outgoing[]): void {
-    const fresh = outgoing.filter(({ sender, draft }) => !this.#resent(sender, draft.clientId));
+    const fresh = outgoing.filter(({ sender, draft }) => {
+      if (this.#resent(sender, draft.clientId)) return false;
+      if (this.#answersKnownSeq(draft)) return true;
+      sender.reject("invalid_reply_to", draft.clientId);
+      return false;
+    });
     if (fresh.length === 0) return;
     // Every instance delivering a message also stores it, so refuse what this one cannot store.
     if (!this.#log.hasRoomFor(fresh.length)) {

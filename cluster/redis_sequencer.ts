@@ -361,10 +361,16 @@ function parseMessage(frame: string): ChatMessage | undefined {
     const value = JSON.parse(frame);
     if (typeof value?.seq !== "number" || typeof value.id !== "string") return undefined;
     const { id, room, seq, sender, content, timestamp } = value;
-    const message = { id, room, seq, sender, content, timestamp };
-    return typeof value.client_id === "string"
-      ? { ...message, clientId: value.client_id }
-      : message;
+    return {
+      id,
+      room,
+      seq,
+      sender,
+      content,
+      timestamp,
+      ...(typeof value.client_id === "string" && { clientId: value.client_id }),
+      ...(typeof value.reply_to === "number" && { replyTo: value.reply_to }),
+    };
   } catch (error) {
     if (error instanceof SyntaxError) return undefined; // another deployment's junk on our prefix
     throw error;

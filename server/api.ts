@@ -115,7 +115,7 @@ export async function handleApi(
 async function publish(request: Request, room: string, deps: ApiDeps): Promise<Response> {
   const body = await readJson(request, deps.maxBodyBytes);
   const sender = parseUserName(typeof body.sender === "string" ? body.sender : null);
-  const parsed = parseSubmission(body.content, body.client_id, deps.maxContentChars);
+  const parsed = parseSubmission(body.content, body.client_id, deps.maxContentChars, body.reply_to);
   if (!parsed.ok) throw new BadRequestError(parsed.code, refusalText(parsed.code));
   const placed = await deps.publish(room, sender, parsed.submission);
   if ("refused" in placed) return refusal(placed.refused);

@@ -51,7 +51,7 @@ export function parseClientFrame(
       if (typeof object.type !== "string") return { ok: false, code: "invalid_frame" };
       if (object.type === "typing") return { ok: true, typing: true };
       if (object.type !== "message") return { ok: false, code: "unknown_type" };
-      return parseSubmission(object.content, object.client_id, maxContentChars);
+      return parseSubmission(object.content, object.client_id, maxContentChars, object.reply_to);
     }
   }
   return parseSubmission(data, undefined, maxContentChars);
@@ -70,6 +70,7 @@ export function parseSubmission(
   content: unknown,
   rawClientId: unknown,
   maxContentChars: number,
+  rawReplyTo?: unknown,
 ): ParsedSubmission {
   let clientId: string | undefined;
   if (rawClientId !== undefined) {
@@ -84,11 +85,19 @@ export function parseSubmission(
     ...(clientId !== undefined && { clientId }),
   });
   if (typeof content !== "string") return refuse("invalid_frame");
+  const replyTo = rawReplyTo ?? undefined;
+  if (replyTo !== undefined && !(Number.isSafeInteger(replyTo) && (replyTo as number) >= 1)) {
+    return refuse("invalid_reply_to");
+  }
   const checked = validateContent(content, maxContentChars);
   if (typeof checked !== "string") return refuse(checked.code);
   return {
     ok: true,
-    submission: clientId === undefined ? { content: checked } : { content: checked, clientId },
+    submission: {
+      content: checked,
+      ...(clientId !== undefined && { clientId }),
+      ...(replyTo !== undefined && { replyTo: replyTo as number }),
+    },
   };
 }
 

@@ -75,6 +75,14 @@ export const MIGRATIONS: readonly Migration[] = [{
       create unique index messages_room_sender_client_id on messages (room, sender, client_id)
       where client_id is not null`;
   },
+}, {
+  version: 5,
+  name: "replies",
+  async apply(tx) {
+    // The seq of the message of the same room a message answers; no foreign key: the answered
+    // message may be pruned or deleted, and the reply keeps naming it.
+    await tx`alter table messages add column reply_to bigint`;
+  },
 }];
 
 /**

@@ -149,9 +149,19 @@ interface MessageRow {
   readonly content: string;
   readonly created_at: Date;
   readonly client_id: string | null;
+  readonly reply_to: string | null;
 }
 
-const COLUMNS = ["id", "room", "seq", "sender", "content", "created_at", "client_id"] as const;
+const COLUMNS = [
+  "id",
+  "room",
+  "seq",
+  "sender",
+  "content",
+  "created_at",
+  "client_id",
+  "reply_to",
+] as const;
 // A bind message carries at most 65535 parameters, and postgres.js refuses 65534 or more: a
 // batch larger than this many rows takes several inserts.
 const MAX_ROWS_PER_INSERT = Math.floor(65_533 / COLUMNS.length);
@@ -566,14 +576,23 @@ function retire(sql: Sql, logger: Logger): Promise<void> {
 function toRow(message: ChatMessage) {
   const { id, room, seq, sender, content, timestamp } = message;
   const client_id = message.clientId ?? null;
-  return { id, room, seq, sender, content, created_at: timestamp, client_id };
+  const reply_to = message.replyTo ?? null;
+  return { id, room, seq, sender, content, created_at: timestamp, client_id, reply_to };
 }
 
 function toMessage(row: MessageRow): ChatMessage {
   const { id, room, sender, content } = row;
   const timestamp = row.created_at.toISOString();
-  const message = { id, room, seq: Number(row.seq), sender, content, timestamp };
-  return row.client_id === null ? message : { ...message, clientId: row.client_id };
+  return {
+    id,
+    room,
+    seq: Number(row.seq),
+    sender,
+    content,
+    timestamp,
+    ...(row.client_id !== null && { clientId: row.client_id }),
+    ...(row.reply_to !== null && { replyTo: Number(row.reply_to) }),
+  };
 }
 
 function toSequence(row: { epoch: string; last_seq: string } | undefined): RoomSequence {

@@ -33,6 +33,8 @@ export interface ChatMessage {
   readonly timestamp: string;
   /** The sender's id for the message, when it gave one (every message sent by this SDK does). */
   readonly client_id?: string;
+  /** The seq of the message this one answers, when it answers one. */
+  readonly reply_to?: number;
 }
 
 /** What the server answered a sent message with: its place in the room. */
@@ -190,6 +192,8 @@ export interface SendOptions {
    * posted twice.
    */
   readonly client_id?: string;
+  /** The seq of an earlier message of the room this one answers (`invalid_reply_to` else). */
+  readonly reply_to?: number;
 }
 
 /** What {@linkcode Room.history} reads. */

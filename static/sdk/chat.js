@@ -729,7 +729,16 @@ class Room {
       const text = `${this.#pending.size} messages are waiting for their ack already`;
       return Promise.reject(new ChatError("queue_full", text, { retryable: true, clientId }));
     }
-    const frame = JSON.stringify({ type: "message", content, client_id: clientId });
+    const replyTo = options.reply_to;
+    if (replyTo !== undefined && !(Number.isSafeInteger(replyTo) && replyTo >= 1)) {
+      return Promise.reject(new TypeError("reply_to must be a seq (a whole number from 1)"));
+    }
+    const frame = JSON.stringify({
+      type: "message",
+      content,
+      client_id: clientId,
+      ...(replyTo !== undefined && { reply_to: replyTo }),
+    });
     /** @type {PendingSend} */
     const entry = {
       clientId,

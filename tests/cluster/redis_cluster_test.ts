@@ -89,7 +89,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "Redis cluster: a typing indicator made on one instance reaches members on the other once",
+  name:
+    "Redis cluster: a typing indicator made on one instance reaches members on the other once; a reply keeps its reply_to",
   ignore: redis.ignore,
   fn: async () => {
     const prefix = `test:${crypto.randomUUID()}:`;
@@ -115,6 +116,17 @@ Deno.test({
         if (frame.type === "typing") seen.push(frame);
       }
       assert.deepEqual(seen, [{ type: "typing", room: "typing", user: "ann" }]);
+      // A reply keeps its reply_to through the shared sequencer.
+      bob.send(JSON.stringify({ type: "message", content: "re", reply_to: 1 }));
+      for (;;) {
+        const frame = await ann.nextOfType("message");
+        if (frame.content !== "re") continue;
+        assert.equal(frame.reply_to, 1);
+        break;
+      }
+      // Stored by the other instance too, from what the sequencer carried.
+      const history = await (await fetch(a.app.url("/history?r=typing"))).json();
+      assert.equal(history.find((item: Frame) => item.content === "re")?.reply_to, 1);
       await Promise.all([ann.close(), bob.close()]);
     } finally {
       await a.app.close();

@@ -154,6 +154,30 @@ Deno.test("Room.typing() tells the others at most once per 2 s; Room.on('typing'
   });
 });
 
+Deno.test("Room.send() with reply_to: the others get it on the message; a bad one rejects with invalid_reply_to", async () => {
+  await withServer({}, async (server) => {
+    await withRooms(async (rooms) => {
+      const { room: ann } = await rooms.join({ url: server.url(""), room: "re", user: "ann" });
+      const { room: bob, seen } = await rooms.join({
+        url: server.url(""),
+        room: "re",
+        user: "bob",
+      });
+      const question = await ann.send("the question");
+      await bob.send("the answer", { reply_to: question.seq });
+      await seen.untilMessages(2);
+      assert.deepEqual(
+        seen.messages.map((message) => [message.content, message.reply_to]),
+        [["the question", undefined], ["the answer", question.seq]],
+      );
+      await assert.rejects(bob.send("to the future", { reply_to: 99 }), (error: ChatError) => {
+        assert.equal(error.code, "invalid_reply_to");
+        return true;
+      });
+    });
+  });
+});
+
 Deno.test("Room.send() resolves with the ack; a refused message rejects with the server's code", async () => {
   await withServer({ MAX_CONTENT_CHARS: "10" }, async (server) => {
     await withRooms(async (rooms) => {

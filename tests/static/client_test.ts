@@ -340,7 +340,16 @@ browserTest(
       await page.keyboard.press("Enter");
       await waitForMessages(page, 1);
       assert.deepEqual((await shownMessages(page)).map((m) => m.content), ["typed, never clicked"]);
-      await page.keyboard.press("Shift+Tab"); // back to the message list
+      // Back: the message's Reply button, which works from the keyboard too.
+      await page.keyboard.press("Shift+Tab");
+      await page.locator("button.reply:focus").waitFor();
+      await page.keyboard.press("Enter");
+      await page.locator("#replying-text", { hasText: "Replying to kim" }).waitFor();
+      await page.locator("#composer:focus").waitFor();
+      await page.keyboard.press("Escape");
+      assert.equal(await page.locator("#replying").isHidden(), true);
+      await page.keyboard.press("Shift+Tab");
+      await page.keyboard.press("Shift+Tab"); // and the message list
       const outline = await page.locator(":focus").evaluate((element) => {
         const style = element.ownerDocument.defaultView.getComputedStyle(element);
         return { id: element.id, style: style.outlineStyle, width: parseFloat(style.outlineWidth) };

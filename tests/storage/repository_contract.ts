@@ -105,6 +105,13 @@ export function repositoryContract(
     assert.equal((await repository.roomSequence("a"))?.lastSeq ?? 5, 5);
   });
 
+  test("saveBatch() then history() keeps reply_to, and leaves it out where there is none", async (repository) => {
+    const [question, answer, other] = messages("a", 3) as [ChatMessage, ChatMessage, ChatMessage];
+    const saved = [question, { ...answer, replyTo: question.seq }, other];
+    await repository.saveBatch(saved);
+    assert.deepEqual(await repository.history("a", { limit: 10 }), saved);
+  });
+
   test("saveBatch() of an empty batch stores nothing", async (repository) => {
     await repository.saveBatch([]);
     assert.deepEqual(await repository.history("a", { limit: 50 }), []);
