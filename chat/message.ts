@@ -166,6 +166,6 @@ export function draftMessage(
 }
 
 /** Milliseconds since the epoch encoded in the first 48 bits of a UUIDv7. */
-function timeOfUuidv7(id: string): number {
+export function timeOfUuidv7(id: string): number {
   return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 }

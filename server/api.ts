@@ -5,7 +5,7 @@
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { ChatMessage, Submission } from "../chat/message.ts";
+import { type ChatMessage, type Submission, timeOfUuidv7 } from "../chat/message.ts";
 import { type ErrorCode, historyItem } from "../chat/protocol.ts";
 import { AuthError, roomMatches, type TokenVerifier } from "./auth.ts";
 import { parseSubmission } from "./client_frame.ts";
@@ -129,7 +129,10 @@ async function publish(request: Request, room: string, deps: ApiDeps): Promise<R
     seq: placed.seq,
     sender,
     content: parsed.submission.content,
+    // The time a message was taken is the time in its id (docs/protocol.md).
+    timestamp: new Date(timeOfUuidv7(placed.id)).toISOString(),
     ...(parsed.submission.clientId !== undefined && { client_id: parsed.submission.clientId }),
+    ...(parsed.submission.replyTo !== undefined && { reply_to: parsed.submission.replyTo }),
   };
   return jsonResponse(item, 201);
 }
