@@ -44,6 +44,8 @@ export interface ClientOwner {
   refused(code: ErrorCode): void;
   /** `client` says its user is typing. */
   typing(client: Client): void;
+  /** `client` says its user has read its room up to `seq`. */
+  read(client: Client, seq: number): void;
   /**
    * The client is gone: called exactly once per client, with the close the server chose and a
    * promise that resolves once that close has been started.
@@ -174,6 +176,11 @@ export class Client implements Flushable {
     if (this.#gone) return;
     const refused = this.#owner.submit(this, submission);
     if (refused) this.reject(refused, submission.clientId);
+  }
+
+  /** The peer says its user has read the room up to `seq`: stored, and told to the others. */
+  read(seq: number): void {
+    if (!this.#gone) this.#owner.read(this, seq);
   }
 
   /** The peer says its user is typing: the room tells the others (never stored). */

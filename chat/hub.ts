@@ -121,6 +121,11 @@ export class Hub implements ClientOwner {
     });
   }
 
+  /** @internal Called by a client whose user has read its room up to `seq`. */
+  read(client: Client, seq: number): void {
+    if (!this.#closing) this.#rooms.get(client.room)?.read(client, seq);
+  }
+
   /** @internal Called by a client whose user is typing. */
   typing(client: Client): void {
     if (!this.#closing) this.#rooms.get(client.room)?.typing(client);

@@ -120,6 +120,8 @@ export interface MessageLog {
    *
    * @returns a function that stops it.
    */
+  /** Stores `user`'s read position in `room`, never moving it backwards. */
+  saveReadPosition(room: string, user: string, seq: number): Promise<number>;
   watch(
     room: string,
     listener: (messages: readonly ChatMessage[], stored: boolean) => void,

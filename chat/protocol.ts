@@ -16,12 +16,13 @@ export const PROTOCOL_VERSION = 2;
 export const PROTOCOL_ERRORS = {
   binary_frame: "binary frames are not supported; send text",
   invalid_frame: 'a JSON object frame needs "type":"message" and a string "content"',
-  unknown_type: 'unknown frame type; client frames are "message" and "typing"',
+  unknown_type: 'unknown frame type; client frames are "message", "typing" and "read"',
   empty_content: "message content is empty after trimming",
   content_too_long: "message content is longer than the server allows",
   invalid_text: "message content contains a NUL character or invalid Unicode",
   invalid_client_id: "client_id must be 1 to 64 characters of A-Z a-z 0-9 _ -",
   invalid_reply_to: "reply_to must be the seq of a message already in this room",
+  invalid_read: 'a "read" frame needs "seq", a whole number from 1',
   room_busy: "the room is receiving more messages than it can process; try again shortly",
   backlog: "the server cannot store more messages right now; the message was not sent",
   shutting_down: "the server is shutting down; the message was not sent",
@@ -139,6 +140,12 @@ export type ServerFrame =
     readonly type: "typing";
     readonly room: string;
     readonly user: string;
+  }
+  | {
+    readonly type: "read";
+    readonly room: string;
+    readonly user: string;
+    readonly seq: number;
   }
   | {
     readonly type: "deleted";

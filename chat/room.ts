@@ -67,6 +67,8 @@ type RoomEvent =
   }
   | { readonly type: "presence_flush" }
   | { readonly type: "typing"; readonly user: string; readonly local: Client | undefined }
+  | { readonly type: "read"; readonly client: Client; readonly seq: number }
+  | { readonly type: "receipts_flush" }
   | { readonly type: "deleted"; readonly seq: number; readonly id: string }
   | { readonly type: "presence_expire"; readonly user: string; readonly grace: number };
 
@@ -120,6 +122,8 @@ const FRAMES_PER_TURN = 256;
 const PRESENCE_WINDOW_MS = 100;
 /** Presence frames one batch fans out at most (a turn's frames share the outbox bound). */
 const PRESENCE_FRAMES_PER_FLUSH = 64;
+/** Read receipts go out at most once per this long (the latest position of each user). */
+const RECEIPTS_INTERVAL_MS = 1_000;
 /** A user's typing indicator is passed on at most once per this long (per instance). */
 const TYPING_INTERVAL_MS = 2_000;
 const OPEN_RETRY_BASE_MS = 50;
@@ -191,6 +195,11 @@ export class Room {
   #presenceDue = false;
   #presenceTimer: ReturnType<typeof setTimeout> | undefined;
   #lastPresenceFlush = -Infinity;
+  /** Each user's read position as reported here (to skip what moves nothing). */
+  readonly #readSeqs = new Map<string, number>();
+  /** Read positions not yet told to the members, by user. */
+  readonly #receipts = new Map<string, number>();
+  #receiptsTimer: ReturnType<typeof setTimeout> | undefined;
   /** When each user's typing indicator was last passed on. */
   readonly #typedAt = new Map<string, number>();
   /** Members welcomed since the last batch, with the presence version their welcome showed. */
@@ -271,6 +280,14 @@ export class Room {
   }
 
   /**
+   * `client`'s user has read the room up to `seq` (at most the last seq delivered): stored
+   * (never backwards) and told to the members as a receipt, at most once a second.
+   */
+  read(client: Client, seq: number): void {
+    this.#inbox.trySend({ type: "read", client, seq });
+  }
+
+  /**
    * `client`'s user is typing: the other members here and on other instances are told, at most
    * once per {@linkcode TYPING_INTERVAL_MS} per user. Dropped if the inbox is full: it is
    * ephemeral.
@@ -346,6 +363,7 @@ export class Room {
       }
     } finally {
       clearTimeout(this.#presenceTimer);
+      clearTimeout(this.#receiptsTimer);
       for (const { timer } of this.#graceTimers.values()) clearTimeout(timer);
       this.#graceTimers.clear();
       this.#recent.clear(); // its bytes go back to the budget
@@ -489,6 +507,10 @@ export class Room {
         return this.#endGrace(event.user, event.grace);
       case "typing":
         return this.#typing(event.user, event.local);
+      case "read":
+        return this.#read(event.client, event.seq);
+      case "receipts_flush":
+        return this.#flushReceipts();
       case "deleted": {
         const frame = encodeFrame({
           type: "deleted",
@@ -783,6 +805,32 @@ export class Room {
     }
     const frame = encodeFrame({ type: "typing", room: this.name, user });
     this.#members.fanOut(frame, this.#members.of(user));
+  }
+
+  #read(client: Client, reported: number): void {
+    const seq = Math.min(reported, this.#deliveredSeq);
+    const { user } = client;
+    if (seq <= (this.#readSeqs.get(user) ?? 0)) return;
+    this.#readSeqs.set(user, seq);
+    this.#log.saveReadPosition(this.name, user, seq).catch((error) => {
+      this.#logger.warn("room.read_position_failed", {
+        room: this.name,
+        error: error instanceof Error ? error.name : typeof error,
+      });
+    });
+    this.#receipts.set(user, seq);
+    this.#receiptsTimer ??= setTimeout(() => {
+      this.#enqueueRemote({ type: "receipts_flush" });
+    }, RECEIPTS_INTERVAL_MS);
+  }
+
+  /** Tells the members where each user who read since the last receipts stands now. */
+  #flushReceipts(): void {
+    this.#receiptsTimer = undefined;
+    for (const [user, seq] of this.#receipts) {
+      this.#members.fanOut(encodeFrame({ type: "read", room: this.name, user, seq }));
+    }
+    this.#receipts.clear();
   }
 
   /** A grace timer fired: `user` leaves, unless it came back (and maybe left again) since. */

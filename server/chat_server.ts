@@ -218,6 +218,14 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
   return {
     log,
     historyRate: new RequestRate(config.historyRateLimit),
+    unread: async (user) => {
+      const positions = await repository.readPositions(user);
+      return await Promise.all(positions.map(async ({ room, seq }) => {
+        const last = parts.hub.sequenceOf(room)?.lastSeq ??
+          (await log.roomSequence(room))?.lastSeq ?? seq;
+        return { room, unread: Math.max(0, last - seq), read_seq: seq, last_seq: last };
+      }));
+    },
     epochOf: async (room) =>
       parts.hub.sequenceOf(room)?.epoch ?? await parts.cluster.epochOf(room) ??
         (await log.roomSequence(room))?.epoch,

@@ -13,7 +13,9 @@ import type { ErrorCode } from "../chat/protocol.ts";
 export type ParsedFrame =
   | ParsedSubmission
   /** `{"type":"typing"}`: the sender is typing (ephemeral). */
-  | { readonly ok: true; readonly typing: true };
+  | { readonly ok: true; readonly typing: true }
+  /** `{"type":"read","seq":n}`: the sender has read the room up to `seq`. */
+  | { readonly ok: true; readonly read: number };
 
 /** A message's content and client id, checked, or why they are refused. */
 export type ParsedSubmission =
@@ -50,6 +52,12 @@ export function parseClientFrame(
     if (object) {
       if (typeof object.type !== "string") return { ok: false, code: "invalid_frame" };
       if (object.type === "typing") return { ok: true, typing: true };
+      if (object.type === "read") {
+        const seq = object.seq;
+        return Number.isSafeInteger(seq) && (seq as number) >= 1
+          ? { ok: true, read: seq as number }
+          : { ok: false, code: "invalid_read" };
+      }
       if (object.type !== "message") return { ok: false, code: "unknown_type" };
       return parseSubmission(object.content, object.client_id, maxContentChars, object.reply_to);
     }

@@ -15,7 +15,12 @@ import { AuthError, authorize, roomMatches, tokenOf, type TokenVerifier } from "
 import { type ChatRoute, openChatSocket } from "./chat_route.ts";
 import { jsonError, jsonResponse } from "./http_response.ts";
 import type { ServerMetrics } from "./metrics.ts";
-import { BadRequestError, parseHistoryParams, parseRoomsLimit } from "./request_params.ts";
+import {
+  BadRequestError,
+  parseHistoryParams,
+  parseRoomsLimit,
+  parseUserName,
+} from "./request_params.ts";
 import { withSecurityHeaders } from "./security_headers.ts";
 import type { RequestRate } from "./request_rate.ts";
 import type { ClientPage } from "./client_page.ts";
@@ -53,6 +58,16 @@ export interface RouteDeps {
   readonly historyDefaultRoom?: string;
   /** The server API (`/api/*`). */
   readonly api: ApiDeps;
+  /** A user's read positions with its unread counts (`GET /me/rooms`). */
+  readonly unread: (user: string) => Promise<UnreadRoom[]>;
+}
+
+/** One room of `GET /me/rooms`. */
+export interface UnreadRoom {
+  readonly room: string;
+  readonly unread: number;
+  readonly read_seq: number;
+  readonly last_seq: number;
 }
 
 /** The answer of `/readyz`. */
@@ -96,6 +111,13 @@ export function createHandler(
       return jsonResponse(body, ready ? 200 : 503);
     },
     "/rooms": (request, url) => rooms(request, url, deps),
+    "/me/rooms": async (request, url) => {
+      // The token's user with AUTH_SECRET; in open mode, whoever `u` names (as for /chat).
+      const user = deps.verifier
+        ? (await deps.verifier.verify(tokenOf(request, url))).user
+        : parseUserName(url.searchParams.get("u"));
+      return jsonResponse(await deps.unread(user));
+    },
     "/metrics": async (request) =>
       metricsRefusal(request) ?? new Response(await deps.metrics.render(), {
         headers: { "content-type": deps.metrics.contentType },
@@ -124,7 +146,9 @@ function notFound(url: URL): Response {
 /** Paths other origins may read, given CORS, and the methods they take. */
 function corsMethods(pathname: string): readonly string[] | undefined {
   // `/chat` too: a page of another origin whose socket was refused reads why with a plain GET.
-  if (pathname === "/history" || pathname === "/chat") return ["GET", "HEAD"];
+  if (pathname === "/history" || pathname === "/chat" || pathname === "/me/rooms") {
+    return ["GET", "HEAD"];
+  }
   if (!pathname.startsWith("/api/")) return undefined;
   try {
     const route = apiRoute(pathname);

@@ -172,6 +172,7 @@ class ChatSocket implements Transport, EventListenerObject {
     const frame = parseClientFrame(data, policy.maxContentChars, this.#join.level === 0);
     if (!frame.ok) client.reject(frame.code, frame.clientId);
     else if ("typing" in frame) client.typing();
+    else if ("read" in frame) client.read(frame.read);
     else client.receive(frame.submission);
   }
 

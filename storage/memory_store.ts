@@ -78,6 +78,8 @@ export class MemoryStore implements MessageRepository {
   // Map order is recency of writes: re-inserting a room on every write makes the first key the
   // least recently written, which is the one evicted when there are too many rooms.
   readonly #rooms = new Map<string, RoomHistory>();
+  /** Per user, its read position per room (both in least recently reported order). */
+  readonly #readPositions = new Map<string, Map<string, number>>();
   #bytes = 0;
 
   constructor(options: MemoryStoreOptions) {
@@ -148,6 +150,33 @@ export class MemoryStore implements MessageRepository {
   /** Nothing to release: no run after this one sees these rooms. */
   releaseRooms(): Promise<void> {
     return Promise.resolve();
+  }
+
+  saveReadPosition(room: string, user: string, seq: number): Promise<number> {
+    let positions = this.#readPositions.get(user);
+    if (!positions) {
+      // Bounded like the rooms: the least recently reporting users are forgotten first.
+      if (this.#readPositions.size >= this.#options.maxRooms) {
+        this.#readPositions.delete(this.#readPositions.keys().next().value as string);
+      }
+      positions = new Map();
+    }
+    this.#readPositions.delete(user);
+    this.#readPositions.set(user, positions);
+    const stored = Math.max(positions.get(room) ?? 0, seq);
+    positions.delete(room);
+    positions.set(room, stored);
+    if (positions.size > this.#options.maxRooms) {
+      positions.delete(positions.keys().next().value as string);
+    }
+    return Promise.resolve(stored);
+  }
+
+  readPositions(user: string): Promise<{ room: string; seq: number }[]> {
+    const positions = [...this.#readPositions.get(user) ?? []];
+    return Promise.resolve(
+      positions.map(([room, seq]) => ({ room, seq })).sort((a, b) => a.room < b.room ? -1 : 1),
+    );
   }
 
   /**

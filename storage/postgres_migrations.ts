@@ -83,6 +83,20 @@ export const MIGRATIONS: readonly Migration[] = [{
     // message may be pruned or deleted, and the reply keeps naming it.
     await tx`alter table messages add column reply_to bigint`;
   },
+}, {
+  version: 6,
+  name: "read positions",
+  async apply(tx) {
+    // Where each user stopped reading each room: moved forward only (greatest), across devices
+    // and instances.
+    await tx`
+      create table read_positions (
+        room text not null,
+        username text not null,
+        seq bigint not null,
+        primary key (username, room)
+      )`;
+  },
 }];
 
 /**

@@ -394,6 +394,29 @@ export class PostgresStore implements MessageRepository {
    *
    * @throws {StoreTimeoutError} if the statement takes longer than `batchTimeoutMs`.
    */
+  async saveReadPosition(room: string, user: string, seq: number): Promise<number> {
+    const rows = await this.#run(
+      "saveReadPosition",
+      (sql) =>
+        sql<{ seq: string }[]>`
+        insert into read_positions (room, username, seq) values (${room}, ${user}, ${seq})
+        on conflict (room, username) do update
+          set seq = greatest(read_positions.seq, excluded.seq)
+        returning seq`,
+    );
+    return Number(rows[0]?.seq ?? seq);
+  }
+
+  async readPositions(user: string): Promise<{ room: string; seq: number }[]> {
+    const rows = await this.#run(
+      "readPositions",
+      (sql) =>
+        sql<{ room: string; seq: string }[]>`
+        select room, seq from read_positions where username = ${user} order by room`,
+    );
+    return rows.map((row) => ({ room: row.room, seq: Number(row.seq) }));
+  }
+
   async releaseRooms(): Promise<void> {
     await this.#run(
       "releaseRooms",

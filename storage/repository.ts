@@ -140,6 +140,13 @@ export interface MessageRepository {
     keys: readonly { readonly sender: string; readonly clientId: string }[],
   ): Promise<SentMessage[]>;
   /**
+   * Moves `user`'s read position in `room` to `seq`, never backwards (a lower seq changes
+   * nothing). @returns the position now stored.
+   */
+  saveReadPosition(room: string, user: string, seq: number): Promise<number>;
+  /** `user`'s read positions, one per room it ever reported one in, by room name. */
+  readPositions(user: string): Promise<{ room: string; seq: number }[]>;
+  /**
    * Says that every seq this run handed out is stored: the rooms it opened keep their epochs
    * when the next run opens them. Called after a clean shutdown only.
    */

@@ -137,6 +137,21 @@ export class TracedRepository implements MessageRepository {
     return this.#inner.releaseRooms();
   }
 
+  saveReadPosition(room: string, user: string, seq: number): Promise<number> {
+    return this.#traced("read_position.save", {
+      "chat.store.kind": this.kind,
+      "chat.room": room,
+    }, () => this.#inner.saveReadPosition(room, user, seq));
+  }
+
+  readPositions(user: string): Promise<{ room: string; seq: number }[]> {
+    return this.#traced(
+      "read_position.list",
+      { "chat.store.kind": this.kind },
+      () => this.#inner.readPositions(user),
+    );
+  }
+
   /** Forwards: a readiness probe every few seconds is not worth a span. */
   ping(): Promise<boolean> {
     return this.#inner.ping();

@@ -287,6 +287,10 @@ export class WriteBehindLog implements MessageLog {
     return found;
   }
 
+  saveReadPosition(room: string, user: string, seq: number): Promise<number> {
+    return this.#repository.saveReadPosition(room, user, seq);
+  }
+
   async openRoom(room: string): Promise<RoomSequence> {
     const heldSeq = this.#newestHeld(room);
     return raised(await this.#repository.openRoom(room), heldSeq);

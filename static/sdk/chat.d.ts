@@ -86,6 +86,13 @@ export interface TypingEvent {
   readonly user: string;
 }
 
+/** A read receipt: `user` has read the room up to `seq`. */
+export interface ReadEvent {
+  readonly room: string;
+  readonly user: string;
+  readonly seq: number;
+}
+
 /** A moderator deleted a message (the server's `deleted` frame): remove it from view. */
 export interface DeletedEvent {
   readonly room: string;
@@ -127,6 +134,8 @@ export interface RoomEventMap {
   deleted: DeletedEvent;
   /** Another member is typing (ephemeral; nothing is replayed). */
   typing: TypingEvent;
+  /** A read receipt (a member's read position moved; this user's other devices too). */
+  read: ReadEvent;
   /** The member list changed (a `presence` delta, or a difference seen on reconnecting). */
   presence: PresenceEvent;
   /** An error frame not tied to a send, or a failure of the connection (see ChatError codes). */
@@ -283,6 +292,12 @@ export interface Room {
    * history was reset: the connection resumes and the room starts over), `closed`.
    */
   historyPage(query?: HistoryPageQuery): Promise<HistoryPage>;
+
+  /**
+   * Reports that this user has read the room up to `seq`: stored by the server (never
+   * backwards) and told to the room as a receipt. Nothing while not connected.
+   */
+  read(seq: number): void;
 
   /**
    * Tells the others that this user is typing. Sent at most once every 2 s (the server's

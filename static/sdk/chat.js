@@ -678,6 +678,16 @@ class Room {
     return this.#limits;
   }
 
+  /** @param {number} seq */
+  read(seq) {
+    const socket = this.#socket;
+    if (!Number.isSafeInteger(seq) || seq < 1) {
+      throw new TypeError("seq must be a whole number from 1");
+    }
+    if (!this.#ready || !socket || socket.readyState !== OPEN) return;
+    socket.send(JSON.stringify({ type: "read", seq }));
+  }
+
   typing() {
     const socket = this.#socket;
     const now = Date.now();
@@ -1138,6 +1148,11 @@ class Room {
         return this.#presence(frame);
       case "deleted":
         return this.#deleted(frame);
+      case "read":
+        if (typeof frame.user === "string" && isSeq(frame.seq)) {
+          this.#emit("read", { room: this.name, user: frame.user, seq: Number(frame.seq) });
+        }
+        return;
       case "typing":
         if (typeof frame.user === "string" && frame.user !== this.user) {
           this.#emit("typing", { room: this.name, user: frame.user });

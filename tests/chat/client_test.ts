@@ -39,6 +39,8 @@ class RecordingOwner implements ClientOwner {
   faulted(): void {}
 
   typing(): void {}
+
+  read(): void {}
 }
 
 function newClient(limits = { frames: 4, bytes: 1_000, replayFrames: 10 }) {

@@ -178,6 +178,23 @@ Deno.test("Room.send() with reply_to: the others get it on the message; a bad on
   });
 });
 
+Deno.test("Room.read() stores a read position; Room.on('read') hears the receipt", async () => {
+  await withServer({}, async (server) => {
+    await withRooms(async (rooms) => {
+      const { room: ann } = await rooms.join({ url: server.url(""), room: "rd", user: "ann" });
+      const { room: bob } = await rooms.join({ url: server.url(""), room: "rd", user: "bob" });
+      const receipt = new Promise<{ user: string; seq: number }>((resolve) => {
+        ann.on("read", ({ user, seq }) => resolve({ user, seq }));
+      });
+      const { seq } = await ann.send("read me");
+      bob.read(seq);
+      assert.deepEqual(await receipt, { user: "bob", seq });
+      const mine = await (await fetch(server.url("/me/rooms?u=bob"))).json();
+      assert.deepEqual(mine, [{ room: "rd", unread: 0, read_seq: seq, last_seq: seq }]);
+    });
+  });
+});
+
 Deno.test("Room.send() resolves with the ack; a refused message rejects with the server's code", async () => {
   await withServer({ MAX_CONTENT_CHARS: "10" }, async (server) => {
     await withRooms(async (rooms) => {

@@ -112,6 +112,20 @@ export function repositoryContract(
     assert.deepEqual(await repository.history("a", { limit: 10 }), saved);
   });
 
+  test("saveReadPosition() never moves a position backwards; readPositions() lists them by room", async (repository) => {
+    assert.deepEqual(await repository.readPositions("ann"), []);
+    assert.equal(await repository.saveReadPosition("b-room", "ann", 5), 5);
+    assert.equal(await repository.saveReadPosition("b-room", "ann", 3), 5, "not backwards");
+    assert.equal(await repository.saveReadPosition("b-room", "ann", 9), 9);
+    assert.equal(await repository.saveReadPosition("a-room", "ann", 1), 1);
+    assert.equal(await repository.saveReadPosition("b-room", "bob", 2), 2);
+    assert.deepEqual(await repository.readPositions("ann"), [
+      { room: "a-room", seq: 1 },
+      { room: "b-room", seq: 9 },
+    ]);
+    assert.deepEqual(await repository.readPositions("bob"), [{ room: "b-room", seq: 2 }]);
+  });
+
   test("saveBatch() of an empty batch stores nothing", async (repository) => {
     await repository.saveBatch([]);
     assert.deepEqual(await repository.history("a", { limit: 50 }), []);

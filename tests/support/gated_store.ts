@@ -72,6 +72,14 @@ export class GatedStore implements MessageRepository {
     return this.inner.releaseRooms();
   }
 
+  saveReadPosition(room: string, user: string, seq: number): Promise<number> {
+    return this.inner.saveReadPosition(room, user, seq);
+  }
+
+  readPositions(user: string): Promise<{ room: string; seq: number }[]> {
+    return this.inner.readPositions(user);
+  }
+
   prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number> {
     return this.inner.prune(policy, signal);
   }
