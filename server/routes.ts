@@ -185,11 +185,9 @@ async function dispatch(
   deps: RouteDeps,
 ): Promise<Response> {
   const handler = url.pathname.startsWith("/api/")
-    ? async () =>
-      await handleApi(request, url, deps.api) ??
-        jsonError(404, "not_found", `no route for ${url.pathname}`)
+    ? async () => await handleApi(request, url, deps.api) ?? notFound(url)
     : routes[url.pathname];
-  if (!handler) return jsonError(404, "not_found", `no route for ${url.pathname}`);
+  if (!handler) return notFound(url);
   const isApi = url.pathname.startsWith("/api/");
   if (!isApi && request.method !== "GET" && request.method !== "HEAD") {
     return jsonError(405, "method_not_allowed", "only GET is supported");
