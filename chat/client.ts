@@ -6,7 +6,7 @@
 import { Channel } from "./channel.ts";
 import type { Flushable, OutboxWriter } from "./outbox_writer.ts";
 import type { MemoryBudget } from "./memory_budget.ts";
-import type { Submission } from "./message.ts";
+import type { ChangeRequest, Submission } from "./message.ts";
 import { ackFrame, CLOSE_CODES, type CloseCode, type ErrorCode, errorFrame } from "./protocol.ts";
 
 /**
@@ -42,6 +42,12 @@ export interface ClientOwner {
   submit(client: Client, submission: Submission): ErrorCode | undefined;
   /** A frame of `client` was refused with `code`. */
   refused(code: ErrorCode): void;
+  /** Takes a validated change of `client` for its room. Returns an error code if refused. */
+  change(
+    client: Client,
+    request: ChangeRequest,
+    clientId: string | undefined,
+  ): ErrorCode | undefined;
   /** `client` says its user is typing. */
   typing(client: Client): void;
   /** `client` says its user has read its room up to `seq`. */
@@ -53,6 +59,24 @@ export interface ClientOwner {
   release(client: Client, close: CloseCode | undefined, closing: Promise<void>): void;
   /** Writing to `client`'s transport threw; the client is being closed with 1011. */
   faulted(client: Client, error: unknown): void;
+}
+
+/** A user's read position in a room and its unread count then, as `welcome` tells them. */
+export interface ReadPosition {
+  readonly readSeq: number;
+  readonly unread: number;
+}
+
+/** Who a client is. */
+export interface ClientIdentity {
+  /** Connection id, unique in this process. */
+  readonly id: number;
+  readonly room: string;
+  readonly user: string;
+  /** Whether the user moderates the room; `false` by default. */
+  readonly moderator?: boolean;
+  /** The user's read position when it connected, if known. */
+  readonly readPosition?: ReadPosition;
 }
 
 const CLOSED = Promise.resolve();
@@ -86,6 +110,10 @@ export class Client implements Flushable {
   readonly user: string;
   /** `performance.now()` when the connection joined. */
   readonly joinedAt = performance.now();
+  /** Whether the user moderates the room (its token's `mod`): it may delete any message. */
+  readonly moderator: boolean;
+  /** Where the user had read the room up to when it connected, if that could be read. */
+  readonly readPosition: ReadPosition | undefined;
   readonly #transport: Transport;
   readonly #owner: ClientOwner;
   readonly #limits: OutboxLimits;
@@ -104,7 +132,7 @@ export class Client implements Flushable {
   #gone = false;
 
   constructor(
-    identity: { readonly id: number; readonly room: string; readonly user: string },
+    identity: ClientIdentity,
     transport: Transport,
     options: {
       readonly owner: ClientOwner;
@@ -117,6 +145,8 @@ export class Client implements Flushable {
     this.id = identity.id;
     this.room = identity.room;
     this.user = identity.user;
+    this.moderator = identity.moderator ?? false;
+    this.readPosition = identity.readPosition;
     this.#transport = transport;
     this.#owner = options.owner;
     this.#limits = options.limits;
@@ -176,6 +206,13 @@ export class Client implements Flushable {
     if (this.#gone) return;
     const refused = this.#owner.submit(this, submission);
     if (refused) this.reject(refused, submission.clientId);
+  }
+
+  /** Handles a validated change (edit, delete, react) from the peer. */
+  change(request: ChangeRequest, clientId: string | undefined): void {
+    if (this.#gone) return;
+    const refused = this.#owner.change(this, request, clientId);
+    if (refused) this.reject(refused, clientId);
   }
 
   /** The peer says its user has read the room up to `seq`: stored, and told to the others. */

@@ -41,6 +41,8 @@ export interface RemoteSink {
   presence(instance: string, users: readonly string[]): void;
   /** `user`, on another instance, is typing in the room (ephemeral: never stored). */
   typing(user: string): void;
+  /** `user`, on another instance, has read the room up to `seq` (that instance stored it). */
+  read(user: string, seq: number): void;
   /** The room's last seq as the store knows it, for a shared sequencer that has none. */
   seed(): Promise<number>;
 }
@@ -73,6 +75,8 @@ export interface RoomLink {
   announce(users: readonly string[]): void;
   /** Tells the others that `user` is typing (at most once per 2 s per user). Never waits. */
   typing(user: string): void;
+  /** Tells the others that `user` has read the room up to `seq` (a receipt). Never waits. */
+  read(user: string, seq: number): void;
   /** Leaves the room's cluster traffic. */
   close(): void;
 }
@@ -105,6 +109,7 @@ const SOLO_LINK: RoomLink = Object.freeze({
   publish: () => Promise.resolve(undefined),
   announce() {},
   typing() {},
+  read() {},
   close() {},
 });
 

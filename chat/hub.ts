@@ -3,14 +3,20 @@
  *
  * @module
  */
-import { Client, type ClientOwner, type OutboxLimits, type Transport } from "./client.ts";
+import {
+  Client,
+  type ClientOwner,
+  type OutboxLimits,
+  type ReadPosition,
+  type Transport,
+} from "./client.ts";
 import type { Logger } from "../log/logger.ts";
 import { type ClientLimits, CLOSE_CODES, type CloseCode, type ErrorCode } from "./protocol.ts";
 import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster } from "./cluster.ts";
 import { OutboxWriter } from "./outbox_writer.ts";
 import { reportFault } from "./faults.ts";
-import type { MessageLog, RoomSequence, Submission } from "./message.ts";
+import type { ChangeRequest, MessageLog, RoomSequence, Submission } from "./message.ts";
 import { type PersistMode, Room, type Sender } from "./room.ts";
 import { SentMessages, type SentMessagesOptions } from "./sent_messages.ts";
 import type { ResumeCursor } from "./room_replays.ts";
@@ -42,6 +48,8 @@ export interface HubOptions {
   readonly limits?: ClientLimits;
   /** How long a user stays listed after its last connection closed (0 by default). */
   readonly presenceLeaveGraceMs?: number;
+  /** How long authors may edit or delete their messages (`EDIT_WINDOW`); unlimited if unset. */
+  readonly editWindowMs?: number;
   /** The byte budget: rooms' recent buffers and clients' socket buffers count against it. */
   readonly budget?: MemoryBudget;
   /** Told of connections and new messages here (webhooks); {@linkcode NO_EVENTS} by default. */
@@ -141,11 +149,23 @@ export class Hub implements ClientOwner {
    * the connection is closed with 1001 at once.
    */
   join(
-    identity: { readonly room: string; readonly user: string; readonly cursor?: ResumeCursor },
+    identity: {
+      readonly room: string;
+      readonly user: string;
+      readonly cursor?: ResumeCursor;
+      readonly moderator?: boolean;
+      readonly readPosition?: ReadPosition;
+    },
     transport: Transport,
   ): Client {
     const client = new Client(
-      { id: this.#nextClientId++, room: identity.room, user: identity.user },
+      {
+        id: this.#nextClientId++,
+        room: identity.room,
+        user: identity.user,
+        moderator: identity.moderator,
+        readPosition: identity.readPosition,
+      },
       transport,
       {
         owner: this,
@@ -177,6 +197,21 @@ export class Hub implements ClientOwner {
   ): Promise<{ readonly id: string; readonly seq: number } | { readonly refused: ErrorCode }> {
     this.#options.metrics.messageReceived();
     if (this.#closing) return { refused: "shutting_down" };
+    return await this.#onBehalf(
+      name,
+      user,
+      false,
+      (room, sender) => room.submit(sender, submission),
+    );
+  }
+
+  /** Hands a room something to do for `user` outside any connection, and waits for its answer. */
+  async #onBehalf(
+    name: string,
+    user: string,
+    moderator: boolean,
+    queue: (room: Room, sender: Sender) => boolean,
+  ): Promise<{ readonly id: string; readonly seq: number } | { readonly refused: ErrorCode }> {
     const room = this.#roomFor(name);
     room.hold();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -184,6 +219,7 @@ export class Hub implements ClientOwner {
       return await new Promise((resolve) => {
         const sender: Sender = {
           user,
+          moderator,
           // Younger than the idempotency window: the room asks the store about its client id.
           joinedAt: performance.now(),
           acknowledge: (_clientId, id, seq) => resolve({ id, seq }),
@@ -194,7 +230,7 @@ export class Hub implements ClientOwner {
         };
         // A room that fails drops its queued messages: the caller hears `unavailable`.
         timer = setTimeout(() => resolve({ refused: "unavailable" }), PUBLISH_TIMEOUT_MS);
-        if (!room.submit(sender, submission)) sender.reject("room_busy");
+        if (!queue(room, sender)) sender.reject("room_busy");
       });
     } finally {
       clearTimeout(timer);
@@ -203,14 +239,42 @@ export class Hub implements ClientOwner {
     }
   }
 
-  /** Tells the members of `room` here that its message `seq` was deleted. */
-  deleted(room: string, seq: number, id: string): void {
-    this.#rooms.get(room)?.deleted(seq, id);
+  /**
+   * Makes a change in `room` as `user` for the server API (`moderator`: it may delete any
+   * message), opening the room for it if it has no members here. Resolves with the change's id
+   * and seq (its `event_seq`) once it is acknowledged, or with the refusal.
+   */
+  async publishChange(
+    name: string,
+    user: string,
+    request: ChangeRequest,
+    moderator: boolean,
+  ): Promise<{ readonly id: string; readonly seq: number } | { readonly refused: ErrorCode }> {
+    if (this.#closing) return { refused: "shutting_down" };
+    return await this.#onBehalf(
+      name,
+      user,
+      moderator,
+      (room, sender) => room.change(sender, request, undefined),
+    );
   }
 
   /** The members of `room` as this instance knows them; `undefined` if it has none here. */
   membersOf(room: string): readonly string[] | undefined {
     return this.#rooms.get(room)?.members;
+  }
+
+  /** @internal Called by a client with a validated change. */
+  change(
+    client: Client,
+    request: ChangeRequest,
+    clientId: string | undefined,
+  ): ErrorCode | undefined {
+    this.#options.metrics.messageReceived();
+    if (this.#closing) return "shutting_down";
+    const room = this.#rooms.get(client.room);
+    if (!room || !room.change(client, request, clientId)) return "room_busy";
+    return undefined;
   }
 
   /** @internal Called by a client with a validated message. */
@@ -250,6 +314,7 @@ export class Hub implements ClientOwner {
         cluster: this.#options.cluster,
         limits: this.#options.limits,
         presenceLeaveGraceMs: this.#options.presenceLeaveGraceMs,
+        editWindowMs: this.#options.editWindowMs,
         budget: this.#options.budget,
         events: this.#options.events,
         metrics: this.#options.metrics,

@@ -6,7 +6,32 @@
  */
 import { v7 as uuidv7 } from "uuid";
 
-/** A chat message as it is broadcast and stored. */
+/**
+ * A change to an earlier message of the room (`target` is its seq). A change is itself an item
+ * of the room's sequence: it takes the next seq (sent as `event_seq`), so messages and changes
+ * share one order, one resume cursor and one replay.
+ */
+export type MessageChange =
+  /** The author replaced the content (the item's `content` is the new one). */
+  | { readonly kind: "edit"; readonly target: number }
+  /** The author or a moderator deleted the message: its content is removed from the store. */
+  | { readonly kind: "delete"; readonly target: number }
+  /** The item's sender added (`on`) or removed a reaction. */
+  | {
+    readonly kind: "react";
+    readonly target: number;
+    readonly reaction: string;
+    readonly on: boolean;
+  };
+
+/** What a change item names of its kind, as a client asked for it. */
+export type ChangeKind = MessageChange["kind"];
+
+/**
+ * An item of a room's sequence as it is broadcast and stored: a chat message, or (with
+ * `change`) a change to one. Reads of a room's history give messages in their latest state
+ * (`editedAt`, `deleted`).
+ */
 export interface ChatMessage {
   /** Lower-case UUIDv7 taken when the message was accepted: unique, roughly time-ordered. */
   readonly id: string;
@@ -19,7 +44,10 @@ export interface ChatMessage {
   readonly seq: number;
   /** User name of the sender. */
   readonly sender: string;
-  /** Message text, already trimmed and validated. */
+  /**
+   * Message text, already trimmed and validated; `""` for a deleted message, a `delete` or a
+   * `react` change.
+   */
   readonly content: string;
   /** ISO-8601 UTC time at which the server accepted the message. */
   readonly timestamp: string;
@@ -30,6 +58,42 @@ export interface ChatMessage {
   readonly clientId?: string;
   /** The seq of the message of the same room this one answers, when it answers one. */
   readonly replyTo?: number;
+  /** Set on a change item: what it changes. `seq` is then the change's own (`event_seq`). */
+  readonly change?: MessageChange;
+  /** A message's latest state: when its content was last edited (ISO-8601 UTC). */
+  readonly editedAt?: string;
+  /** A message's latest state: deleted (a tombstone: `content` is `""`). */
+  readonly deleted?: true;
+}
+
+/** Whether `item` is a message rather than a change to one. */
+export function isMessage(item: ChatMessage): boolean {
+  return item.change === undefined;
+}
+
+/** What a member asks to change: validated at the edge; the room checks who may. */
+export type ChangeRequest =
+  | { readonly kind: "edit"; readonly target: number; readonly content: string }
+  | { readonly kind: "delete"; readonly target: number }
+  | {
+    readonly kind: "react";
+    readonly target: number;
+    readonly reaction: string;
+    readonly on: boolean;
+  };
+
+/** Who reacted to a message with what: reaction → user names (sorted), `on` ones only. */
+export type MessageReactions = ReadonlyMap<string, readonly string[]>;
+
+/** A user's read position in one room and what it has not read. */
+export interface UnreadCount {
+  readonly room: string;
+  /** The seq the user has read up to. */
+  readonly readSeq: number;
+  /** Messages after `readSeq` sent by others and not deleted (change items not counted). */
+  readonly unread: number;
+  /** The room's last seq (of any item). */
+  readonly lastSeq: number;
 }
 
 /** What a client submits: validated content, and its id for the message if it gave one. */
@@ -75,6 +139,12 @@ export interface HistoryQuery {
   readonly before?: string;
   /** Protocol 1: only messages with an id greater than this; the oldest such. */
   readonly after?: string;
+  /**
+   * Whether change items are included, in seq order among the messages (a replay needs them);
+   * `limit` then counts both. Only with seq cursors (or none). `false` by default: messages
+   * only, each in its latest state.
+   */
+  readonly changes?: boolean;
 }
 
 /**
@@ -120,12 +190,19 @@ export interface MessageLog {
    *
    * @returns a function that stops it.
    */
-  /** Stores `user`'s read position in `room`, never moving it backwards. */
-  saveReadPosition(room: string, user: string, seq: number): Promise<number>;
   watch(
     room: string,
     listener: (messages: readonly ChatMessage[], stored: boolean) => void,
   ): () => void;
+  /** Stores `user`'s read position in `room`, never moving it backwards. */
+  saveReadPosition(room: string, user: string, seq: number): Promise<number>;
+  /**
+   * `user`'s read positions with unread counts (queued messages included), one per room it
+   * ever reported one in; only `room`'s when given.
+   */
+  unread(user: string, room?: string): Promise<UnreadCount[]>;
+  /** The reactions to the messages at `seqs` of `room` (queued changes included); none left out. */
+  reactionsTo(room: string, seqs: readonly number[]): Promise<Map<number, MessageReactions>>;
 }
 
 /** Orders messages by seq. */
@@ -164,6 +241,28 @@ export function draftMessage(
     timestamp,
     ...(clientId !== undefined && { clientId }),
     ...(replyTo !== undefined && { replyTo }),
+  };
+}
+
+/** A change accepted now, before it has a seq: a new UUIDv7 id and its time. */
+export function draftChange(
+  room: string,
+  sender: string,
+  request: ChangeRequest,
+  clientId: string | undefined,
+): Omit<ChatMessage, "seq"> {
+  const id = uuidv7();
+  const change: MessageChange = request.kind === "react"
+    ? { kind: "react", target: request.target, reaction: request.reaction, on: request.on }
+    : { kind: request.kind, target: request.target };
+  return {
+    id,
+    room,
+    sender,
+    content: request.kind === "edit" ? request.content : "",
+    timestamp: new Date(timeOfUuidv7(id)).toISOString(),
+    ...(clientId !== undefined && { clientId }),
+    change,
   };
 }
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ChatMessage } from "./message.ts";
+import type { ChatMessage, MessageChange } from "./message.ts";
 
 /** Protocol version announced in `welcome`. */
 export const PROTOCOL_VERSION = 2;
@@ -16,13 +16,21 @@ export const PROTOCOL_VERSION = 2;
 export const PROTOCOL_ERRORS = {
   binary_frame: "binary frames are not supported; send text",
   invalid_frame: 'a JSON object frame needs "type":"message" and a string "content"',
-  unknown_type: 'unknown frame type; client frames are "message", "typing" and "read"',
+  unknown_type:
+    'unknown frame type; client frames are "message", "edit", "delete", "react", "typing" and "read"',
   empty_content: "message content is empty after trimming",
   content_too_long: "message content is longer than the server allows",
   invalid_text: "message content contains a NUL character or invalid Unicode",
   invalid_client_id: "client_id must be 1 to 64 characters of A-Z a-z 0-9 _ -",
   invalid_reply_to: "reply_to must be the seq of a message already in this room",
   invalid_read: 'a "read" frame needs "seq", a whole number from 1',
+  invalid_target: '"seq" must be the seq of a message (not deleted) in this room',
+  invalid_reaction:
+    '"reaction" must be one emoji or a short token (1 to 32 of a-z 0-9 _ + -), and "on" a boolean',
+  not_author:
+    "only the author of a message may edit it, and only the author or a moderator delete it",
+  edit_window_passed: "the message is older than the server lets its author edit or delete it",
+  too_many_reactions: "the message has as many different reactions as the server allows",
   room_busy: "the room is receiving more messages than it can process; try again shortly",
   backlog: "the server cannot store more messages right now; the message was not sent",
   shutting_down: "the server is shutting down; the message was not sent",
@@ -92,6 +100,8 @@ export type ServerFrame =
     readonly members: readonly string[];
     readonly epoch: string;
     readonly last_seq: number;
+    readonly read_seq?: number;
+    readonly unread?: number;
     readonly limits?: ClientLimits;
   }
   | {
@@ -147,11 +157,19 @@ export type ServerFrame =
     readonly user: string;
     readonly seq: number;
   }
+  /** A change to the message at `seq`, itself at `event_seq` of the room's sequence. */
   | {
-    readonly type: "deleted";
-    readonly room: string;
-    readonly seq: number;
+    readonly type: "edit" | "delete" | "react";
     readonly id: string;
+    readonly room: string;
+    readonly event_seq: number;
+    readonly user: string;
+    readonly seq: number;
+    readonly content?: string;
+    readonly reaction?: string;
+    readonly on?: boolean;
+    readonly timestamp: string;
+    readonly client_id?: string;
   };
 
 /** Encodes a server frame; called once per broadcast, never per recipient. */
@@ -159,26 +177,124 @@ export function encodeFrame(frame: ServerFrame): string {
   return JSON.stringify(frame);
 }
 
-/** Encodes a message as a `message` frame. */
+/**
+ * Encodes an item of the room's sequence as its frame: a `message` frame (in its latest state:
+ * `edited_at`, or `deleted: true` without `content`), or a change's `edit`, `delete` or `react`
+ * frame.
+ */
 export function encodeMessage(message: ChatMessage): string {
   const [head, tail] = encodeMessageParts(message);
   return head + message.seq + tail;
 }
 
 /**
- * A `message` frame in two parts, around its seq: `head + seq + tail` is the frame. A shared
- * sequencer that hands out the seq can finish the frame without parsing it.
+ * An item's frame in two parts, around its own seq: `head + seq + tail` is the frame. A shared
+ * sequencer that hands out the seq can finish the frame without parsing it. A change's own seq
+ * is its `event_seq` (its `seq` names the message it changes).
  */
 export function encodeMessageParts(message: Omit<ChatMessage, "seq">): [string, string] {
+  const { change } = message;
+  if (change !== undefined) {
+    const head = JSON.stringify({ type: change.kind, id: message.id, room: message.room });
+    const tail = JSON.stringify({
+      user: message.sender,
+      seq: change.target,
+      ...(change.kind === "edit" && { content: message.content }),
+      ...(change.kind === "react" && { reaction: change.reaction, on: change.on }),
+      timestamp: message.timestamp,
+      ...(message.clientId !== undefined && { client_id: message.clientId }),
+    });
+    return [head.slice(0, -1) + ',"event_seq":', "," + tail.slice(1)];
+  }
   const head = JSON.stringify({ type: "message", id: message.id, room: message.room });
   const tail = JSON.stringify({
     sender: message.sender,
-    content: message.content,
+    ...(message.deleted !== true && { content: message.content }),
     timestamp: message.timestamp,
     ...(message.clientId !== undefined && { client_id: message.clientId }),
     ...(message.replyTo !== undefined && { reply_to: message.replyTo }),
+    ...(message.editedAt !== undefined && { edited_at: message.editedAt }),
+    ...(message.deleted === true && { deleted: true }),
   });
   return [head.slice(0, -1) + ',"seq":', "," + tail.slice(1)];
+}
+
+/**
+ * An item's frame (as {@linkcode encodeMessage} made it) back into the item; `undefined` for
+ * any other frame or text.
+ *
+ * @example
+ * ```ts
+ * decodeItemFrame(encodeMessage(message)); // deep-equal to message
+ * ```
+ */
+export function decodeItemFrame(frame: string): ChatMessage | undefined {
+  let value;
+  try {
+    value = JSON.parse(frame);
+  } catch (error) {
+    if (error instanceof SyntaxError) return undefined;
+    throw error;
+  }
+  if (typeof value?.id !== "string" || typeof value.room !== "string") return undefined;
+  const common = {
+    id: value.id as string,
+    room: value.room as string,
+    timestamp: String(value.timestamp),
+    ...(typeof value.client_id === "string" && { clientId: value.client_id as string }),
+  };
+  if (value.type === "message") {
+    if (typeof value.seq !== "number") return undefined;
+    return {
+      ...common,
+      seq: value.seq,
+      sender: String(value.sender),
+      content: typeof value.content === "string" ? value.content : "",
+      ...(typeof value.reply_to === "number" && { replyTo: value.reply_to as number }),
+      ...(typeof value.edited_at === "string" && { editedAt: value.edited_at as string }),
+      ...(value.deleted === true && { deleted: true as const }),
+    };
+  }
+  if (typeof value.event_seq !== "number" || typeof value.seq !== "number") return undefined;
+  const target = value.seq as number;
+  const change: MessageChange | undefined = value.type === "edit" || value.type === "delete"
+    ? { kind: value.type, target }
+    : value.type === "react"
+    ? { kind: "react", target, reaction: String(value.reaction), on: value.on === true }
+    : undefined;
+  if (change === undefined) return undefined;
+  return {
+    ...common,
+    seq: value.event_seq,
+    sender: String(value.user),
+    content: typeof value.content === "string" ? value.content : "",
+    change,
+  };
+}
+
+/**
+ * A `message` frame as the tombstone of the message once deleted: without `content`, with
+ * `deleted: true`; any other frame as it is.
+ */
+export function tombstoneFrame(frame: string): string {
+  const value = JSON.parse(frame);
+  if (value?.type !== "message") return frame;
+  delete value.content;
+  delete value.edited_at;
+  value.deleted = true;
+  return JSON.stringify(value);
+}
+
+/**
+ * An `edit` frame of the message at `target` without its content (`""`), the message being
+ * deleted; `undefined` for any other frame.
+ */
+export function scrubbedEdit(frame: string, target: number): string | undefined {
+  if (!frame.startsWith('{"type":"edit"')) return undefined;
+  const value = JSON.parse(frame);
+  if (value.seq !== target || value.content === "") return undefined;
+  value.content = "";
+  return JSON.stringify(value);
 }
 
 /** `error` frames, encoded once at start-up since they never vary. */
@@ -207,17 +323,42 @@ export function ackFrame(clientId: string | undefined, id: string, seq: number):
   });
 }
 
-/** A message as `/history` lists it: the `message` frame without `type`. */
-export function historyItem(message: ChatMessage): Record<string, unknown> {
-  const { id, room, seq, sender, content, timestamp, clientId, replyTo } = message;
+/** A reaction's count on a message and whether the reader is among those who reacted. */
+export interface ReactionSummary {
+  readonly count: number;
+  readonly me: boolean;
+}
+
+/**
+ * A message as `/history` lists it: the `message` frame without `type` (in its latest state),
+ * with `reactions` (reaction → count and whether `reader` reacted) when it has any.
+ */
+export function historyItem(
+  message: ChatMessage,
+  reactions?: ReadonlyMap<string, readonly string[]>,
+  reader?: string,
+): Record<string, unknown> {
+  const { id, room, seq, sender, content, timestamp, clientId, replyTo, editedAt, deleted } =
+    message;
+  let summary: Record<string, ReactionSummary> | undefined;
+  for (const [reaction, users] of reactions ?? []) {
+    if (users.length === 0) continue;
+    (summary ??= {})[reaction] = {
+      count: users.length,
+      me: reader !== undefined && users.includes(reader),
+    };
+  }
   return {
     id,
     room,
     seq,
     sender,
-    content,
+    ...(deleted !== true && { content }),
     timestamp,
     ...(clientId !== undefined && { client_id: clientId }),
     ...(replyTo !== undefined && { reply_to: replyTo }),
+    ...(editedAt !== undefined && { edited_at: editedAt }),
+    ...(deleted === true && { deleted: true }),
+    ...(summary !== undefined && { reactions: summary }),
   };
 }

@@ -136,10 +136,10 @@ export class RecentMessages implements Reclaimable {
   }
 
   /**
-   * Puts `frame` in place of the held message at `seq` (a deleted message's notice), so that a
-   * replay still runs unbroken through it. Nothing happens if `seq` is not held.
+   * Rewrites the frame of the held message at `seq` (a deleted message becomes its tombstone),
+   * so that a replay still runs unbroken through it. Nothing happens if `seq` is not held.
    */
-  replace(seq: number, frame: string): void {
+  replace(seq: number, rewrite: (frame: string) => string): void {
     let low = 0;
     let high = this.size;
     while (low < high) {
@@ -149,12 +149,21 @@ export class RecentMessages implements Reclaimable {
     }
     const entry = this.#at(low);
     if (entry?.seq !== seq) return;
-    const replaced = { ...entry, frame };
+    const replaced = { ...entry, frame: rewrite(entry.frame) };
     const delta = recentBytes(replaced) - recentBytes(entry);
     this.#ring[this.#head + low] = replaced;
     this.#bytes += delta;
     if (delta > 0) this.#budget?.take("recent", delta);
     else this.#budget?.give("recent", -delta);
+  }
+
+  /** Rewrites every held frame for which `rewrite` returns a new one (a rare, O(n) pass). */
+  rewriteEach(rewrite: (entry: RecentMessage) => string | undefined): void {
+    for (let i = 0; i < this.size; i++) {
+      const entry = this.#at(i) as RecentMessage;
+      const frame = rewrite(entry);
+      if (frame !== undefined) this.replace(entry.seq, () => frame);
+    }
   }
 
   /** The seq of the held message with this id, if one is held (protocol 1 cursors). */

@@ -1,6 +1,7 @@
 /**
- * Builds the frames a resuming client gets before live ones: every message after its cursor,
- * capped, followed by a `resume` frame that says whether the replay was complete and why not.
+ * Builds the frames a resuming client gets before live ones: every item (message or change)
+ * after its cursor, capped, followed by a `resume` frame that says whether the replay was
+ * complete and why not.
  *
  * Seqs are dense (1, 2, 3, ... per epoch), so completeness is checked, not assumed: a replay
  * is the unbroken run of seqs after the cursor, and it is complete only if that run reaches the
@@ -64,6 +65,7 @@ export async function replayFromLog(
       afterSeq: range.sinceSeq,
       beforeSeq: range.lastSeq + 1,
       limit: range.limit,
+      changes: true, // every item of the sequence: a change fills its seq as a message does
     });
   } catch {
     // The store is down: the unbroken run stops at the first seq only it had, and the resume

@@ -8,12 +8,16 @@ import type { Logger } from "../log/logger.ts";
 import type { ChatMetrics } from "./chat_metrics.ts";
 import type { Cluster, LinkReady, MessageDraft, RoomLink, SequencedMessage } from "./cluster.ts";
 import {
+  type ChangeRequest,
   type ChatMessage,
+  draftChange,
   draftMessage,
+  isMessage,
   type MessageLog,
   type RoomSequence,
   type Submission,
 } from "./message.ts";
+import { MessageTargets, type Target } from "./message_targets.ts";
 import type { SentMessages } from "./sent_messages.ts";
 import type { MemoryBudget } from "./memory_budget.ts";
 import { type ChatEvents, NO_EVENTS } from "./chat_events.ts";
@@ -32,14 +36,17 @@ import {
   CLOSE_CODES,
   encodeFrame,
   encodeMessage,
+  type ErrorCode,
   PROTOCOL_VERSION,
+  scrubbedEdit,
+  tombstoneFrame,
 } from "./protocol.ts";
 
 /**
  * Who a message comes from, as the room needs it: a connection ({@linkcode Client}), or the
  * server API publishing for an application.
  */
-export type Sender = Pick<Client, "user" | "joinedAt" | "acknowledge" | "reject">;
+export type Sender = Pick<Client, "user" | "joinedAt" | "acknowledge" | "reject" | "moderator">;
 
 /** Events a room's loop handles, in the order they were accepted. */
 type RoomEvent =
@@ -51,6 +58,15 @@ type RoomEvent =
     readonly submission: Submission;
     /** `performance.now()` when the message arrived, for the broadcast latency. */
     readonly receivedAt: number;
+  }
+  | {
+    readonly type: "change";
+    readonly client: Sender;
+    readonly request: ChangeRequest;
+    readonly clientId: string | undefined;
+    readonly receivedAt: number;
+    /** The target as the store had it, once looked up (`null`: no such message). */
+    readonly looked?: Target | null;
   }
   | { readonly type: "sequenced"; readonly messages: readonly SequencedMessage[] }
   | { readonly type: "gap"; readonly fromSeq: number; readonly toSeq: number }
@@ -68,8 +84,8 @@ type RoomEvent =
   | { readonly type: "presence_flush" }
   | { readonly type: "typing"; readonly user: string; readonly local: Client | undefined }
   | { readonly type: "read"; readonly client: Client; readonly seq: number }
+  | { readonly type: "remote_read"; readonly user: string; readonly seq: number }
   | { readonly type: "receipts_flush" }
-  | { readonly type: "deleted"; readonly seq: number; readonly id: string }
   | { readonly type: "presence_expire"; readonly user: string; readonly grace: number };
 
 /** Options of {@linkcode Room}. */
@@ -100,6 +116,11 @@ export interface RoomOptions {
   readonly budget?: MemoryBudget;
   /** Told of each message sent through this room here (webhooks). */
   readonly events?: ChatEvents;
+  /**
+   * How long after sending it an author may edit or delete a message (`EDIT_WINDOW`);
+   * unlimited when undefined. Moderators' deletes have no window.
+   */
+  readonly editWindowMs?: number;
   readonly metrics: ChatMetrics;
   readonly logger: Logger;
   /**
@@ -126,6 +147,10 @@ const PRESENCE_FRAMES_PER_FLUSH = 64;
 const RECEIPTS_INTERVAL_MS = 1_000;
 /** A user's typing indicator is passed on at most once per this long (per instance). */
 const TYPING_INTERVAL_MS = 2_000;
+/** Different reactions one message may have at most (`too_many_reactions` beyond). */
+export const MAX_REACTIONS_PER_MESSAGE = 20;
+/** Recent messages a room keeps what it needs to check changes to them without the store. */
+const TARGETS_KEPT = 256;
 const OPEN_RETRY_BASE_MS = 50;
 /** Longest a turn waits for the log to say whether its client ids were used before. */
 const LOOKUP_TIMEOUT_MS = 250;
@@ -204,6 +229,9 @@ export class Room {
   readonly #typedAt = new Map<string, number>();
   /** Members welcomed since the last batch, with the presence version their welcome showed. */
   readonly #welcomedSince = new Map<Client, number>();
+  /** The recent messages' authors, times and states, to check changes to them. */
+  readonly #targets = new MessageTargets(TARGETS_KEPT);
+  readonly #editWindowMs: number | undefined;
 
   constructor(name: string, options: RoomOptions) {
     this.name = name;
@@ -219,6 +247,7 @@ export class Room {
     this.#durable = options.persistMode === "durable";
     this.#leaveGraceMs = options.presenceLeaveGraceMs ?? 0;
     this.#events = options.events ?? NO_EVENTS;
+    this.#editWindowMs = options.editWindowMs;
     this.#link = options.cluster.link(name, {
       messages: (messages) => this.#enqueueRemote({ type: "sequenced", messages }),
       gap: (fromSeq, toSeq) => this.#enqueueRemote({ type: "gap", fromSeq, toSeq }),
@@ -227,6 +256,8 @@ export class Room {
         this.#enqueueRemote({ type: "remote_presence", instance, users }),
       // Ephemeral: dropped rather than waited for when the inbox is full.
       typing: (user) => this.#inbox.trySend({ type: "typing", user, local: undefined }),
+      // A receipt is no promise: dropped rather than waited for when the inbox is full.
+      read: (user, seq) => this.#inbox.trySend({ type: "remote_read", user, seq }),
       seed: async () => (await this.#log.roomSequence(name))?.lastSeq ?? 0,
     });
     // A room whose turn threw ends alone: its members are closed with 1011 and reconnect to a
@@ -297,11 +328,18 @@ export class Room {
   }
 
   /**
-   * A moderator deleted the message at `seq`: the members are told, and a resume replays the
-   * notice in its place.
+   * Queues a change (edit, delete, react) of the message at `request.target`: checked against
+   * who sent it and its state, then sequenced and sent like a message. @returns `false` if the
+   * inbox is full.
    */
-  deleted(seq: number, id: string): void {
-    this.#enqueueRemote({ type: "deleted", seq, id });
+  change(client: Sender, request: ChangeRequest, clientId: string | undefined): boolean {
+    return this.#inbox.trySend({
+      type: "change",
+      client,
+      request,
+      clientId,
+      receivedAt: performance.now(),
+    });
   }
 
   /** Queues a message for broadcast. @returns `false` if the inbox is full. */
@@ -350,6 +388,7 @@ export class Room {
       if (!sequence) return;
       this.#epoch = sequence.epoch;
       this.#lastSeq = this.#deliveredSeq = sequence.lastSeq;
+      this.#targets.start(sequence.lastSeq);
       const unwatch = this.#durable
         ? this.#log.watch(
           this.name,
@@ -415,8 +454,14 @@ export class Room {
       if (unknown) await this.#lookUpSent(unknown);
       let drafts: Outgoing[] | undefined;
       for (const event of events) {
-        if (event.type === "message" && this.#shared) (drafts ??= []).push(this.#draft(event));
-        else this.#handle(event);
+        if (event.type !== "message" && event.type !== "change") {
+          this.#handle(event);
+          continue;
+        }
+        const outgoing = event.type === "message" ? this.#accept(event) : this.#check(event);
+        if (!outgoing) continue;
+        if (this.#shared) (drafts ??= []).push(outgoing);
+        else this.#place(outgoing);
       }
       events.length = 0;
       if (drafts) this.#publish(drafts);
@@ -436,7 +481,7 @@ export class Room {
       // A message costs its sender two frames (the message and its ack).
       const weight = event.type === "sequenced"
         ? event.messages.length
-        : event.type === "message"
+        : event.type === "message" || event.type === "change"
         ? 2
         : event.type === "presence_flush"
         ? PRESENCE_FRAMES_PER_FLUSH
@@ -482,10 +527,8 @@ export class Room {
     for (const [instance, users] of members) this.#presence.setRemote(instance, users);
   }
 
-  #handle(event: RoomEvent): void {
+  #handle(event: Exclude<RoomEvent, { type: "message" | "change" }>): void {
     switch (event.type) {
-      case "message":
-        return this.#sequenceLocally(event.client, event.submission, event.receivedAt);
       case "join":
         return this.#add(event.client, event.cursor);
       case "leave":
@@ -509,18 +552,12 @@ export class Room {
         return this.#typing(event.user, event.local);
       case "read":
         return this.#read(event.client, event.seq);
+      case "remote_read":
+        if (event.seq <= (this.#readSeqs.get(event.user) ?? 0)) return;
+        this.#readSeqs.set(event.user, event.seq);
+        return this.#receipt(event.user, event.seq);
       case "receipts_flush":
         return this.#flushReceipts();
-      case "deleted": {
-        const frame = encodeFrame({
-          type: "deleted",
-          room: this.name,
-          seq: event.seq,
-          id: event.id,
-        });
-        this.#recent.replace(event.seq, frame);
-        return this.#members.fanOut(frame);
-      }
     }
   }
 
@@ -592,17 +629,90 @@ export class Room {
     return message.replyTo === undefined || message.replyTo <= this.#lastSeq;
   }
 
-  /** A single instance: this loop hands out the seq. */
-  #sequenceLocally(sender: Sender, submission: Submission, receivedAt: number): void {
+  /** A message of this turn, checked: its draft, or `undefined` if it was refused or re-sent. */
+  #accept(event: RoomEvent & { type: "message" }): Outgoing | undefined {
+    const { client: sender, submission, receivedAt } = event;
     const { clientId } = submission;
-    if (this.#resent(sender, clientId)) return;
-    if (!this.#answersKnownSeq(submission)) return sender.reject("invalid_reply_to", clientId);
-    const draft = draftMessage(this.name, sender.user, submission);
+    if (this.#resent(sender, clientId)) return undefined;
+    if (!this.#answersKnownSeq(submission)) {
+      sender.reject("invalid_reply_to", clientId);
+      return undefined;
+    }
+    return { sender, draft: draftMessage(this.name, sender.user, submission), receivedAt };
+  }
+
+  /**
+   * A change of this turn, checked against its target: its draft, or `undefined` if it was
+   * refused, re-sent, or waits for its target to be looked up in the store.
+   */
+  #check(event: RoomEvent & { type: "change" }): Outgoing | undefined {
+    const { client: sender, request, clientId, receivedAt } = event;
+    if (this.#resent(sender, clientId)) return undefined;
+    const refuse = (code: ErrorCode) => {
+      sender.reject(code, clientId);
+      return undefined;
+    };
+    if (request.target > this.#lastSeq) return refuse("invalid_target");
+    let target = this.#targets.of(request.target);
+    if (target === undefined && event.looked !== undefined) target = event.looked;
+    if (target === undefined) return this.#lookUpTarget(event);
+    if (target === null || target.deleted) return refuse("invalid_target");
+    const own = target.sender === sender.user;
+    if (request.kind === "edit" || request.kind === "delete") {
+      const moderating = request.kind === "delete" && sender.moderator && !own;
+      if (!own && !moderating) return refuse("not_author");
+      if (
+        !moderating && this.#editWindowMs !== undefined &&
+        Date.now() - target.atMs > this.#editWindowMs
+      ) return refuse("edit_window_passed");
+    } else if (
+      request.on && !target.reactions?.has(request.reaction) &&
+      (target.reactions?.size ?? 0) >= MAX_REACTIONS_PER_MESSAGE
+    ) return refuse("too_many_reactions");
+    return {
+      sender,
+      draft: draftChange(this.name, sender.user, request, clientId),
+      receivedAt,
+    };
+  }
+
+  /**
+   * Reads a change's target from the store (it is older than the kept ones) and queues the
+   * change again with what was found; its sender is told `unavailable` if the store cannot
+   * answer.
+   */
+  #lookUpTarget(event: RoomEvent & { type: "change" }): undefined {
+    const seq = event.request.target;
+    Promise.all([
+      this.#log.history(this.name, { afterSeq: seq - 1, beforeSeq: seq + 1, limit: 1 }),
+      this.#log.reactionsTo(this.name, [seq]),
+    ]).then(([[found], reactions]) => {
+      const message = found?.seq === seq ? found : undefined;
+      this.#targets.lookedUp(seq, message, reactions.get(seq));
+      const looked = this.#targets.of(seq) ?? null;
+      if (!this.#inbox.trySend({ ...event, looked })) {
+        event.client.reject("room_busy", event.clientId);
+      }
+    }, (error) => {
+      this.#logger.warn("room.target_lookup_failed", {
+        room: this.name,
+        error: error instanceof Error ? error.name : typeof error,
+      });
+      event.client.reject("unavailable", event.clientId);
+    });
+    return undefined;
+  }
+
+  /** A single instance: this loop hands out the seq. */
+  #place(outgoing: Outgoing): void {
+    const { sender, draft, receivedAt } = outgoing;
+    const { clientId } = draft;
     const message: ChatMessage = { ...draft, seq: this.#lastSeq + 1 };
     // Queued for storage first: a message the store cannot take is shown to no one and takes no
     // seq, so every seq anyone saw names a message that will be stored.
     if (!this.#log.append(message)) return sender.reject("backlog", clientId);
     this.#lastSeq = message.seq;
+    this.#targets.added(message);
     if (clientId !== undefined) {
       this.#sent.remember(this.name, {
         sender: sender.user,
@@ -618,7 +728,7 @@ export class Room {
     }
     this.#deliver(message, frame, receivedAt);
     sender.acknowledge(clientId, message.id, message.seq);
-    this.#events.messageCreated(message);
+    if (isMessage(message)) this.#events.messageCreated(message);
   }
 
   /**
@@ -636,7 +746,7 @@ export class Room {
       if (entry.stored) {
         this.#deliver(message, entry.frame, entry.receivedAt);
         for (const each of senders) each.acknowledge(message.clientId, message.id, message.seq);
-        this.#events.messageCreated(message);
+        if (isMessage(message)) this.#events.messageCreated(message);
       } else {
         for (const each of senders) each.reject("shutting_down", message.clientId);
         this.#announceGap(message.seq, message.seq);
@@ -645,27 +755,12 @@ export class Room {
     if (this.#closing && this.#uncommitted.length === 0) this.#inbox.close();
   }
 
-  #draft(event: RoomEvent & { type: "message" }): Outgoing {
-    return {
-      sender: event.client,
-      draft: draftMessage(this.name, event.client.user, event.submission),
-      receivedAt: event.receivedAt,
-    };
-  }
-
   /**
    * A cluster: one call to the shared sequencer per turn; the messages come back in order. The
    * sequencer also knows the client ids used on every instance: a re-send it recognises comes
    * back with the first message's id and seq.
    */
-  #publish(outgoing: Outgoing[]): void {
-    const fresh = outgoing.filter(({ sender, draft }) => {
-      if (this.#resent(sender, draft.clientId)) return false;
-      if (this.#answersKnownSeq(draft)) return true;
-      sender.reject("invalid_reply_to", draft.clientId);
-      return false;
-    });
-    if (fresh.length === 0) return;
+  #publish(fresh: Outgoing[]): void {
     // Every instance delivering a message also stores it, so refuse what this one cannot store.
     if (!this.#log.hasRoomFor(fresh.length)) {
       for (const { sender, draft } of fresh) sender.reject("backlog", draft.clientId);
@@ -681,7 +776,9 @@ export class Room {
         }
         sender.acknowledge(clientId, at.id, at.seq);
         // Another id: the sequencer knew the client id, this is a re-send.
-        if (at.id === draft.id) this.#events.messageCreated({ ...draft, seq: at.seq });
+        if (at.id === draft.id && draft.change === undefined) {
+          this.#events.messageCreated({ ...draft, seq: at.seq });
+        }
       });
     });
   }
@@ -696,6 +793,7 @@ export class Room {
         this.#logger.warn("room.store_full", { room: this.name, seq: message.seq });
       }
       this.#lastSeq = message.seq;
+      this.#targets.added(message);
       this.#deliver(message, frame, undefined);
     }
   }
@@ -708,6 +806,7 @@ export class Room {
     this.#logger.warn("room.epoch_changed", { room: this.name });
     this.#epoch = sequence.epoch;
     this.#lastSeq = this.#deliveredSeq = sequence.lastSeq;
+    this.#targets.start(sequence.lastSeq);
     this.#recent.clear();
     this.#members.disconnectAll(CLOSE_CODES.epochChanged);
   }
@@ -736,6 +835,12 @@ export class Room {
   }
 
   #deliver(message: ChatMessage, frame: string, receivedAt: number | undefined): void {
+    // A resume must not show a deleted message's content again, even from the buffer.
+    if (message.change?.kind === "delete") {
+      const { target } = message.change;
+      this.#recent.replace(target, tombstoneFrame);
+      this.#recent.rewriteEach((entry) => scrubbedEdit(entry.frame, target));
+    }
     this.#recent.add({ seq: message.seq, id: message.id, frame });
     this.#deliveredSeq = message.seq;
     this.#members.deliver(frame, message.seq);
@@ -761,6 +866,11 @@ export class Room {
       members,
       epoch: this.#epoch,
       last_seq: this.#deliveredSeq,
+      ...(client.readPosition && {
+        read_seq: client.readPosition.readSeq,
+        unread: client.readPosition.unread,
+      }),
+      ...(client.moderator && { moderator: true }),
       ...(this.#limits && { limits: this.#limits }),
     }));
     if (cursor === undefined) return;
@@ -818,6 +928,13 @@ export class Room {
         error: error instanceof Error ? error.name : typeof error,
       });
     });
+    this.#link.read(user, seq);
+    this.#receipt(user, seq);
+  }
+
+  /** A receipt for the members: told with the next batch, at most once a second. */
+  #receipt(user: string, seq: number): void {
+    if (seq <= (this.#receipts.get(user) ?? 0)) return;
     this.#receipts.set(user, seq);
     this.#receiptsTimer ??= setTimeout(() => {
       this.#enqueueRemote({ type: "receipts_flush" });

@@ -38,10 +38,13 @@ export interface RedisClusterOptions {
 // Wire format of a pub/sub payload, one per sequenced batch or presence change:
 //   "M\n<instance>\n<epoch>\n<frame>\n<frame>..."  message frames in seq order, as sequenced
 //   "P\n<instance>\n<json users>"                   the users <instance> has in the room now
+//   "T\n<instance>\n<user>"                         <user> is typing
+//   "R\n<instance>\n<seq>\n<user>"                  <user> has read the room up to <seq>
 // JSON frames never contain a raw newline, so the fields split off cheaply.
 const MESSAGE = "M";
 const PRESENCE = "P";
 const TYPING = "T";
+const READ = "R";
 /** How long a room waits for the others' member lists before its first welcome. */
 const INITIAL_MEMBERS_TIMEOUT_MS = 1_000;
 /** Longest close() waits for the connections to end (ioredis destroys them after 10 s). */
@@ -174,6 +177,11 @@ export class RedisCluster implements Cluster {
           this.#publish(room, `${TYPING}\n${this.instance}\n${user}`);
         }
       },
+      read: (user, seq) => {
+        if (this.#rooms.get(room) === entry) {
+          this.#publish(room, `${READ}\n${this.instance}\n${seq}\n${user}`);
+        }
+      },
       close: () => this.#unlink(room, entry),
     };
   }
@@ -276,6 +284,12 @@ export class RedisCluster implements Cluster {
       this.#report(entry, instance, parseUsers(payload.slice(instanceEnd + 1)));
     } else if (kind === TYPING && instance !== this.instance) {
       entry.sink.typing(payload.slice(instanceEnd + 1));
+    } else if (kind === READ && instance !== this.instance) {
+      const seqEnd = payload.indexOf("\n", instanceEnd + 1);
+      const seq = Number(payload.slice(instanceEnd + 1, seqEnd));
+      if (seqEnd > 0 && Number.isSafeInteger(seq) && seq > 0) {
+        entry.sink.read(payload.slice(seqEnd + 1), seq);
+      }
     }
   }
 

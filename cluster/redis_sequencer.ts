@@ -6,8 +6,8 @@
  */
 import type { Redis } from "ioredis";
 import type { MessageDraft, Placement, RemoteSink, SequencedMessage } from "../chat/cluster.ts";
-import { type ChatMessage, newEpoch, type RoomSequence } from "../chat/message.ts";
-import { encodeMessageParts } from "../chat/protocol.ts";
+import { newEpoch, type RoomSequence } from "../chat/message.ts";
+import { decodeItemFrame as parseMessage, encodeMessageParts } from "../chat/protocol.ts";
 import type { Logger } from "../log/logger.ts";
 import { SequenceGate } from "./sequence_gate.ts";
 
@@ -352,28 +352,6 @@ export class RedisSequencer {
 
   #streamKey(room: string): string {
     return `${this.#options.prefix}stream:${room}`;
-  }
-}
-
-/** A `message` frame back into a message; `undefined` for anything else. */
-function parseMessage(frame: string): ChatMessage | undefined {
-  try {
-    const value = JSON.parse(frame);
-    if (typeof value?.seq !== "number" || typeof value.id !== "string") return undefined;
-    const { id, room, seq, sender, content, timestamp } = value;
-    return {
-      id,
-      room,
-      seq,
-      sender,
-      content,
-      timestamp,
-      ...(typeof value.client_id === "string" && { clientId: value.client_id }),
-      ...(typeof value.reply_to === "number" && { replyTo: value.reply_to }),
-    };
-  } catch (error) {
-    if (error instanceof SyntaxError) return undefined; // another deployment's junk on our prefix
-    throw error;
   }
 }
 

@@ -28,8 +28,15 @@ export interface ApiDeps {
   ) => Promise<{ readonly id: string; readonly seq: number } | { readonly refused: ErrorCode }>;
   /** The room's members across instances, sorted. */
   readonly members: (room: string) => Promise<readonly string[]>;
-  /** Deletes the message at `seq`; `undefined` if there is none. */
-  readonly remove: (room: string, seq: number) => Promise<ChatMessage | undefined>;
+  /**
+   * Deletes the message at `seq` as moderator `user`: a `delete` change, sent to the members
+   * and stored. Its id and own seq (`event_seq`) once acknowledged, or the refusal.
+   */
+  readonly remove: (
+    room: string,
+    seq: number,
+    user: string,
+  ) => Promise<{ readonly id: string; readonly seq: number } | { readonly refused: ErrorCode }>;
   /** A published message as `/history` shows it (`undefined` if it cannot be read back now). */
   readonly messageAt: (room: string, seq: number) => Promise<ChatMessage | undefined>;
   readonly maxContentChars: number;
@@ -45,7 +52,12 @@ interface ApiCaller {
   readonly id: string;
   /** Room patterns it may act on; `["*"]` for a server key. */
   readonly rooms: readonly string[];
+  /** Who its deletes are made by: the token's user, or `api` for a server key. */
+  readonly user: string;
 }
+
+/** The user a server key's deletes are made by. */
+export const API_USER = "api";
 
 /** Methods by route, for the 405 answer and CORS preflights. */
 export const API_METHODS: Readonly<Record<string, readonly string[]>> = {
@@ -108,7 +120,7 @@ export async function handleApi(
     case "messages":
       return await publish(request, room, deps);
     case "message":
-      return await remove(room, route.seq as string, deps);
+      return await remove(room, route.seq as string, caller.user, deps);
   }
 }
 
@@ -137,14 +149,32 @@ async function publish(request: Request, room: string, deps: ApiDeps): Promise<R
   return jsonResponse(item, 201);
 }
 
-async function remove(room: string, rawSeq: string, deps: ApiDeps): Promise<Response> {
+async function remove(
+  room: string,
+  rawSeq: string,
+  user: string,
+  deps: ApiDeps,
+): Promise<Response> {
   const seq = /^[1-9][0-9]{0,15}$/.test(rawSeq) ? Number(rawSeq) : NaN;
   if (!Number.isSafeInteger(seq)) {
     throw new BadRequestError("invalid_cursor", "the seq in the path must be a whole number");
   }
-  const removed = await deps.remove(room, seq);
-  if (!removed) return jsonError(404, "not_found", `room ${room} has no message ${seq}`);
-  return jsonResponse({ deleted: historyItem(removed) });
+  const removed = await deps.remove(room, seq, user);
+  if ("refused" in removed) {
+    if (removed.refused === "invalid_target") {
+      return jsonError(404, "not_found", `room ${room} has no message ${seq} (or it is deleted)`);
+    }
+    return refusal(removed.refused);
+  }
+  return jsonResponse({
+    type: "delete",
+    id: removed.id,
+    room,
+    event_seq: removed.seq,
+    user,
+    seq,
+    timestamp: new Date(timeOfUuidv7(removed.id)).toISOString(),
+  });
 }
 
 /** A server key in `Authorization: Bearer`, or a JWT with the `api` scope. */
@@ -159,7 +189,7 @@ async function authenticate(request: Request, deps: ApiDeps): Promise<ApiCaller>
   deps.keys.forEach((key, index) => {
     if (timingSafeEqual(sha256(key), digest)) matched = index;
   });
-  if (matched >= 0) return { id: `key:${matched}`, rooms: ["*"] };
+  if (matched >= 0) return { id: `key:${matched}`, rooms: ["*"], user: API_USER };
   if (deps.verifier && presented.split(".").length === 3) {
     const identity = await deps.verifier.verify(presented).catch((error) => {
       if (error instanceof AuthError) {
@@ -170,7 +200,7 @@ async function authenticate(request: Request, deps: ApiDeps): Promise<ApiCaller>
     if (!identity.scopes.includes("api")) {
       throw new AuthError(403, "api_forbidden", 'the token has no "api" scope');
     }
-    return { id: `sub:${identity.user}`, rooms: identity.rooms };
+    return { id: `sub:${identity.user}`, rooms: identity.rooms, user: identity.user };
   }
   throw new AuthError(401, "api_unauthorized", "the API key or token is not valid");
 }

@@ -31,6 +31,8 @@ export interface Identity {
   readonly expiresAtMs: number;
   /** Scopes from `scope` (space-separated, OAuth style, or a list): `api` opens the server API. */
   readonly scopes: readonly string[];
+  /** Room patterns from `mod`, like `rooms`: the rooms the user moderates (deletes any message). */
+  readonly moderates: readonly string[];
 }
 
 /**
@@ -85,6 +87,14 @@ export class TokenVerifier {
     }
     // Room names are compared in NFC, as requests' names are normalised.
     const patterns = rooms.map((room) => room.normalize("NFC"));
+    const mod = payload.mod ?? [];
+    if (!Array.isArray(mod) || !mod.every((room) => typeof room === "string")) {
+      throw new AuthError(
+        401,
+        "token_invalid",
+        'the token\'s "mod" must be a list of room patterns',
+      );
+    }
     const scope = payload.scope;
     const scopes = typeof scope === "string"
       ? scope.split(" ").filter((each) => each !== "")
@@ -96,8 +106,14 @@ export class TokenVerifier {
       rooms: Object.freeze(patterns),
       expiresAtMs: (payload.exp ?? 0) * 1000,
       scopes: Object.freeze(scopes),
+      moderates: Object.freeze(mod.map((room) => room.normalize("NFC"))),
     };
   }
+}
+
+/** Whether the identity's `mod` patterns name `room`. */
+export function moderates(identity: Identity | undefined, room: string): boolean {
+  return identity?.moderates.some((pattern) => roomMatches(pattern, room)) ?? false;
 }
 
 /**

@@ -7,7 +7,8 @@
  */
 import type { Hub } from "../chat/hub.ts";
 import type { Logger } from "../log/logger.ts";
-import { authorize, type TokenVerifier } from "./auth.ts";
+import { authorize, moderates, type TokenVerifier } from "./auth.ts";
+import type { ReadPosition } from "../chat/client.ts";
 import type { ConnectionLimits } from "./connection_limits.ts";
 import { jsonError } from "./http_response.ts";
 import type { OpenSockets } from "./open_sockets.ts";
@@ -28,6 +29,11 @@ export interface ChatRoute {
   readonly idleTimeoutMs: number;
   /** True once shutdown began: new sockets are refused with 503. */
   readonly draining: () => boolean;
+  /**
+   * The user's read position in the room and its unread count, for `welcome`; `undefined` when
+   * the store cannot say in time (the welcome then leaves them out).
+   */
+  readonly readPosition?: (user: string, room: string) => Promise<ReadPosition | undefined>;
   /** Counts an upgrade refused with an error code. */
   readonly refused: (code: string) => void;
   readonly logger: Logger;
@@ -85,9 +91,20 @@ export async function openChatSocket(
   }
   const { socket, response } = upgraded;
   route.sockets.add(socket, ip);
+  // Read while the handshake completes: the welcome waits for the socket to open anyway.
+  const readPosition = params.level === 0
+    ? undefined
+    : await route.readPosition?.(user, params.room);
   attachChatSocket(
     socket,
-    { room: params.room, user, cursor: params.cursor, level: params.level },
+    {
+      room: params.room,
+      user,
+      cursor: params.cursor,
+      level: params.level,
+      moderator: moderates(identity, params.room),
+      ...(readPosition && { readPosition }),
+    },
     {
       hub: route.hub,
       policy: route.policy,

@@ -7,6 +7,7 @@ import { type Cluster, SoloCluster } from "../chat/cluster.ts";
 import { Hub } from "../chat/hub.ts";
 import { type BudgetListener, MemoryBudget } from "../chat/memory_budget.ts";
 import type { Logger } from "../log/logger.ts";
+import type { ReadPosition } from "../chat/client.ts";
 import { type PersistReport, PersistWorkers } from "../storage/persist_workers.ts";
 import { RetentionJob } from "../storage/retention_job.ts";
 import type { MessageRepository } from "../storage/repository.ts";
@@ -101,6 +102,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     sentWindow: { windowMs: config.idempotencyWindowMs, maxBytes: config.idempotencyMaxBytes },
     persistMode: config.persistMode,
     presenceLeaveGraceMs: config.presenceLeaveGraceMs,
+    editWindowMs: config.editWindowMs,
     budget,
     cluster,
     events: webhooks,
@@ -218,14 +220,13 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
   return {
     log,
     historyRate: new RequestRate(config.historyRateLimit),
-    unread: async (user) => {
-      const positions = await repository.readPositions(user);
-      return await Promise.all(positions.map(async ({ room, seq }) => {
-        const last = parts.hub.sequenceOf(room)?.lastSeq ??
-          (await log.roomSequence(room))?.lastSeq ?? seq;
-        return { room, unread: Math.max(0, last - seq), read_seq: seq, last_seq: last };
-      }));
-    },
+    unread: async (user) =>
+      (await log.unread(user)).map(({ room, unread, readSeq, lastSeq }) => ({
+        room,
+        unread,
+        read_seq: readSeq,
+        last_seq: Math.max(lastSeq, parts.hub.sequenceOf(room)?.lastSeq ?? 0),
+      })),
     epochOf: async (room) =>
       parts.hub.sequenceOf(room)?.epoch ?? await parts.cluster.epochOf(room) ??
         (await log.roomSequence(room))?.epoch,
@@ -246,6 +247,7 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       },
       idleTimeoutMs: config.idleTimeoutMs,
       defaultLevel: config.defaultProtocol,
+      readPosition: (user, room) => readPositionOf(log, user, room, parts.logger),
       draining: isDraining,
       refused: (code) => parts.metrics.requestRefused(code),
       logger: parts.logger,
@@ -261,11 +263,8 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       publish: (room, sender, submission) => parts.hub.publish(room, sender, submission),
       members: async (room) =>
         parts.hub.membersOf(room) ?? await parts.cluster.membersElsewhere(room) ?? [],
-      remove: async (room, seq) => {
-        const removed = await log.deleteMessage(room, seq);
-        if (removed) parts.hub.deleted(room, seq, removed.id);
-        return removed;
-      },
+      remove: (room, seq, user) =>
+        parts.hub.publishChange(room, user, { kind: "delete", target: seq }, true),
       messageAt: async (room, seq) =>
         (await log.history(room, { afterSeq: seq - 1, beforeSeq: seq + 1, limit: 1 }))[0],
       maxContentChars: config.maxContentChars,
@@ -290,6 +289,39 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       return { ready: true, ...base };
     },
   };
+}
+
+/** Longest a connection's upgrade waits for the user's read position (the welcome's `read_seq`). */
+const READ_POSITION_TIMEOUT_MS = 250;
+
+/**
+ * The user's read position in the room with its unread count; `undefined` if it never reported
+ * one or the store does not answer in time (the welcome leaves both out).
+ */
+async function readPositionOf(
+  log: WriteBehindLog,
+  user: string,
+  room: string,
+  logger: Logger,
+): Promise<ReadPosition | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const [found] = await Promise.race([
+      log.unread(user, room),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("timed out")), READ_POSITION_TIMEOUT_MS);
+      }),
+    ]);
+    return found && { readSeq: found.readSeq, unread: found.unread };
+  } catch (error) {
+    logger.warn("chat.read_position_failed", {
+      room,
+      error: error instanceof Error ? error.message : typeof error,
+    });
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Webhooks when `WEBHOOK_URL` is set, across instances through Redis when `REDIS_URL` is. */

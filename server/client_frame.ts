@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Submission } from "../chat/message.ts";
+import type { ChangeRequest, Submission } from "../chat/message.ts";
 import type { ErrorCode } from "../chat/protocol.ts";
 
 /**
@@ -15,7 +15,9 @@ export type ParsedFrame =
   /** `{"type":"typing"}`: the sender is typing (ephemeral). */
   | { readonly ok: true; readonly typing: true }
   /** `{"type":"read","seq":n}`: the sender has read the room up to `seq`. */
-  | { readonly ok: true; readonly read: number };
+  | { readonly ok: true; readonly read: number }
+  /** `edit`, `delete` or `react` of the message at a seq. */
+  | { readonly ok: true; readonly change: ChangeRequest; readonly clientId?: string };
 
 /** A message's content and client id, checked, or why they are refused. */
 export type ParsedSubmission =
@@ -30,8 +32,8 @@ const NUL = "\u0000";
 
 /**
  * Parses one WebSocket frame. A text frame that is a JSON object must be
- * `{"type":"message","content":"..."}`, with an optional `client_id`; any other text is the
- * content itself.
+ * `{"type":"message","content":"..."}` (optional `client_id`, `reply_to`), `typing`, `read`,
+ * `edit`, `delete` or `react`; any other text is the content itself.
  *
  * @example
  * ```ts
@@ -58,6 +60,7 @@ export function parseClientFrame(
           ? { ok: true, read: seq as number }
           : { ok: false, code: "invalid_read" };
       }
+      if (object.type in CHANGE_KINDS) return parseChange(object, maxContentChars);
       if (object.type !== "message") return { ok: false, code: "unknown_type" };
       return parseSubmission(object.content, object.client_id, maxContentChars, object.reply_to);
     }
@@ -107,6 +110,77 @@ export function parseSubmission(
       ...(replyTo !== undefined && { replyTo: replyTo as number }),
     },
   };
+}
+
+const CHANGE_KINDS = { edit: true, delete: true, react: true } as const;
+
+/** A reaction named by a short token: `thumbs_up`, `+1`. */
+const REACTION_TOKEN = /^[a-z0-9_+-]{1,32}$/;
+/** What an emoji grapheme is made of: pictographs, their modifiers, joiners, flags, keycaps, tags. */
+const EMOJI_PARTS = /^[\p{Extended_Pictographic}\p{Emoji_Component}\u200d\ufe0f\u20e3]+$/u;
+/** What makes a grapheme of those parts an emoji rather than a digit or `#`. */
+const EMOJI_CORE = /\p{Extended_Pictographic}|^\p{RI}\p{RI}$|\u20e3/u;
+const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+
+/**
+ * Whether `reaction` is one emoji (a single grapheme of at most 32 UTF-16 units) or a short
+ * token of `a-z 0-9 _ + -`.
+ *
+ * @example
+ * ```ts
+ * isReaction("👍"); // true
+ * isReaction("👍👍"); // false: two graphemes
+ * ```
+ */
+export function isReaction(reaction: unknown): reaction is string {
+  if (typeof reaction !== "string" || reaction.length === 0 || reaction.length > 32) return false;
+  if (REACTION_TOKEN.test(reaction)) return true;
+  if (!EMOJI_PARTS.test(reaction) || !EMOJI_CORE.test(reaction)) return false;
+  let graphemes = 0;
+  for (const _ of GRAPHEMES.segment(reaction)) if (++graphemes > 1) return false;
+  return true;
+}
+
+/** `{"type":"edit"|"delete"|"react","seq":n,...}` into a change request, or why it is refused. */
+function parseChange(object: Record<string, unknown>, maxContentChars: number): ParsedFrame {
+  const rawClientId = object.client_id;
+  let clientId: string | undefined;
+  if (rawClientId !== undefined) {
+    if (typeof rawClientId !== "string" || !CLIENT_ID_PATTERN.test(rawClientId)) {
+      return { ok: false, code: "invalid_client_id" };
+    }
+    clientId = rawClientId;
+  }
+  const refuse = (code: ErrorCode): ParsedFrame => ({
+    ok: false,
+    code,
+    ...(clientId !== undefined && { clientId }),
+  });
+  const target = object.seq;
+  if (!(Number.isSafeInteger(target) && (target as number) >= 1)) return refuse("invalid_target");
+  const seq = target as number;
+  let change: ChangeRequest;
+  switch (object.type as keyof typeof CHANGE_KINDS) {
+    case "edit": {
+      if (typeof object.content !== "string") return refuse("invalid_frame");
+      const checked = validateContent(object.content, maxContentChars);
+      if (typeof checked !== "string") return refuse(checked.code);
+      change = { kind: "edit", target: seq, content: checked };
+      break;
+    }
+    case "delete":
+      change = { kind: "delete", target: seq };
+      break;
+    case "react": {
+      const on = object.on ?? true;
+      if (!isReaction(object.reaction) || typeof on !== "boolean") {
+        return refuse("invalid_reaction");
+      }
+      change = { kind: "react", target: seq, reaction: object.reaction, on };
+      break;
+    }
+  }
+  return { ok: true, change, ...(clientId !== undefined && { clientId }) };
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {

@@ -360,7 +360,7 @@ export const CONFIG_VARIABLES = {
   memoryMaxPerRoom: {
     name: "MEMORY_MAX_PER_ROOM",
     fallback: "10000",
-    doc: "messages the in-memory store keeps per room",
+    doc: "items (messages and changes) the in-memory store keeps per room",
     parse: integer(1, MAX_COUNT),
   },
   memoryMaxRooms: {
@@ -446,6 +446,13 @@ export const CONFIG_VARIABLES = {
     doc:
       "how long a user stays listed after its last connection closed: a reconnect within it shows no leave and no join (0: leaves at once)",
     parse: duration(600_000),
+  },
+  editWindowMs: {
+    name: "EDIT_WINDOW",
+    fallback: undefined,
+    doc:
+      "how long after sending a message its author may edit or delete it (e.g. 15m); unset: no limit (moderators' deletes have none)",
+    parse: duration(10 * 365 * 86_400_000),
   },
   idleTimeoutMs: {
     name: "IDLE_TIMEOUT",

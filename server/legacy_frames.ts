@@ -19,6 +19,7 @@ interface Frame {
   readonly event?: unknown;
   readonly user?: unknown;
   readonly message?: unknown;
+  readonly deleted?: unknown;
 }
 
 // A room's frame goes to every level 0 member in turn: the last translation is reused.
@@ -49,6 +50,7 @@ export function legacyFrame(frame: string, room: string): string | undefined {
 function translate(frame: Frame, room: string): string | undefined {
   switch (frame.type) {
     case "message":
+      if (frame.deleted === true) return undefined; // a tombstone has nothing to show
       return JSON.stringify({
         sender: frame.sender,
         room: frame.room,

@@ -74,26 +74,36 @@ export const API_DESCRIPTION = {
     "/api/rooms/{room}/messages/{seq}": {
       delete: {
         operationId: "deleteMessage",
-        summary: "Delete a message (moderation); the room's members are told",
+        summary:
+          "Delete a message (moderation): a `delete` change the room's members get; its content is removed from the store",
         parameters: [
           ROOM_PARAMETER,
           { name: "seq", in: "path", required: true, schema: { type: "integer", minimum: 1 } },
         ],
         responses: {
           "200": {
-            description: "The deleted message",
+            description: "The `delete` change, as members get it",
             content: {
               "application/json": {
                 schema: {
                   type: "object",
-                  required: ["deleted"],
-                  properties: { deleted: { $ref: "#/components/schemas/Message" } },
+                  required: ["type", "id", "room", "event_seq", "user", "seq", "timestamp"],
+                  properties: {
+                    type: { const: "delete" },
+                    id: { type: "string", format: "uuid" },
+                    room: { type: "string" },
+                    event_seq: { type: "integer", minimum: 1 },
+                    user: { type: "string" },
+                    seq: { type: "integer", minimum: 1 },
+                    timestamp: { type: "string", format: "date-time" },
+                  },
                 },
               },
             },
           },
           ...COMMON_ERRORS,
-          "404": errorResponse("No message at that seq"),
+          "404": errorResponse("No message at that seq, or it is deleted already"),
+          "503": errorResponse("Shutting down or the room is unavailable (Retry-After)"),
         },
       },
     },

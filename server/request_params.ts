@@ -47,6 +47,8 @@ export interface HistoryParams {
   readonly afterSeq?: number;
   readonly before?: string;
   readonly after?: string;
+  /** `changes=1`: change items too, as frames, in seq order with the messages. */
+  readonly changes?: boolean;
 }
 
 /** Page size bounds of `/history`. */
@@ -124,7 +126,12 @@ export function parseHistoryParams(
       "use seq cursors (after_seq, before_seq) or id cursors (after, before), not both",
     );
   }
+  const changes = parseFlag(query, "changes");
+  if (changes && (before || after)) {
+    throw new BadRequestError("invalid_cursor", "changes=1 takes seq cursors only");
+  }
   return {
+    ...(changes && { changes }),
     room,
     limit,
     ...(beforeSeq !== undefined && { beforeSeq }),
@@ -132,6 +139,14 @@ export function parseHistoryParams(
     ...(before && { before }),
     ...(after && { after }),
   };
+}
+
+/** `1`/`true` or `0`/`false`; absent is false. */
+function parseFlag(query: URLSearchParams, name: string): boolean {
+  const value = query.get(name);
+  if (value === null || value === "0" || value === "false") return false;
+  if (value === "1" || value === "true") return true;
+  throw new BadRequestError(`invalid_${name}`, `${name} must be 1 or 0`);
 }
 
 function parseResumeCursor(query: URLSearchParams): ResumeCursor | undefined {

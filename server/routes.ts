@@ -4,7 +4,8 @@
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { historyItem } from "../chat/protocol.ts";
+import { encodeMessage, historyItem } from "../chat/protocol.ts";
+import type { MessageReactions } from "../chat/message.ts";
 import {
   type HistoryPage,
   StoreUnavailableError,
@@ -32,7 +33,7 @@ import { API_METHODS, type ApiDeps, apiRoute, handleApi } from "./api.ts";
 export interface RouteDeps {
   readonly chat: ChatRoute;
   /** Stored messages and those queued to be stored, as one. */
-  readonly log: Pick<WriteBehindLog, "historyPage">;
+  readonly log: Pick<WriteBehindLog, "historyPage" | "reactionsTo">;
   /** `/history` requests per client address (`HISTORY_RATE_LIMIT`). */
   readonly historyRate: RequestRate;
   /** The room's current epoch, if it has one (for the `X-Chat-Epoch` header of `/history`). */
@@ -227,16 +228,35 @@ async function history(
     return retryLater(429, RATE_LIMITED, message, deps.historyRate.retryAfterSeconds);
   }
   const { room, ...query } = parseHistoryParams(url.searchParams, deps.historyDefaultRoom);
-  await authorize(deps.verifier, { request, url, room });
+  const identity = await authorize(deps.verifier, { request, url, room });
+  // Whose reactions are `me`: the token's user, or in open mode whoever `u` names.
+  const reader = identity?.user ?? url.searchParams.get("u")?.normalize("NFC");
   // The epoch is read before the page: if it changes in between, the client's next resume with
   // this epoch is told so, rather than a page of the new epoch passing for the old one. A store
   // that cannot say leaves the header out; the page may still come from memory.
   const epoch = await deps.epochOf(room).catch(() => undefined);
   const page: HistoryPage = await deps.log.historyPage(room, query);
-  const response = jsonResponse(page.messages.map(historyItem));
+  const shown = page.messages.filter((item) => item.change === undefined && !item.deleted);
+  let reactions: Map<number, MessageReactions> | undefined;
+  let complete = page.complete;
+  if (shown.length > 0) {
+    try {
+      reactions = await deps.log.reactionsTo(room, shown.map((message) => message.seq));
+    } catch {
+      complete = false; // the messages without their reactions, said to be incomplete
+    }
+  }
+  const items = page.messages.map((item) =>
+    item.change !== undefined
+      ? JSON.parse(encodeMessage(item))
+      : query.changes
+      ? { type: "message", ...historyItem(item, reactions?.get(item.seq), reader) }
+      : historyItem(item, reactions?.get(item.seq), reader)
+  );
+  const response = jsonResponse(items);
   if (epoch !== undefined) response.headers.set("x-chat-epoch", epoch);
   // The store could not be read: this is what the server holds in memory, not the whole window.
-  if (!page.complete) response.headers.set("x-chat-incomplete", "true");
+  if (!complete) response.headers.set("x-chat-incomplete", "true");
   return response;
 }
 

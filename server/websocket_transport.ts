@@ -5,7 +5,7 @@
  * @module
  */
 import type { ResumeCursor } from "../chat/room_replays.ts";
-import type { Client, Transport } from "../chat/client.ts";
+import type { Client, ReadPosition, Transport } from "../chat/client.ts";
 import type { Hub } from "../chat/hub.ts";
 import { CLOSE_CODES } from "../chat/protocol.ts";
 import { parseClientFrame } from "./client_frame.ts";
@@ -35,6 +35,10 @@ export interface ChatJoin {
   readonly cursor?: ResumeCursor;
   /** Level 0 gets message-shaped frames only, and its frames are all plain text; 2 by default. */
   readonly level?: ProtocolLevel;
+  /** Whether the user moderates the room (its token's `mod`). */
+  readonly moderator?: boolean;
+  /** The user's read position in the room, when it could be read before the upgrade. */
+  readonly readPosition?: ReadPosition;
 }
 
 // setTimeout takes at most a 32-bit delay; longer expiries are reached in steps.
@@ -173,6 +177,7 @@ class ChatSocket implements Transport, EventListenerObject {
     if (!frame.ok) client.reject(frame.code, frame.clientId);
     else if ("typing" in frame) client.typing();
     else if ("read" in frame) client.read(frame.read);
+    else if ("change" in frame) client.change(frame.change, frame.clientId);
     else client.receive(frame.submission);
   }
 

@@ -75,6 +75,16 @@ class RoomHeld {
     return found.reverse();
   }
 
+  /** The live message at `seq`, if any. */
+  at(seq: number): ChatMessage | undefined {
+    for (let i = firstAbove(this.#order, seq - 1); i < this.#order.length; i++) {
+      const entry = this.#order[i] as Entry;
+      if (entry.message.seq !== seq) return undefined;
+      if (this.#isLive(entry)) return entry.message;
+    }
+    return undefined;
+  }
+
   /** Every live message, in seq order. */
   all(): ChatMessage[] {
     return this.#order.filter((entry) => this.#isLive(entry)).map((entry) => entry.message);
@@ -131,6 +141,16 @@ export class HeldMessages {
   /** At most `limit` held messages of `room` in the window, oldest first. */
   window(room: string, window: SeqWindow): ChatMessage[] {
     return this.#rooms.get(room)?.window(window) ?? [];
+  }
+
+  /** The held message of `room` at `seq`, if any. */
+  at(room: string, seq: number): ChatMessage | undefined {
+    return this.#rooms.get(room)?.at(seq);
+  }
+
+  /** How many messages of `room` are held. */
+  size(room: string): number {
+    return this.#rooms.get(room)?.size ?? 0;
   }
 
   /** Every held message of `room`, in seq order. */

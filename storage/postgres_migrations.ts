@@ -97,6 +97,51 @@ export const MIGRATIONS: readonly Migration[] = [{
         primary key (username, room)
       )`;
   },
+}, {
+  version: 7,
+  name: "edits, deletes and reactions",
+  async apply(tx) {
+    // A message's latest state: `content` is NULL once deleted (the text is gone from the row);
+    // `change_seq` is the seq of the latest edit or delete applied, so that an older change
+    // arriving late changes nothing.
+    await tx`alter table messages alter column content drop not null`;
+    await tx`alter table messages add column edited_at timestamptz`;
+    await tx`alter table messages add column deleted_at timestamptz`;
+    await tx`alter table messages add column change_seq bigint not null default 0`;
+    // Each change is an item of the room's sequence, kept for replays. An edit's `content` is
+    // NULL once its target is deleted.
+    await tx`
+      create table room_events (
+        room text not null,
+        seq bigint not null,
+        id uuid not null,
+        kind text not null check (kind in ('edit', 'delete', 'react')),
+        target bigint not null,
+        username text not null,
+        content text,
+        reaction text,
+        "on" boolean,
+        created_at timestamptz not null,
+        client_id text,
+        primary key (room, seq),
+        check ((kind = 'react') = (reaction is not null and "on" is not null)),
+        check (kind = 'edit' or content is null)
+      )`;
+    // A delete finds its target's edits here, and retention the changes of the messages it removes.
+    await tx`create index room_events_room_target on room_events (room, target)`;
+    await tx`create index room_events_created_at on room_events (created_at)`;
+    // Each user's reaction to each message: on or off, as the change with the highest seq says.
+    await tx`
+      create table reactions (
+        room text not null,
+        target bigint not null,
+        username text not null,
+        reaction text not null,
+        "on" boolean not null,
+        event_seq bigint not null,
+        primary key (room, target, username, reaction)
+      )`;
+  },
 }];
 
 /**

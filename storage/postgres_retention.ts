@@ -22,8 +22,10 @@ export interface PruneOptions {
 
 /**
  * Applies a (checked) policy: age first, then the per-room count. Every statement is bounded:
- * a delete removes at most `batchSize` rows, a room listing reads at most `batchSize` rooms, and
- * finding a room's cut-off walks at most `maxPerRoom + 1` index entries.
+ * a delete removes at most `batchSize` messages (with their changes and reactions), a room
+ * listing reads at most `batchSize` rooms, and finding a room's cut-off walks at most
+ * `maxPerRoom + 1` index entries. Changes older than `olderThan` go too, in statements of at
+ * most `batchSize`; the count returned is of messages.
  *
  * @example
  * ```ts
@@ -42,6 +44,7 @@ export async function pruneInBatches(
     const { olderThan, maxPerRoom } = policy;
     if (olderThan !== undefined) {
       await deleteInBatches(run, progress, options, (sql) => sql`created_at < ${olderThan}`);
+      await deleteOldChanges(run, options, olderThan);
     }
     if (maxPerRoom !== undefined) await trimRooms(run, progress, { ...options, maxPerRoom });
   } catch (error) {
@@ -56,8 +59,9 @@ interface Progress {
 }
 
 /**
- * Deletes the rows matching `where`, at most `batchSize` per statement, until a statement
- * removes fewer: then none are left (or another server is deleting the rest right now).
+ * Deletes the messages matching `where`, at most `batchSize` per statement, until a statement
+ * removes fewer: then none are left (or another server is deleting the rest right now). The
+ * same statement deletes the removed messages' change items and reactions.
  */
 async function deleteInBatches(
   run: RunStatement,
@@ -72,13 +76,45 @@ async function deleteInBatches(
     // then deleted through the primary key; with `in`, the planner may hash-join against a scan
     // of the whole table, once per batch. `skip locked`: two servers pruning at once take
     // different rows instead of waiting on each other. Inserts never conflict with a delete.
+    const [result] = await run((sql) =>
+      sql<{ removed: number }[]>`
+        with gone as (
+          delete from messages where id = any(array(
+            select id from messages where ${where(sql)} limit ${batchSize} for update skip locked
+          ))
+          returning room, seq
+        ), changes as (
+          delete from room_events e using gone where e.room = gone.room and e.target = gone.seq
+        ), reactions as (
+          delete from reactions r using gone where r.room = gone.room and r.target = gone.seq
+        )
+        select count(*)::int as removed from gone`
+    );
+    const removed = result?.removed ?? 0;
+    progress.removed += removed;
+    if (removed < batchSize) return;
+  }
+}
+
+/**
+ * Deletes the change items older than `olderThan` (their effect on messages and reactions
+ * stays), at most `batchSize` per statement, picked by `ctid` along the `created_at` index.
+ */
+async function deleteOldChanges(
+  run: RunStatement,
+  options: PruneOptions,
+  olderThan: Date,
+): Promise<void> {
+  const { batchSize, signal } = options;
+  for (;;) {
+    if (signal?.aborted) return;
     const result = await run((sql) =>
       sql`
-        delete from messages where id = any(array(
-          select id from messages where ${where(sql)} limit ${batchSize} for update skip locked
+        delete from room_events where ctid = any(array(
+          select ctid from room_events where created_at < ${olderThan}
+          limit ${batchSize} for update skip locked
         ))`
     );
-    progress.removed += result.count;
     if (result.count < batchSize) return;
   }
 }

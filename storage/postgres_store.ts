@@ -8,12 +8,17 @@ import type { Logger } from "../log/logger.ts";
 import { errorCode } from "../log/error_code.ts";
 import { pruneInBatches } from "./postgres_retention.ts";
 import { migrate } from "./postgres_migrations.ts";
+import { selectReactions } from "./postgres_changes.ts";
+import { saveItems } from "./postgres_batch.ts";
+import { selectPage, toItem } from "./postgres_history.ts";
 import {
   type ChatMessage,
   type HistoryQuery,
+  type MessageReactions,
   newEpoch,
   type RoomSequence,
   type SentMessage,
+  type UnreadCount,
 } from "../chat/message.ts";
 import {
   checkRetentionPolicy,
@@ -26,8 +31,8 @@ export interface PostgresStoreOptions {
   /** How long {@linkcode PostgresStore.connect} keeps retrying before it gives up. */
   readonly connectTimeoutMs: number;
   /**
-   * Longest one query of a `saveBatch`, `history`, `prune` or `ping` may take; beyond it the
-   * client is replaced.
+   * Longest one call may take (a `saveBatch`, with changes its whole transaction; a `history`;
+   * one statement of a `prune`; a `ping`); beyond it the client is replaced.
    */
   readonly batchTimeoutMs: number;
   /** Rows one delete of {@linkcode PostgresStore.prune} removes at most; 5000 by default. */
@@ -141,30 +146,6 @@ export class StoreTimeoutError extends Error {
 
 type Sql = postgres.Sql;
 
-interface MessageRow {
-  readonly id: string;
-  readonly room: string;
-  readonly seq: string;
-  readonly sender: string;
-  readonly content: string;
-  readonly created_at: Date;
-  readonly client_id: string | null;
-  readonly reply_to: string | null;
-}
-
-const COLUMNS = [
-  "id",
-  "room",
-  "seq",
-  "sender",
-  "content",
-  "created_at",
-  "client_id",
-  "reply_to",
-] as const;
-// A bind message carries at most 65535 parameters, and postgres.js refuses 65534 or more: a
-// batch larger than this many rows takes several inserts.
-const MAX_ROWS_PER_INSERT = Math.floor(65_533 / COLUMNS.length);
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 1_000;
 const CLOSE_TIMEOUT_S = 5;
@@ -239,86 +220,49 @@ export class PostgresStore implements MessageRepository {
   }
 
   /**
-   * Inserts the batch with one statement (more than 9361 messages, beyond PostgreSQL's 65535
-   * parameters, take several) that also raises the rooms' `last_seq`; rows whose id or room and
-   * seq are already stored are skipped, so a retry never duplicates a row.
-   * An empty batch sends no query.
+   * Inserts the batch's messages with one statement (one parameter per column, whatever the
+   * batch's size) that also raises the rooms' `last_seq` to the batch's highest seqs; rows whose
+   * id or room and seq are already stored are skipped, so a retry never duplicates a row. A
+   * batch with changes is one transaction: the messages, then the changes recorded and applied
+   * (see `postgres_changes.ts`). An empty batch sends no query.
    *
    * @example
    * ```ts
    * await store.saveBatch(batch); // safe to call again with the same batch after a failure
    * ```
-   * @throws {StoreTimeoutError} if an insert takes longer than `batchTimeoutMs`.
+   * @throws {StoreTimeoutError} if the batch takes longer than `batchTimeoutMs`.
    * @throws {postgres.PostgresError} if PostgreSQL refuses the batch.
    */
   async saveBatch(messages: readonly ChatMessage[]): Promise<void> {
-    for (let start = 0; start < messages.length; start += MAX_ROWS_PER_INSERT) {
-      const rows = messages.slice(start, start + MAX_ROWS_PER_INSERT).map(toRow);
-      const known = new Set(await this.#insert(rows));
-      // A row skipped for its client id alone is a copy that went out as a message of its own
-      // (the look-up of its client id failed): it is stored without the client id, so that its
-      // seq is no hole in the room. Rows stored before (a retry, another instance) stay skipped.
-      const copies = rows
-        .filter((row) => row.client_id !== null && !known.has(row.id))
-        .map((row) => ({ ...row, client_id: null }));
-      if (copies.length > 0) await this.#insert(copies);
-    }
-  }
-
-  /**
-   * One statement: the rows and their rooms' last seq commit together. Rooms are locked in name
-   * order, so concurrent batches touching the same rooms cannot deadlock.
-   *
-   * @returns the ids of the rows now stored: inserted, or stored before by id.
-   */
-  async #insert(rows: readonly ReturnType<typeof toRow>[]): Promise<string[]> {
-    const inserted = await this.#run(
-      "saveBatch",
-      (sql) =>
-        sql<{ id: string }[]>`
-          with saved as (
-            insert into messages ${sql(rows, ...COLUMNS)} on conflict do nothing
-            returning id, room, seq
-          ), last_seqs as (
-            insert into rooms (room, epoch, last_seq)
-            select room, md5(random()::text || room), max(seq) from saved
-            group by room order by room
-            on conflict (room) do update set last_seq = greatest(rooms.last_seq, excluded.last_seq)
-          )
-          select id from saved
-          union all
-          select id from messages where id = any(${rows.map((row) => row.id)}::uuid[])`,
-    );
-    return inserted.map((row) => row.id);
+    if (messages.length === 0) return;
+    await this.#run("saveBatch", (sql) => saveItems(sql, messages));
   }
 
   /**
    * Reads one page of a room, ascending by seq (by id with protocol 1 id cursors), with the
-   * paging rules of {@linkcode HistoryQuery}.
+   * paging rules of {@linkcode HistoryQuery}: messages in their latest state, and with `changes`
+   * the change items of the window.
    *
    * @example
    * ```ts
    * const latest = await store.history("general", { limit: 50 });
-   * const older = await store.history("general", { limit: 50, before: latest[0]?.id });
+   * const older = await store.history("general", { limit: 50, beforeSeq: latest[0]?.seq });
    * ```
    * @throws {StoreTimeoutError} if the query takes longer than `batchTimeoutMs`.
    * @throws {postgres.PostgresError} if a cursor is not a UUID.
    */
-  async deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined> {
-    const rows = await this.#run(
-      "deleteMessage",
-      (sql) =>
-        sql<MessageRow[]>`
-        delete from messages where room = ${room} and seq = ${seq}
-        returning ${sql(COLUMNS)}`,
-    );
-    const [row] = rows;
-    return row && toMessage(row);
-  }
-
   async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     const rows = await this.#run("history", (sql) => selectPage(sql, room, query));
-    return rows.map(toMessage);
+    return rows.map(toItem);
+  }
+
+  /**
+   * Reads the reactions to the messages at `seqs` with one query (none for no seqs).
+   *
+   * @throws {StoreTimeoutError} if the query takes longer than `batchTimeoutMs`.
+   */
+  async reactionsTo(room: string, seqs: readonly number[]): Promise<Map<number, MessageReactions>> {
+    return await this.#run("reactionsTo", (sql) => selectReactions(sql, room, seqs));
   }
 
   /**
@@ -389,8 +333,7 @@ export class PostgresStore implements MessageRepository {
   }
 
   /**
-   * Releases the rooms this run opened, so the next run keeps their epochs. Call it only once
-   * every seq this run handed out is stored.
+   * Moves the read position forward only, in one upsert.
    *
    * @throws {StoreTimeoutError} if the statement takes longer than `batchTimeoutMs`.
    */
@@ -407,16 +350,39 @@ export class PostgresStore implements MessageRepository {
     return Number(rows[0]?.seq ?? seq);
   }
 
-  async readPositions(user: string): Promise<{ room: string; seq: number }[]> {
+  /**
+   * Reads the user's read positions with one query: each unread count walks the room's
+   * `(room, seq)` index from the read position on.
+   *
+   * @throws {StoreTimeoutError} if the query takes longer than `batchTimeoutMs`.
+   */
+  async unread(user: string, room?: string): Promise<UnreadCount[]> {
     const rows = await this.#run(
-      "readPositions",
+      "unread",
       (sql) =>
-        sql<{ room: string; seq: string }[]>`
-        select room, seq from read_positions where username = ${user} order by room`,
+        sql<{ room: string; read_seq: string; last_seq: string; unread: string }[]>`
+        select p.room, p.seq as read_seq, coalesce(r.last_seq, 0) as last_seq,
+          (select count(*) from messages m
+            where m.room = p.room and m.seq > p.seq and m.sender <> p.username
+              and m.deleted_at is null) as unread
+        from read_positions p left join rooms r on r.room = p.room
+        where p.username = ${user} ${room === undefined ? sql`` : sql`and p.room = ${room}`}
+        order by p.room collate "C"`,
     );
-    return rows.map((row) => ({ room: row.room, seq: Number(row.seq) }));
+    return rows.map((row) => ({
+      room: row.room,
+      readSeq: Number(row.read_seq),
+      unread: Number(row.unread),
+      lastSeq: Number(row.last_seq),
+    }));
   }
 
+  /**
+   * Releases the rooms this run opened, so the next run keeps their epochs. Call it only once
+   * every seq this run handed out is stored.
+   *
+   * @throws {StoreTimeoutError} if the statement takes longer than `batchTimeoutMs`.
+   */
   async releaseRooms(): Promise<void> {
     await this.#run(
       "releaseRooms",
@@ -426,9 +392,11 @@ export class PostgresStore implements MessageRepository {
 
   /**
    * Removes what `policy` says with many short statements, never one long one: each delete
-   * removes at most `pruneBatchSize` rows (`delete ... where id = any(array(select ... limit
-   * N))`) and has the query timeout; rooms over `maxPerRoom` are found a page of rooms at a time
-   * along the `(room, id)` index. Servers pruning together skip each other's locked rows.
+   * removes at most `pruneBatchSize` messages (`delete ... where id = any(array(select ... limit
+   * N))`), with their change rows and reactions, and has the query timeout; change rows older
+   * than `olderThan` go in deletes of at most `pruneBatchSize` too. Rooms over `maxPerRoom` are
+   * found a page of rooms at a time along the `(room, id)` index. Servers pruning together skip
+   * each other's locked rows. The count is of messages.
    *
    * @example
    * ```ts
@@ -546,29 +514,6 @@ async function connectWithRetry(url: string, options: PostgresStoreOptions): Pro
   }
 }
 
-function selectPage(sql: Sql, room: string, query: HistoryQuery): Promise<MessageRow[]> {
-  // Protocol 1 id cursors page in id order along the `(room, id)` index; otherwise seq order
-  // along `(room, seq)`.
-  const byId = query.after !== undefined || query.before !== undefined;
-  const key = sql(byId ? "id" : "seq");
-  const after = byId ? query.after : query.afterSeq;
-  const before = byId ? query.before : query.beforeSeq;
-  const beforeClause = before === undefined ? sql`` : sql`and ${key} < ${before}`;
-  if (after !== undefined) {
-    return sql<MessageRow[]>`
-      select ${sql(COLUMNS)} from messages
-      where room = ${room} and ${key} > ${after} ${beforeClause}
-      order by ${key} limit ${query.limit}`;
-  }
-  // The newest page is read descending (backwards along the index), then turned ascending.
-  return sql<MessageRow[]>`
-    select * from (
-      select ${sql(COLUMNS)} from messages
-      where room = ${room} ${beforeClause}
-      order by ${key} desc limit ${query.limit}
-    ) page order by ${key}`;
-}
-
 /**
  * Rejects with {@linkcode StoreTimeoutError} once `timeoutMs` passes; the timer never outlives
  * the race. An abandoned query that fails later is observed by the race, so it is not unhandled.
@@ -594,28 +539,6 @@ function retire(sql: Sql, logger: Logger): Promise<void> {
   return sql.end({ timeout: 0 }).catch((error) => {
     logger.debug("store.end_failed", { code: errorCode(error) });
   });
-}
-
-function toRow(message: ChatMessage) {
-  const { id, room, seq, sender, content, timestamp } = message;
-  const client_id = message.clientId ?? null;
-  const reply_to = message.replyTo ?? null;
-  return { id, room, seq, sender, content, created_at: timestamp, client_id, reply_to };
-}
-
-function toMessage(row: MessageRow): ChatMessage {
-  const { id, room, sender, content } = row;
-  const timestamp = row.created_at.toISOString();
-  return {
-    id,
-    room,
-    seq: Number(row.seq),
-    sender,
-    content,
-    timestamp,
-    ...(row.client_id !== null && { clientId: row.client_id }),
-    ...(row.reply_to !== null && { replyTo: Number(row.reply_to) }),
-  };
 }
 
 function toSequence(row: { epoch: string; last_seq: string } | undefined): RoomSequence {

@@ -3,7 +3,14 @@
  *
  * @module
  */
-import type { ChatMessage, HistoryQuery, RoomSequence, SentMessage } from "../chat/message.ts";
+import type {
+  ChatMessage,
+  HistoryQuery,
+  MessageReactions,
+  RoomSequence,
+  SentMessage,
+  UnreadCount,
+} from "../chat/message.ts";
 
 /**
  * Which messages {@linkcode MessageRepository.prune} removes. The age rule applies first; the
@@ -111,16 +118,35 @@ export interface MessageRepository {
   /** A name for logs: which store is in use. */
   readonly kind: string;
   /**
-   * Saves messages and raises each room's last seq to the highest saved. Saving a message whose
-   * room and seq are already stored changes nothing (PostgreSQL also skips a known id), so a
-   * retried batch (or the same message saved by several instances) never duplicates a row.
+   * Saves items (messages and changes) and raises each room's last seq to the highest saved.
+   * Saving an item whose room and seq are already stored changes nothing (PostgreSQL also skips
+   * a known message id), so a retried batch (or the same item saved by several instances) never
+   * duplicates a row.
    *
-   * @throws if the store cannot save the batch; no message of a failed batch may be half-saved
+   * A change is recorded (for replays) and applied to its target if the target is stored (the
+   * caller saves a target before its changes): applying is idempotent and independent of the
+   * order changes arrive in, each taking effect only over older changes (by seq):
+   * - `edit`: the content and `editedAt` (the change's timestamp), unless the target is deleted;
+   * - `delete`: the target becomes a tombstone: its content is removed from the store, and so is
+   *   the content of every recorded edit of it; a later edit of it records no content;
+   * - `react`: the sender's reaction is on or off.
+   *
+   * @throws if the store cannot save the batch; no item of a failed batch may be half-saved
    * in a way a retry would duplicate.
    */
   saveBatch(messages: readonly ChatMessage[]): Promise<void>;
-  /** Reads one page of a room's messages (see {@linkcode HistoryQuery}); an unknown room gives `[]`. */
+  /**
+   * Reads one page of a room's messages, each in its latest state, and with
+   * {@linkcode HistoryQuery.changes} the change items of the window too (see
+   * {@linkcode HistoryQuery}); an unknown room gives `[]`. A change item whose target is deleted
+   * reads with content `""`.
+   */
   history(room: string, query: HistoryQuery): Promise<ChatMessage[]>;
+  /**
+   * The reactions that are on for the messages at `seqs` of `room`: seq → reaction → users
+   * (sorted). Seqs without any are left out.
+   */
+  reactionsTo(room: string, seqs: readonly number[]): Promise<Map<number, MessageReactions>>;
   /**
    * The room's epoch and last stored seq, for a sequencer about to hand out seqs. A room never
    * seen gets a new epoch. A room that another run of the store opened and did not release
@@ -144,8 +170,12 @@ export interface MessageRepository {
    * nothing). @returns the position now stored.
    */
   saveReadPosition(room: string, user: string, seq: number): Promise<number>;
-  /** `user`'s read positions, one per room it ever reported one in, by room name. */
-  readPositions(user: string): Promise<{ room: string; seq: number }[]>;
+  /**
+   * `user`'s read positions, one per room it ever reported one in (only `room`'s when given),
+   * sorted by room name, each with its unread count: the stored messages after it that others
+   * sent and that are not deleted.
+   */
+  unread(user: string, room?: string): Promise<UnreadCount[]>;
   /**
    * Says that every seq this run handed out is stored: the rooms it opened keep their epochs
    * when the next run opens them. Called after a clean shutdown only.
@@ -161,11 +191,6 @@ export interface MessageRepository {
    * @throws if it fails before removing any, with the store's own error.
    */
   prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number>;
-  /**
-   * Deletes the message at `seq` of `room` (moderation). The seq stays used: it is not handed
-   * out again. @returns the deleted message, or `undefined` if the room has none at that seq.
-   */
-  deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined>;
   /** Whether the store answers right now; never throws. Serves `/readyz`. */
   ping(): Promise<boolean>;
   /** Releases the store's resources. */

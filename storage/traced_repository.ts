@@ -6,7 +6,14 @@
  */
 import { type Attributes, type Span, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
 import { errorCode } from "../log/error_code.ts";
-import type { ChatMessage, HistoryQuery, RoomSequence, SentMessage } from "../chat/message.ts";
+import type {
+  ChatMessage,
+  HistoryQuery,
+  MessageReactions,
+  RoomSequence,
+  SentMessage,
+  UnreadCount,
+} from "../chat/message.ts";
 import {
   type MessageRepository,
   PruneIncompleteError,
@@ -23,12 +30,17 @@ export const TRACER_NAME = "chat-server.storage";
  * it numbers the attempts at each batch (the persistence workers retry a failed batch by saving
  * the same array again); and it marks failures with the error's code only.
  *
- * Attributes are counts and shapes, never data: no message content or sender, no cursor value,
- * no error message (database errors can quote rows). Only `history.query` names its room.
+ * Attributes are counts and shapes, never data: no message content or sender, no user name, no
+ * cursor value, no error message (database errors can quote rows). Room names are attributes of
+ * the reads and writes of one room.
  *
- * - `persist.batch`: `chat.store.kind`, `chat.batch.messages`, `chat.batch.attempt`
+ * - `persist.batch`: `chat.store.kind`, `chat.batch.messages` (items: messages and changes),
+ *   `chat.batch.attempt`
  * - `history.query`: `chat.store.kind`, `chat.room`, `chat.history.limit`,
- *   `chat.history.has_cursor`, `chat.history.returned`
+ *   `chat.history.has_cursor`, `chat.history.changes`, `chat.history.returned`
+ * - `reactions.query`: `chat.store.kind`, `chat.room`, `chat.reactions.messages`
+ * - `read_position.save`: `chat.store.kind`, `chat.room`
+ * - `unread.query`: `chat.store.kind`, `chat.unread.one_room`, `chat.unread.rooms`
  * - `retention.prune`: `chat.store.kind`, `chat.retention.has_age_limit`,
  *   `chat.retention.max_per_room` (when set), `chat.retention.removed`
  *
@@ -73,13 +85,6 @@ export class TracedRepository implements MessageRepository {
   }
 
   /** Reads through the wrapped store inside a `history.query` span. */
-  deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined> {
-    return this.#traced("message.delete", {
-      "chat.store.kind": this.kind,
-      "chat.room": room,
-    }, () => this.#inner.deleteMessage(room, seq));
-  }
-
   history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
     return this.#traced("history.query", {
       "chat.store.kind": this.kind,
@@ -87,6 +92,7 @@ export class TracedRepository implements MessageRepository {
       "chat.history.limit": query.limit,
       "chat.history.has_cursor": query.before !== undefined || query.after !== undefined ||
         query.beforeSeq !== undefined || query.afterSeq !== undefined,
+      "chat.history.changes": query.changes === true,
     }, async (span) => {
       const page = await this.#inner.history(room, query);
       span.setAttribute("chat.history.returned", page.length);
@@ -137,6 +143,7 @@ export class TracedRepository implements MessageRepository {
     return this.#inner.releaseRooms();
   }
 
+  /** Saves through the wrapped store inside a `read_position.save` span. */
   saveReadPosition(room: string, user: string, seq: number): Promise<number> {
     return this.#traced("read_position.save", {
       "chat.store.kind": this.kind,
@@ -144,12 +151,25 @@ export class TracedRepository implements MessageRepository {
     }, () => this.#inner.saveReadPosition(room, user, seq));
   }
 
-  readPositions(user: string): Promise<{ room: string; seq: number }[]> {
-    return this.#traced(
-      "read_position.list",
-      { "chat.store.kind": this.kind },
-      () => this.#inner.readPositions(user),
-    );
+  /** Reads through the wrapped store inside an `unread.query` span. */
+  unread(user: string, room?: string): Promise<UnreadCount[]> {
+    return this.#traced("unread.query", {
+      "chat.store.kind": this.kind,
+      "chat.unread.one_room": room !== undefined,
+    }, async (span) => {
+      const counts = await this.#inner.unread(user, room);
+      span.setAttribute("chat.unread.rooms", counts.length);
+      return counts;
+    });
+  }
+
+  /** Reads through the wrapped store inside a `reactions.query` span. */
+  reactionsTo(room: string, seqs: readonly number[]): Promise<Map<number, MessageReactions>> {
+    return this.#traced("reactions.query", {
+      "chat.store.kind": this.kind,
+      "chat.room": room,
+      "chat.reactions.messages": seqs.length,
+    }, () => this.#inner.reactionsTo(room, seqs));
   }
 
   /** Forwards: a readiness probe every few seconds is not worth a span. */

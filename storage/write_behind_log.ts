@@ -1,31 +1,33 @@
 /**
  * The store as the chat core sees it: a bounded queue in front of a repository, and reads that
- * see queued messages as if they were stored.
+ * see queued items (messages and changes) as if they were stored.
  *
  * @module
  */
 import { batches } from "../chat/batches.ts";
 import { Channel } from "../chat/channel.ts";
 import type { MemoryBudget } from "../chat/memory_budget.ts";
-import {
-  byId,
-  bySeq,
-  type ChatMessage,
-  type HistoryQuery,
-  type MessageLog,
-  type RoomSequence,
-  type SentMessage,
+import type {
+  ChatMessage,
+  HistoryQuery,
+  MessageLog,
+  MessageReactions,
+  RoomSequence,
+  SentMessage,
+  UnreadCount,
 } from "../chat/message.ts";
-import { HeldMessages } from "./held_messages.ts";
+import { type FreedChanges, HeldItems } from "./held_items.ts";
 import type { MessageRepository } from "./repository.ts";
 
 /** Estimated bytes of a held message besides its strings' characters (objects, map entries). */
 const HELD_OVERHEAD_BYTES = 400;
 
-/** Estimated bytes a held message costs: two per character of its strings, plus overhead. */
+/** Estimated bytes a held item costs: two per character of its strings, plus overhead. */
 export function heldBytes(message: ChatMessage): number {
+  const change = message.change;
   const chars = message.content.length + message.sender.length + message.room.length +
-    message.id.length + message.timestamp.length + (message.clientId?.length ?? 0);
+    message.id.length + message.timestamp.length + (message.clientId?.length ?? 0) +
+    (change?.kind === "react" ? change.reaction.length : 0);
   return 2 * chars + HELD_OVERHEAD_BYTES;
 }
 
@@ -54,29 +56,35 @@ export type SettledListener = (messages: readonly ChatMessage[], stored: boolean
 
 /** Options of {@linkcode WriteBehindLog}. */
 export interface WriteBehindLogOptions {
-  /** Messages that may wait to be stored; beyond, {@linkcode WriteBehindLog.append} refuses. */
+  /**
+   * Items that may wait for a worker (queued, or changes parked behind their target); beyond,
+   * {@linkcode WriteBehindLog.append} refuses.
+   */
   readonly queueLimit: number;
   /** Messages per batch handed to the workers at most. */
   readonly batchSize: number;
   /** How long a batch waits to fill, in milliseconds. */
   readonly batchWaitMs: number;
   /**
-   * Whether {@linkcode WriteBehindLog.history} shows queued messages; true by default. Durable
-   * mode says no: a message is shown only once stored.
+   * Whether reads show queued items (messages, and changes applied); true by default. Durable
+   * mode says no: an item is shown only once stored.
    */
   readonly historyShowsQueued?: boolean;
-  /** Counts the held messages' bytes (`unstored`); past it, {@linkcode WriteBehindLog.append} refuses. */
+  /** Counts the held items' bytes (`unstored`); past it, {@linkcode WriteBehindLog.append} refuses. */
   readonly budget?: MemoryBudget;
-  /** Told when a message deleted while held could not be removed once written. */
-  readonly onDeleteFailed?: (message: ChatMessage) => void;
 }
 
 /**
  * Queues messages for the persistence workers and holds each one until the workers settle it
  * (stored, or given up on at shutdown). Every read merges what it holds into the store's answer
  * under the same window, so nothing anyone was shown is missing from a replay or a `/history`
- * page while the store is behind (a batch in flight, an outage). This is the one place that
- * knows about messages not yet stored.
+ * page while the store is behind (a batch in flight, an outage), and applies the held changes
+ * (edits, deletes, reactions) to what it reads. This is the one place that knows about items not
+ * yet stored.
+ *
+ * A change goes to the workers only once its target message is stored, and once the earlier
+ * changes of the same target are settled (see `held_changes.ts`): a store applies a change only
+ * to a stored target, and changes of one target are never written concurrently.
  *
  * @example
  * ```ts
@@ -91,14 +99,12 @@ export class WriteBehindLog implements MessageLog {
   readonly #repository: MessageRepository;
   readonly #options: WriteBehindLogOptions;
   readonly #queue: Channel<ChatMessage>;
-  /** Queued or being written, per room in seq order. */
-  readonly #held = new HeldMessages();
+  /** Items parked, queued or being written. */
+  readonly #held = new HeldItems();
   readonly #watchers = new Map<string, SettledListener>();
-  /** The held messages that have a client id, by room, sender and client id. */
-  readonly #heldByClientId = new Map<string, ChatMessage>();
-  /** Held messages deleted by a moderator: hidden now, deleted from the store once written. */
-  readonly #deleted = new Set<string>();
   #size = 0;
+  /** Closed to new items; the queue itself closes once no change is parked. */
+  #closing = false;
 
   constructor(repository: MessageRepository, options: WriteBehindLogOptions) {
     this.#repository = repository;
@@ -106,31 +112,31 @@ export class WriteBehindLog implements MessageLog {
     this.#queue = new Channel(options.queueLimit);
   }
 
-  /** Messages taken and not yet settled: what is lost if the process exits now. */
+  /** Items taken and not yet settled: what is lost if the process exits now. */
   get unstored(): number {
     return this.#size;
   }
 
-  /** Messages waiting for a worker. */
+  /** Items waiting for a worker: queued, or changes parked behind their target. */
   get queued(): number {
-    return this.#queue.size;
+    return this.#queue.size + this.#held.parked;
   }
 
+  /**
+   * Takes a message, or a change (parked until its target is stored, see the class), counted
+   * against `queueLimit` and the budget either way.
+   */
   append(message: ChatMessage): boolean {
     if (this.#held.has(message)) return true; // taken already
-    if (this.#queue.closed || this.#queue.size >= this.#options.queueLimit) return false;
+    if (this.#closing || this.queued >= this.#options.queueLimit) return false;
     if (this.#options.budget?.tryTake("unstored", heldBytes(message)) === false) return false;
-    this.#queue.trySend(message);
-    this.#held.add(message);
-    if (message.clientId !== undefined) {
-      this.#heldByClientId.set(clientKey(message.room, message.sender, message.clientId), message);
-    }
+    if (this.#held.add(message)) this.#queue.trySend(message);
     this.#size++;
     return true;
   }
 
   hasRoomFor(count: number): boolean {
-    return !this.#queue.closed && this.#queue.size + count <= this.#options.queueLimit &&
+    return !this.#closing && this.queued + count <= this.#options.queueLimit &&
       !this.#options.budget?.full;
   }
 
@@ -156,52 +162,34 @@ export class WriteBehindLog implements MessageLog {
     };
   }
 
-  /** Forgets messages the workers stored (`stored`) or gave up on, and tells the watchers. */
+  /**
+   * Forgets items the workers stored (`stored`) or gave up on, and tells the watchers. Changes
+   * parked behind a settled item go to the workers now, or, if it was a target given up on, are
+   * given up on with it.
+   */
   settled(messages: readonly ChatMessage[], stored: boolean): void {
     if (this.#watchers.size > 0) this.#tellWatchers(messages, stored);
+    const freed: FreedChanges = { queue: [], abandon: [] };
     for (const message of messages) {
-      if (!this.#held.delete(message)) continue;
-      if (this.#deleted.delete(message.id) && stored) this.#deleteStored(message);
-      const { room, sender, clientId } = message;
-      if (clientId !== undefined) this.#heldByClientId.delete(clientKey(room, sender, clientId));
+      if (!this.#held.delete(message, stored, freed)) continue;
       this.#options.budget?.give("unstored", heldBytes(message));
       this.#size--;
     }
+    // The queue has room: parked changes were counted against its limit all along.
+    for (const change of freed.queue) {
+      if (!this.#queue.trySend(change)) freed.abandon.push(change);
+    }
+    if (freed.abandon.length > 0) this.settled(freed.abandon, false);
+    if (this.#closing && this.#held.parked === 0) this.#queue.close();
   }
 
   /**
-   * Deletes the message at `seq` of `room` (moderation): from the store, or, while it is still
-   * held, from every read at once and from the store once it is written.
-   *
-   * @returns the deleted message, or `undefined` if there is none at that seq.
+   * Takes no more items; those queued still reach the workers, and so do parked changes once
+   * their targets are stored: the workers' batches end after the last of them.
    */
-  async deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined> {
-    const [held] = this.#held.window(room, {
-      afterSeq: seq - 1,
-      beforeSeq: seq + 1,
-      limit: 1,
-      oldestFirst: true,
-    });
-    if (held && !this.#deleted.has(held.id)) {
-      this.#deleted.add(held.id);
-      return held;
-    }
-    if (held) return undefined; // deleted already
-    return await this.#repository.deleteMessage(room, seq);
-  }
-
-  /** A message deleted while held was written meanwhile: it goes now (tried once more on failure). */
-  #deleteStored(message: ChatMessage): void {
-    const again = () => this.#repository.deleteMessage(message.room, message.seq);
-    again().catch(() => again()).catch(() => {
-      // Both failed (the store went away right after the write): the message stays stored.
-      this.#options.onDeleteFailed?.(message);
-    });
-  }
-
-  /** Takes no more messages; those queued still reach the workers. */
   close(): void {
-    this.#queue.close();
+    this.#closing = true;
+    if (this.#held.parked === 0) this.#queue.close();
   }
 
   async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
@@ -226,38 +214,10 @@ export class WriteBehindLog implements MessageLog {
     return { messages: this.#merge(room, query, stored), complete: true };
   }
 
-  /** The store's page with the held messages of the same window merged in. */
+  /** The store's page with the held items of the same window merged in, held changes applied. */
   #merge(room: string, query: HistoryQuery, stored: ChatMessage[]): ChatMessage[] {
-    const page = this.#mergeHeld(room, query, stored);
-    return this.#deleted.size === 0
-      ? page
-      : page.filter((message) => !this.#deleted.has(message.id));
-  }
-
-  #mergeHeld(room: string, query: HistoryQuery, stored: ChatMessage[]): ChatMessage[] {
     if (this.#options.historyShowsQueued === false) return stored;
-    const byIdCursor = query.after !== undefined || query.before !== undefined;
-    // The store's window: the oldest after an `after` cursor, else the newest.
-    const forward = query.after !== undefined || query.afterSeq !== undefined;
-    const inWindow = byIdCursor
-      ? this.#held.all(room).filter((message) =>
-        (query.after === undefined || message.id > query.after) &&
-        (query.before === undefined || message.id < query.before)
-      )
-      : this.#held.window(room, {
-        afterSeq: query.afterSeq,
-        beforeSeq: query.beforeSeq,
-        limit: query.limit,
-        oldestFirst: forward,
-      });
-    if (inWindow.length === 0) return stored;
-    const bySeqKey = new Map<number, ChatMessage>();
-    for (const message of stored) bySeqKey.set(message.seq, message);
-    for (const message of inWindow) bySeqKey.set(message.seq, message);
-    const merged = [...bySeqKey.values()].sort(byIdCursor ? byId : bySeq);
-    return forward
-      ? merged.slice(0, query.limit)
-      : merged.slice(Math.max(0, merged.length - query.limit));
+    return this.#held.page(room, query, stored);
   }
 
   #tellWatchers(messages: readonly ChatMessage[], stored: boolean): void {
@@ -279,7 +239,7 @@ export class WriteBehindLog implements MessageLog {
     const found: SentMessage[] = [];
     const rest: { sender: string; clientId: string }[] = [];
     for (const { sender, clientId } of keys) {
-      const held = this.#heldByClientId.get(clientKey(room, sender, clientId));
+      const held = this.#held.sent(room, sender, clientId);
       if (held) found.push({ sender, clientId, id: held.id, seq: held.seq });
       else rest.push({ sender, clientId });
     }
@@ -289,6 +249,20 @@ export class WriteBehindLog implements MessageLog {
 
   saveReadPosition(room: string, user: string, seq: number): Promise<number> {
     return this.#repository.saveReadPosition(room, user, seq);
+  }
+
+  /** The store's counts with the held messages added (see {@linkcode HeldItems.unread}). */
+  async unread(user: string, room?: string): Promise<UnreadCount[]> {
+    const counts = await this.#repository.unread(user, room);
+    if (this.#options.historyShowsQueued === false) return counts;
+    return counts.map((count) => this.#held.unread(count, user));
+  }
+
+  /** The store's reactions with the held `react` changes applied in seq order. */
+  async reactionsTo(room: string, seqs: readonly number[]): Promise<Map<number, MessageReactions>> {
+    const reactions = await this.#repository.reactionsTo(room, seqs);
+    if (this.#options.historyShowsQueued === false) return reactions;
+    return this.#held.reactions(room, seqs, reactions);
   }
 
   async openRoom(room: string): Promise<RoomSequence> {
@@ -303,8 +277,8 @@ export class WriteBehindLog implements MessageLog {
   }
 
   /**
-   * The newest seq held for `room`, read before the store is asked: a message settled after this
-   * was stored before the store's answer, so one of the two sees every message.
+   * The newest seq held for `room` (message or change), read before the store is asked: an item
+   * settled after this was stored before the store's answer, so one of the two sees every item.
    */
   #newestHeld(room: string): number {
     return this.#held.newestSeq(room);
@@ -313,8 +287,4 @@ export class WriteBehindLog implements MessageLog {
 
 function raised(stored: RoomSequence, heldSeq: number): RoomSequence {
   return { epoch: stored.epoch, lastSeq: Math.max(stored.lastSeq, heldSeq) };
-}
-
-function clientKey(room: string, sender: string, clientId: string): string {
-  return `${room}\n${sender}\n${clientId}`;
 }

@@ -28,6 +28,10 @@ class RecordingOwner implements ClientOwner {
     return undefined;
   }
 
+  change(): ErrorCode | undefined {
+    return undefined;
+  }
+
   refused(code: ErrorCode): void {
     this.refusals.push(code);
   }

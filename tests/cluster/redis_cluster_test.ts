@@ -222,6 +222,7 @@ function sink(presence: (users: readonly string[]) => void): RemoteSink {
     reset() {},
     presence: (_instance, users) => presence(users),
     typing() {},
+    read() {},
     seed: () => Promise.resolve(0),
   };
 }

@@ -166,7 +166,7 @@ Deno.test("API: input is checked as a socket's is; wrong methods get 405", async
   }
 });
 
-Deno.test("API: members lists who is in the room; delete removes a message and tells the members", async () => {
+Deno.test("API: members lists who is in the room; delete is a moderator's delete change the members get", async () => {
   const app = server();
   try {
     const ann = await member(app, "mod", "ann");
@@ -175,24 +175,25 @@ Deno.test("API: members lists who is in the room; delete removes a message and t
     assert.deepEqual(members.body, { room: "mod", members: ["ann", "bob"] });
 
     bob.send("something to remove");
-    const { seq, id } = await ann.nextOfType("message");
+    const { seq } = await ann.nextOfType("message");
     ann.send("something to keep");
     await ann.nextOfType("message");
     const removed = await call(app, "DELETE", `/api/rooms/mod/messages/${seq}`, { auth: KEY });
     assert.equal(removed.status, 200);
-    assert.deepEqual([removed.body.deleted.id, removed.body.deleted.content], [
-      id,
-      "something to remove",
-    ]);
-    assert.deepEqual(await ann.nextOfType("deleted"), { type: "deleted", room: "mod", seq, id });
+    const change = await ann.nextOfType("delete");
+    assert.deepEqual(removed.body, change);
+    assert.deepEqual([change.user, change.seq, change.event_seq], ["api", seq, seq + 2]);
     const page = await fetch(app.url(`/history?r=mod&token=${await token({ rooms: ["*"] })}`));
     const epoch = page.headers.get("x-chat-epoch");
     const history = await page.json();
-    assert.deepEqual(history.map((item: Frame) => item.content), ["something to keep"]);
+    assert.deepEqual(history.map((item: Frame) => [item.content, item.deleted]), [
+      [undefined, true],
+      ["something to keep", undefined],
+    ]);
     const again = await call(app, "DELETE", `/api/rooms/mod/messages/${seq}`, { auth: KEY });
     assert.equal(again.status, 404);
 
-    // A resume through the deleted seq gets the notice in its place, and is complete.
+    // A resume through the deleted seq gets the tombstone in its place and the change, complete.
     const jwt = await token({ rooms: ["*"] }, "cat");
     const cat = await TestSocket.open(
       `ws://127.0.0.1:${app.port}/chat?r=mod&token=${jwt}&since_seq=0&epoch=${epoch}`,
@@ -206,7 +207,12 @@ Deno.test("API: members lists who is in the room; delete removes a message and t
       }
       if (frame.type !== "welcome") replay.push(frame);
     }
-    assert.deepEqual(replay.map((frame) => frame.type), ["deleted", "message"]);
+    assert.deepEqual(replay.map((frame) => [frame.type, frame.deleted]), [
+      ["message", true],
+      ["message", undefined],
+      ["delete", undefined],
+    ]);
+    assert.ok(!JSON.stringify(replay).includes("something to remove"));
     await Promise.all([ann.close(), bob.close(), cat.close()]);
   } finally {
     await app.close();

@@ -1,7 +1,7 @@
 /** Messages and lookups shared by the store contract's case files. */
 import assert from "node:assert/strict";
 import { v7 } from "uuid";
-import type { ChatMessage } from "../../chat/message.ts";
+import type { ChatMessage, MessageChange } from "../../chat/message.ts";
 
 /** The timestamp of the first message {@linkcode messages} makes. */
 export const BASE_TIME = Date.parse("2025-03-01T12:00:00.000Z");
@@ -29,6 +29,37 @@ export function messages(room: string, count: number): ChatMessage[] {
     content: `message ${i}`,
     timestamp: new Date(BASE_TIME + i).toISOString(),
   }));
+}
+
+/** When {@linkcode change} items are timestamped: an hour after BASE_TIME, plus their seq in ms. */
+export const CHANGE_TIME = BASE_TIME + 3_600_000;
+
+/**
+ * A change item of `room` by `sender`, at the room's next seq (as {@linkcode messages} counts
+ * them). `content` is the new content of an edit; other changes have `""`.
+ */
+export function change(
+  room: string,
+  sender: string,
+  what: MessageChange,
+  content = "",
+): ChatMessage & { readonly change: MessageChange } {
+  const seq = (lastSeqs.get(room) ?? 0) + 1;
+  lastSeqs.set(room, seq);
+  return {
+    id: v7(),
+    room,
+    seq,
+    sender,
+    content,
+    timestamp: new Date(CHANGE_TIME + seq).toISOString(),
+    change: what,
+  };
+}
+
+/** A message of `room` at its next seq, sent by `sender`. */
+export function messageBy(room: string, sender: string, content: string): ChatMessage {
+  return { ...at(messages(room, 1), 0), sender, content };
 }
 
 /** `items[index]`, failing the test when there is none. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { estimatedBytes, MemoryStore } from "../../storage/memory_store.ts";
 import type { ChatMessage } from "../../chat/message.ts";
 import { repositoryContract, SANITIZERS } from "./repository_contract.ts";
-import { messages } from "./_contract_fixtures.ts";
+import { BASE_TIME, change, messages } from "./_contract_fixtures.ts";
 
 repositoryContract("MemoryStore", () => {
   const repository = new MemoryStore({ maxPerRoom: 10_000, maxRooms: 100 });
@@ -129,5 +129,47 @@ Deno.test(
     const next = new MemoryStore({ maxPerRoom: 100, maxRooms: 2 });
     assert.notEqual((await next.openRoom("a")).epoch, reopened.epoch);
     await Promise.all([store.close(), next.close()]);
+  },
+);
+
+Deno.test(
+  "MemoryStore maxPerRoom counts change items: the oldest items go first",
+  SANITIZERS,
+  async () => {
+    const store = new MemoryStore({ maxPerRoom: 4, maxRooms: 10 });
+    const saved = messages("bounded", 3);
+    const edits = saved.map((message) =>
+      change("bounded", message.sender, { kind: "edit", target: message.seq }, "edited")
+    );
+    await store.saveBatch([...saved, ...edits]);
+    const items = await store.history("bounded", { limit: 100, changes: true });
+    assert.deepEqual(items.map((item) => item.seq), [saved[2], ...edits].map((item) => item?.seq));
+    assert.equal(items[0]?.content, "edited", "the kept message is in its latest state");
+    await store.close();
+  },
+);
+
+Deno.test(
+  "MemoryStore.bytes follows edits, deletes and reactions, and drops to 0 when all is pruned",
+  SANITIZERS,
+  async () => {
+    const store = new MemoryStore({ maxPerRoom: 100, maxRooms: 10 });
+    const [first, second] = messages("bytes", 2) as [ChatMessage, ChatMessage];
+    await store.saveBatch([first, second]);
+    const all = () => store.history("bytes", { limit: 100, changes: true });
+    const edit = change("bytes", "ann", { kind: "edit", target: first.seq }, "x".repeat(500));
+    await store.saveBatch([edit]);
+    assert.equal(store.bytes, bytesOf(await all()), "the edit, and the message's new content");
+    await store.saveBatch([change("bytes", "ann", { kind: "delete", target: first.seq })]);
+    assert.equal(store.bytes, bytesOf(await all()), "the content of both is gone");
+    assert.ok(bytesOf(await all()) < bytesOf([first, second, edit]));
+    const before = store.bytes;
+    const reaction = { kind: "react", target: second.seq, reaction: "👍", on: true } as const;
+    await store.saveBatch([change("bytes", "bob", reaction)]);
+    assert.ok(store.bytes > bytesOf(await all()), "the reaction itself costs bytes");
+    assert.ok(store.bytes > before);
+    await store.prune({ olderThan: new Date(BASE_TIME + 86_400_000) });
+    assert.equal(store.bytes, 0);
+    await store.close();
   },
 );

@@ -3,7 +3,8 @@ import postgres from "postgres";
 import { PruneIncompleteError } from "../../storage/repository.ts";
 import { query } from "../support/postgres_schema.ts";
 import { databaseUrl, storeTest } from "./_postgres_fixture.ts";
-import { BASE_TIME, messages } from "./_contract_fixtures.ts";
+import type { ChatMessage } from "../../chat/message.ts";
+import { BASE_TIME, change, messages } from "./_contract_fixtures.ts";
 
 /**
  * Makes PostgreSQL itself count the store's deletes: a statement-level trigger appends one row
@@ -125,4 +126,45 @@ storeTest(
     await assert.rejects(store.prune({ maxPerRoom: 5 }), postgres.PostgresError);
     assert.equal(await countRows(schema), 10);
   },
+);
+
+storeTest(
+  "PostgresStore.prune() removes the change rows and reactions of removed messages, and old change rows",
+  async (store, schema) => {
+    const old = messages("a", 250); // BASE_TIME + i
+    const kept = messages("a", 10).map((message) => ({
+      ...message,
+      timestamp: new Date(BASE_TIME + 10_000).toISOString(),
+    }));
+    const react = (target: ChatMessage, user: string) =>
+      change("a", user, { kind: "react", target: target.seq, reaction: "👍", on: true });
+    // Changes of kept messages made long ago: their rows go by age, their effect stays.
+    const oldEdit = {
+      ...change("a", "ann", { kind: "edit", target: kept[0]?.seq ?? 0 }, "edited long ago"),
+      timestamp: new Date(BASE_TIME).toISOString(),
+    };
+    await store.saveBatch([...old, ...kept]);
+    await store.saveBatch([...old.map((message) => react(message, "bob")), oldEdit]);
+    await store.saveBatch(kept.map((message) => react(message, "carol")));
+    await auditDeletes(schema);
+
+    const removed = await store.prune({ olderThan: new Date(BASE_TIME + 5_000) });
+
+    assert.equal(removed, 250, "messages are counted, not their changes");
+    assert.deepEqual(await deletes(schema), [100, 100, 50], "bounded deletes of messages");
+    const [left] = await query(
+      databaseUrl,
+      schema,
+      (sql) =>
+        sql<{ events: number; reactions: number }[]>`
+        select (select count(*) from room_events)::int as events,
+          (select count(*) from reactions)::int as reactions`,
+    );
+    assert.deepEqual({ ...left }, { events: 10, reactions: 10 }, "carol's reactions to kept ones");
+    assert.equal(
+      (await store.history("a", { limit: 1, afterSeq: 0 }))[0]?.content,
+      "edited long ago",
+    );
+  },
+  { pruneBatchSize: 100 },
 );

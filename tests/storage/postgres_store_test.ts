@@ -10,7 +10,8 @@ import { dropSchema, freshSchemaName, query } from "../support/postgres_schema.t
 import { databaseUrl, ignore, openStore, storeTest } from "./_postgres_fixture.ts";
 import { repositoryContract, SANITIZERS } from "./repository_contract.ts";
 import type { ChatMessage } from "../../chat/message.ts";
-import { BASE_TIME, ids, messages } from "./_contract_fixtures.ts";
+import { BASE_TIME, change, ids, messages } from "./_contract_fixtures.ts";
+import { tombstone } from "../../storage/message_state.ts";
 
 repositoryContract("PostgresStore", async () => {
   const schema = freshSchemaName("test_store");
@@ -77,9 +78,9 @@ Deno.test({
         openStore(schema, { logger }),
         openStore(schema, { logger }),
       ]);
-      assert.deepEqual(migrated, [1, 2, 3, 4, 5, 6], "each migration applied is logged once");
+      assert.deepEqual(migrated, [1, 2, 3, 4, 5, 6, 7], "each migration applied is logged once");
       const third = await openStore(schema, { logger });
-      assert.equal(migrated.length, 6, "a current schema logs no migration");
+      assert.equal(migrated.length, 7, "a current schema logs no migration");
       const batch = messages("a", 3);
       await first.store.saveBatch(batch);
       assert.deepEqual(await third.store.history("a", { limit: 10 }), batch);
@@ -90,7 +91,7 @@ Deno.test({
         schema,
         (sql) => sql<{ version: number }[]>`select version from schema_migrations order by version`,
       );
-      assert.deepEqual(versions.map((row) => row.version), [1, 2, 3, 4, 5, 6]);
+      assert.deepEqual(versions.map((row) => row.version), [1, 2, 3, 4, 5, 6, 7]);
       const indexes = await query(databaseUrl, schema, (sql) =>
         sql<{ indexdef: string }[]>`
           select indexdef from pg_indexes where schemaname = ${schema} and tablename = 'messages'`);
@@ -163,7 +164,7 @@ Deno.test({
         schema,
         (sql) => sql<{ version: number }[]>`select version from schema_migrations order by version`,
       );
-      assert.deepEqual(versions.map((row) => row.version), [1, 2, 3, 4, 5, 6]);
+      assert.deepEqual(versions.map((row) => row.version), [1, 2, 3, 4, 5, 6, 7]);
       const indexes = await query(databaseUrl, schema, (sql) =>
         sql<{ indexname: string }[]>`
           select indexname from pg_indexes where schemaname = ${schema} and tablename = 'messages'
@@ -260,7 +261,8 @@ storeTest(
 storeTest(
   "PostgresStore.saveBatch() stores a batch of 10,000 (the largest PERSIST_BATCH_SIZE) whole",
   async (store, schema) => {
-    // More rows than one statement's parameters allow: the batch is split, and every row lands.
+    // More rows than a VALUES list could bind (65535 parameters): one parameter per column
+    // (`unnest`) takes them all, and every row lands.
     const batch = messages("a", 10_000);
     await store.saveBatch(batch);
     const [count] = await query(
@@ -340,5 +342,71 @@ storeTest(
     assert.deepEqual(await store.findSent("copies", [{ sender: "ann", clientId: "c1" }]), [
       { sender: "ann", clientId: "c1", id: first.id, seq: first.seq },
     ]);
+  },
+);
+
+storeTest(
+  "PostgresStore.saveBatch() of a delete leaves the content in no row of messages or room_events",
+  async (store, schema) => {
+    const secret = `secret-${crypto.randomUUID()}`;
+    const [kept, gone] = messages("a", 2) as [ChatMessage, ChatMessage];
+    const target = { ...gone, content: `${secret} original` };
+    const edit = (content: string) =>
+      change("a", target.sender, { kind: "edit", target: target.seq }, content);
+    await store.saveBatch([kept, target, edit(`${secret} edit 1`)]);
+    await store.saveBatch([edit(`${secret} edit 2`)]);
+    await store.saveBatch([change("a", "mod", { kind: "delete", target: target.seq })]);
+    await store.saveBatch([edit(`${secret} after the delete`)]); // recorded without content
+    // The whole row as text: no column of any row holds the text.
+    const holding = await query(databaseUrl, schema, (sql) =>
+      sql<{ rows: number }[]>`
+        select (select count(*) from messages m where m::text like ${`%${secret}%`})::int
+          + (select count(*) from room_events e where e::text like ${`%${secret}%`})::int as rows`);
+    assert.deepEqual(holding.map((row) => row.rows), [0]);
+    const [row] = await query(
+      databaseUrl,
+      schema,
+      (sql) =>
+        sql<{ content: string | null; deleted: boolean; edited: boolean }[]>`
+        select content, deleted_at is not null as deleted, edited_at is not null as edited
+        from messages where seq = ${target.seq}`,
+    );
+    assert.deepEqual({ ...row }, { content: null, deleted: true, edited: false });
+    const edits = await query(databaseUrl, schema, (sql) =>
+      sql<{ content: string | null }[]>`
+        select content from room_events where kind = 'edit' order by seq`);
+    assert.deepEqual(edits.map((edit) => edit.content), [null, null, null]);
+    assert.deepEqual(await store.history("a", { limit: 10 }), [kept, tombstone(target)]);
+  },
+);
+
+storeTest(
+  "PostgresStore.saveBatch() of messages and 1,000 changes commits them in one transaction",
+  async (store, schema) => {
+    const saved = messages("a", 500);
+    const changes = saved.flatMap((message) => [
+      change("a", message.sender, { kind: "edit", target: message.seq }, `${message.content}!`),
+      change("a", "bob", { kind: "react", target: message.seq, reaction: "👍", on: true }),
+    ]);
+    await store.saveBatch([...saved, ...changes]);
+    const [counts] = await query(
+      databaseUrl,
+      schema,
+      (sql) =>
+        sql<{ events: number; reactions: number; edited: number; transactions: number }[]>`
+        select (select count(*) from room_events)::int as events,
+          (select count(*) from reactions)::int as reactions,
+          (select count(*) from messages where edited_at is not null)::int as edited,
+          (select count(distinct xmin::text) from (
+            select xmin from messages union all select xmin from room_events
+            union all select xmin from reactions) rows)::int as transactions`,
+    );
+    assert.deepEqual({ ...counts }, {
+      events: 1_000,
+      reactions: 500,
+      edited: 500,
+      transactions: 1,
+    });
+    assert.equal((await store.roomSequence("a"))?.lastSeq, changes.at(-1)?.seq);
   },
 );

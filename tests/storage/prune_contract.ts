@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { ChatMessage } from "../../chat/message.ts";
 import { type MessageRepository, RetentionPolicyError } from "../../storage/repository.ts";
-import { BASE_TIME, messages } from "./_contract_fixtures.ts";
+import { BASE_TIME, change, messages } from "./_contract_fixtures.ts";
 import type { ContractCase } from "./repository_contract.ts";
 
 const LIMIT = 10_000;
@@ -85,6 +85,49 @@ export function pruneContract(test: ContractCase): void {
     assert.equal(removed, 5 + 10);
     assert.deepEqual(await all(repository, "a"), a.slice(10, 15));
     assert.deepEqual(await all(repository, "b"), b);
+  });
+
+  test("prune() removes the changes and reactions of the messages it removes, and old changes", async (repository) => {
+    const [m1, m2, m3] = retimed(messages("a", 3), (i) => (i === 0 ? -60_000 : 60_000 + i)) as [
+      ChatMessage,
+      ChatMessage,
+      ChatMessage,
+    ];
+    const react = (target: ChatMessage) =>
+      change("a", "bob", { kind: "react", target: target.seq, reaction: "👍", on: true });
+    const edit = (target: ChatMessage, offset: number) => ({
+      ...change("a", target.sender, { kind: "edit", target: target.seq }, `edited ${offset}`),
+      timestamp: new Date(BASE_TIME + offset).toISOString(),
+    });
+    const [e1, r1, e2, r2, e3] = [
+      edit(m1, 1_000),
+      react(m1),
+      edit(m2, -1_000),
+      react(m2),
+      edit(m3, 1_000),
+    ];
+    await repository.saveBatch([m1, m2, m3, e1, r1, e2, r2, e3]);
+
+    assert.equal(await repository.prune({ olderThan: new Date(BASE_TIME) }), 1, "messages only");
+
+    const edited = (message: ChatMessage, edit: ChatMessage) => ({
+      ...message,
+      content: edit.content,
+      editedAt: edit.timestamp,
+    });
+    // m1 went with its changes; e2 is old (its effect stays); r2 and e3 stay.
+    const left = [edited(m2, e2), edited(m3, e3)];
+    assert.deepEqual(await repository.history("a", { limit: 100, changes: true }), [
+      ...left,
+      r2,
+      e3,
+    ]);
+    const seqs = [m1.seq, m2.seq, m3.seq];
+    assert.deepEqual([...(await repository.reactionsTo("a", seqs)).keys()], [m2.seq]);
+
+    assert.equal(await repository.prune({ maxPerRoom: 1 }), 1);
+    assert.deepEqual(await repository.history("a", { limit: 100, changes: true }), [left[1], e3]);
+    assert.deepEqual(await repository.reactionsTo("a", seqs), new Map());
   });
 
   test("prune() returns 0 and keeps everything when nothing is due", async (repository) => {

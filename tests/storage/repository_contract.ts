@@ -8,6 +8,7 @@ import { v7 } from "uuid";
 import type { ChatMessage } from "../../chat/message.ts";
 import type { MessageRepository } from "../../storage/repository.ts";
 import { at, BASE_TIME, ids, messages } from "./_contract_fixtures.ts";
+import { changesContract } from "./changes_contract.ts";
 import { pruneContract } from "./prune_contract.ts";
 import { sequenceContract } from "./sequence_contract.ts";
 
@@ -91,39 +92,11 @@ export function repositoryContract(
     assert.deepEqual(await repository.history("nobody-here", { limit: 50 }), []);
   });
 
-  test("deleteMessage() removes one message by seq and returns it; the seq is not reused", async (repository) => {
-    const saved = messages("a", 5);
-    await repository.saveBatch(saved);
-    await repository.saveBatch(messages("b", 2));
-    assert.deepEqual(await repository.deleteMessage("a", 3), saved[2]);
-    assert.equal(await repository.deleteMessage("a", 3), undefined);
-    assert.equal(await repository.deleteMessage("a", 99), undefined);
-    assert.equal(await repository.deleteMessage("nobody-here", 1), undefined);
-    const left = await repository.history("a", { limit: 50 });
-    assert.deepEqual(left.map((message) => message.seq), [1, 2, 4, 5]);
-    assert.equal((await repository.history("b", { limit: 50 })).length, 2, "other rooms untouched");
-    assert.equal((await repository.roomSequence("a"))?.lastSeq ?? 5, 5);
-  });
-
   test("saveBatch() then history() keeps reply_to, and leaves it out where there is none", async (repository) => {
     const [question, answer, other] = messages("a", 3) as [ChatMessage, ChatMessage, ChatMessage];
     const saved = [question, { ...answer, replyTo: question.seq }, other];
     await repository.saveBatch(saved);
     assert.deepEqual(await repository.history("a", { limit: 10 }), saved);
-  });
-
-  test("saveReadPosition() never moves a position backwards; readPositions() lists them by room", async (repository) => {
-    assert.deepEqual(await repository.readPositions("ann"), []);
-    assert.equal(await repository.saveReadPosition("b-room", "ann", 5), 5);
-    assert.equal(await repository.saveReadPosition("b-room", "ann", 3), 5, "not backwards");
-    assert.equal(await repository.saveReadPosition("b-room", "ann", 9), 9);
-    assert.equal(await repository.saveReadPosition("a-room", "ann", 1), 1);
-    assert.equal(await repository.saveReadPosition("b-room", "bob", 2), 2);
-    assert.deepEqual(await repository.readPositions("ann"), [
-      { room: "a-room", seq: 1 },
-      { room: "b-room", seq: 9 },
-    ]);
-    assert.deepEqual(await repository.readPositions("bob"), [{ room: "b-room", seq: 2 }]);
   });
 
   test("saveBatch() of an empty batch stores nothing", async (repository) => {
@@ -316,4 +289,5 @@ export function repositoryContract(
 
   sequenceContract(test);
   pruneContract(test);
+  changesContract(test);
 }

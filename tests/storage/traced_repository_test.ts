@@ -144,6 +144,7 @@ Deno.test(
           "chat.room": "traced-room",
           "chat.history.limit": 25,
           "chat.history.has_cursor": true,
+          "chat.history.changes": false,
           "chat.history.returned": 3,
         },
         {
@@ -151,6 +152,7 @@ Deno.test(
           "chat.room": "traced-room",
           "chat.history.limit": 5,
           "chat.history.has_cursor": false,
+          "chat.history.changes": false,
           "chat.history.returned": 3,
         },
       ]);

@@ -1,5 +1,12 @@
 /** A test double: a memory store whose saves and reads can be held back and released. */
-import type { ChatMessage, HistoryQuery, RoomSequence, SentMessage } from "../../chat/message.ts";
+import type {
+  ChatMessage,
+  HistoryQuery,
+  MessageReactions,
+  RoomSequence,
+  SentMessage,
+  UnreadCount,
+} from "../../chat/message.ts";
 import type { MessageRepository, RetentionPolicy } from "../../storage/repository.ts";
 import { MemoryStore } from "../../storage/memory_store.ts";
 
@@ -49,8 +56,9 @@ export class GatedStore implements MessageRepository {
     return await this.inner.history(room, query);
   }
 
-  deleteMessage(room: string, seq: number): Promise<ChatMessage | undefined> {
-    return this.inner.deleteMessage(room, seq);
+  async reactionsTo(room: string, seqs: readonly number[]): Promise<Map<number, MessageReactions>> {
+    await this.reads.pass();
+    return await this.inner.reactionsTo(room, seqs);
   }
 
   openRoom(room: string): Promise<RoomSequence> {
@@ -76,8 +84,8 @@ export class GatedStore implements MessageRepository {
     return this.inner.saveReadPosition(room, user, seq);
   }
 
-  readPositions(user: string): Promise<{ room: string; seq: number }[]> {
-    return this.inner.readPositions(user);
+  unread(user: string, room?: string): Promise<UnreadCount[]> {
+    return this.inner.unread(user, room);
   }
 
   prune(policy: RetentionPolicy, signal?: AbortSignal): Promise<number> {
