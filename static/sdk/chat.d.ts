@@ -20,14 +20,23 @@
 /** Where the connection is: `closed` is final (after {@linkcode Room.close} or a refusal). */
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
 
-/** A message of the room: the server's `message` frame without `type`, as `/history` lists it. */
+/**
+ * A message of the room: the server's `message` frame without `type`, as `/history` lists it.
+ * Messages read from the server's store (`/history`, a resume beyond its buffer) come in their
+ * latest state: `edited_at` when edited, `deleted` when deleted; live ones as they were sent
+ * (the `edit`, `delete` and `react` events that follow tell what changed).
+ */
 export interface ChatMessage {
   /** A UUIDv7, unique. */
   readonly id: string;
   readonly room: string;
-  /** 1, 2, 3, ... within the room's epoch: the order of the room. */
+  /**
+   * The message's place in the room's sequence (1, 2, 3, ... within the room's epoch), which
+   * changes share: the seqs of messages have holes where changes sit.
+   */
   readonly seq: number;
   readonly sender: string;
+  /** The text; `""` for a deleted message (the server no longer has it). */
   readonly content: string;
   /** ISO-8601 UTC with milliseconds. */
   readonly timestamp: string;
@@ -35,12 +44,74 @@ export interface ChatMessage {
   readonly client_id?: string;
   /** The seq of the message this one answers, when it answers one. */
   readonly reply_to?: number;
+  /** When the content was last edited (ISO-8601 UTC), in a message's latest state. */
+  readonly edited_at?: string;
+  /** The message was deleted (a tombstone: `content` is `""`), in a message's latest state. */
+  readonly deleted?: true;
+  /**
+   * From `/history` only: each reaction on the message, how many members reacted with it and
+   * whether this user is one of them. Absent when it has none.
+   */
+  readonly reactions?: Readonly<Record<string, ReactionSummary>>;
+}
+
+/** One reaction on a message, as `/history` counts it. */
+export interface ReactionSummary {
+  readonly count: number;
+  /** Whether this connection's user reacted with it. */
+  readonly me: boolean;
 }
 
 /** What the server answered a sent message with: its place in the room. */
 export interface Ack {
   readonly id: string;
   readonly seq: number;
+}
+
+/**
+ * What the server answered a change ({@linkcode Room.edit}, {@linkcode Room.delete},
+ * {@linkcode Room.react}) with: the change's own place in the room's sequence.
+ */
+export interface ChangeAck {
+  readonly id: string;
+  readonly event_seq: number;
+}
+
+/**
+ * What every change event carries: a change to the message at `seq`, made by `user`, itself the
+ * item at `event_seq` of the room's sequence. Changes come in order with messages, each once,
+ * also to the tabs of the user who made them; apply them idempotently (an edit of a deleted
+ * message is ignored).
+ */
+export interface ChangeEventBase {
+  /** The change's own id (a UUIDv7). */
+  readonly id: string;
+  readonly room: string;
+  /** The change's own seq in the room's sequence. */
+  readonly event_seq: number;
+  /** Who made the change: the author, or (a delete) a moderator. */
+  readonly user: string;
+  /** The seq of the message changed. */
+  readonly seq: number;
+  /** ISO-8601 UTC with milliseconds. */
+  readonly timestamp: string;
+  /** The id the change was sent with (every change sent by this SDK has one). */
+  readonly client_id?: string;
+}
+
+/** The author replaced the content of the message at `seq`. */
+export interface EditEvent extends ChangeEventBase {
+  readonly content: string;
+}
+
+/** The message at `seq` was deleted (by its author or a moderator): show a tombstone. */
+export type DeleteEvent = ChangeEventBase;
+
+/** `user` added (`on`) or removed a reaction to the message at `seq`. */
+export interface ReactEvent extends ChangeEventBase {
+  /** One emoji, or a token of 1 to 32 of `a-z 0-9 _ + -`. */
+  readonly reaction: string;
+  readonly on: boolean;
 }
 
 /** Someone joined or left; `members` is the room's member list after it, sorted. */
@@ -93,13 +164,6 @@ export interface ReadEvent {
   readonly seq: number;
 }
 
-/** A moderator deleted a message (the server's `deleted` frame): remove it from view. */
-export interface DeletedEvent {
-  readonly room: string;
-  readonly seq: number;
-  readonly id: string;
-}
-
 /** The welcome's `limits` (docs/protocol.md): numbers only; empty before the first welcome. */
 export interface Limits {
   readonly max_content_chars?: number;
@@ -130,8 +194,12 @@ export interface RoomEventMap {
    * follow when they are read; place them by `seq`.
    */
   message: ChatMessage;
-  /** A message was deleted: its seq is no hole, and it is never delivered after this. */
-  deleted: DeletedEvent;
+  /** A message was edited by its author (in order with messages, each once). */
+  edit: EditEvent;
+  /** A message was deleted by its author or a moderator (in order, each once). */
+  delete: DeleteEvent;
+  /** A reaction was added or removed (in order, each once). */
+  react: ReactEvent;
   /** Another member is typing (ephemeral; nothing is replayed). */
   typing: TypingEvent;
   /** A read receipt (a member's read position moved; this user's other devices too). */
@@ -205,6 +273,15 @@ export interface SendOptions {
   readonly reply_to?: number;
 }
 
+/** Options of {@linkcode Room.edit}, {@linkcode Room.delete} and {@linkcode Room.react}. */
+export interface ChangeOptions {
+  /**
+   * The change's `client_id` (1 to 64 of `A-Z a-z 0-9 _ -`); default: a new random one. Give
+   * the same one again to retry a change rejected as retryable: it is never applied twice.
+   */
+  readonly client_id?: string;
+}
+
 /** What {@linkcode Room.history} reads. */
 export interface HistoryQuery {
   /** Only messages with a lower seq. */
@@ -232,11 +309,17 @@ export interface HistoryPageQuery {
 
 /** One page of `/history`, as the server sent it. */
 export interface HistoryPage {
-  /** Ascending by seq. */
+  /**
+   * Ascending by seq, each in its latest state. A seq missing between two messages of a
+   * complete page is normal: a change (edit, delete, reaction) sits there.
+   */
   readonly messages: readonly ChatMessage[];
   /** The server could not read its store (`X-Chat-Incomplete`): `holes` may exist. */
   readonly incomplete: boolean;
-  /** The seqs an incomplete page should have held but lacks (empty for a complete page). */
+  /**
+   * The seqs an incomplete page should have held but lacks (empty for a complete page). Some may
+   * be changes' seqs, not messages': read them again, and a complete page says they hold none.
+   */
   readonly holes: readonly { readonly from_seq: number; readonly to_seq: number }[];
 }
 
@@ -250,11 +333,26 @@ export interface Room {
   readonly members: readonly string[];
   /** The room's epoch: a seq means something only within it. */
   readonly epoch: string;
-  /** The seq of the newest message delivered, with every one before it delivered (or gone). */
+  /**
+   * The resume cursor: the newest seq delivered (a message's `seq` or a change's `event_seq`),
+   * with every one before it delivered (or gone).
+   */
   readonly lastSeq: number;
   readonly state: ConnectionState;
   /** The limits of the connection, from the server's latest welcome. */
   readonly limits: Limits;
+  /**
+   * This user's read position in the room: the welcome's `read_seq` (0 if none is stored),
+   * raised by {@linkcode Room.read} and by this user's own read receipts (other devices).
+   */
+  readonly readSeq: number;
+  /**
+   * The messages after `read_seq` that others sent (and that are not deleted), as the latest
+   * welcome counted them; not updated in between.
+   */
+  readonly unread: number;
+  /** Whether this user moderates the room (may delete others' messages), from the welcome. */
+  readonly moderator: boolean;
 
   /**
    * Listens to `type`; returns the function that stops listening. Listeners registered right
@@ -272,6 +370,36 @@ export interface Room {
    * `queue_full`, `frame_too_large`, `token_expired`.
    */
   send(content: string, options?: SendOptions): Promise<Ack>;
+
+  /**
+   * Replaces the content of this user's message at `seq` (queued and sent again like
+   * {@linkcode Room.send}). The `edit` event follows, to every member.
+   *
+   * @returns the change's id and `event_seq`.
+   * @throws {ChatError} `invalid_target` (no message at `seq`, or deleted), `not_author`,
+   * `edit_window_passed`, `empty_content`, `content_too_long`, `invalid_text`, or those of
+   * `send` (`closed`, `queue_full`, `room_busy`, ...).
+   */
+  edit(seq: number, content: string, options?: ChangeOptions): Promise<ChangeAck>;
+
+  /**
+   * Deletes the message at `seq`: this user's own, or anyone's in a room it moderates
+   * ({@linkcode Room.moderator}). The `delete` event follows, to every member.
+   *
+   * @returns the change's id and `event_seq`.
+   * @throws {ChatError} `invalid_target`, `not_author`, `edit_window_passed`, or those of `send`.
+   */
+  delete(seq: number, options?: ChangeOptions): Promise<ChangeAck>;
+
+  /**
+   * Adds (`on`, the default) or removes this user's `reaction` to the message at `seq`. The
+   * `react` event follows, to every member.
+   *
+   * @returns the change's id and `event_seq`.
+   * @throws {ChatError} `invalid_target`, `invalid_reaction` (one emoji, or 1 to 32 of
+   * `a-z 0-9 _ + -`), `too_many_reactions` (20 different ones at most), or those of `send`.
+   */
+  react(seq: number, reaction: string, on?: boolean, options?: ChangeOptions): Promise<ChangeAck>;
 
   /**
    * The room's messages from `/history`, each once. Order: with `after_seq`, oldest first

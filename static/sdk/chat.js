@@ -5,11 +5,14 @@
  * npm `ws`). It is one file on purpose: a page or a script imports it whole from the server.
  *
  * How it keeps its promises:
- * - Messages: `Sequence` delivers seq `cursor + 1` only; later ones wait in `ahead` until the
- *   hole before them is filled from /history (or found gone). A reconnect resumes after the
- *   cursor (`since_seq` + `epoch`), so nothing is missed and nothing comes twice.
- * - Sends: every message has a `client_id` and stays in `pending` until its ack (or its echo);
- *   those in flight when a socket drops are sent again, and the server recognises the id.
+ * - Items: messages and changes to them (edit, delete, react) share the room's sequence: a
+ *   change's own seq is its `event_seq`. `Sequence` delivers seq `cursor + 1` only; later ones
+ *   wait in `ahead` until the hole before them is filled from /history (`changes=1`, so change
+ *   items fill it too) or found gone. A reconnect resumes after the cursor (`since_seq` +
+ *   `epoch`), so nothing is missed and nothing comes twice.
+ * - Sends: every message and change has a `client_id` and stays in `pending` until its ack (or
+ *   its echo); those in flight when a socket drops are sent again, and the server recognises
+ *   the id.
  * - Reconnects: full jitter under a doubling cap; a refused upgrade is explained by a plain GET
  *   of the same URL (400/401/403 stop, anything else is retried).
  *
@@ -24,6 +27,8 @@
  * @typedef {import("./chat.d.ts").HistoryPage} HistoryPageApi
  * @typedef {import("./chat.d.ts").ChatMessage} ChatMessage
  * @typedef {import("./chat.d.ts").Ack} Ack
+ * @typedef {import("./chat.d.ts").ChangeAck} ChangeAck
+ * @typedef {import("./chat.d.ts").ChangeOptions} ChangeOptions
  * @typedef {import("./chat.d.ts").RoomEventMap} RoomEventMap
  * @typedef {import("./chat.d.ts").SendOptions} SendOptions
  * @typedef {import("./chat.d.ts").HistoryQuery} HistoryQuery
@@ -49,6 +54,16 @@
 /** @typedef {ReturnType<typeof setTimeout>} Timer */
 /** @typedef {Record<string, unknown>} Frame */
 
+/**
+ * An item of the room's sequence at its own `seq`: a message, or a change to an earlier one
+ * (its `event_seq`; the change's `seq` names its target).
+ *
+ * @typedef {{ seq: number, type: "message", event: ChatMessage }
+ *   | { seq: number, type: "edit", event: import("./chat.d.ts").EditEvent }
+ *   | { seq: number, type: "delete", event: import("./chat.d.ts").DeleteEvent }
+ *   | { seq: number, type: "react", event: import("./chat.d.ts").ReactEvent }} Item
+ */
+
 const PROTOCOL = 2;
 const OPEN = 1; // WebSocket.OPEN, the same in every implementation
 const TOKEN_EXPIRED_CLOSE = 4001;
@@ -69,7 +84,7 @@ const RETRY_AFTER_MAX_MS = 60_000;
 const HISTORY_ATTEMPTS = 5;
 const FILL_PAGE = 500; // the /history maximum
 const HISTORY_PAGE = 100;
-/** Messages held past a hole at most; beyond, the socket is dropped and the resume replays. */
+/** Items held past a hole at most; beyond, the socket is dropped and the resume replays. */
 const MAX_AHEAD = 10_000;
 /** How long a message waits for a hole before it to be filled, by default (`holdMs`). */
 const HOLD_MS = 5_000;
@@ -124,15 +139,52 @@ function isSeq(value) {
 }
 
 /**
+ * A message frame or /history item as the SDK hands it on: without `type`, and a deleted one
+ * (`deleted: true`, which has no `content` on the wire) with `content` "". Undefined for
+ * anything else.
+ *
  * @param {unknown} value
- * @returns {value is ChatMessage}
+ * @returns {ChatMessage | undefined}
  */
-function isMessage(value) {
-  if (typeof value !== "object" || value === null) return false;
-  const m = /** @type {Frame} */ (value);
-  return typeof m.id === "string" && isSeq(m.seq) && Number(m.seq) > 0 &&
-    typeof m.sender === "string" && typeof m.content === "string" &&
+function toMessage(value) {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { type, ...m } = /** @type {Frame} */ (value);
+  if (type !== undefined && type !== "message") return undefined;
+  const deleted = m.deleted === true;
+  const valid = typeof m.id === "string" && isSeq(m.seq) && Number(m.seq) > 0 &&
+    typeof m.sender === "string" && (deleted || typeof m.content === "string") &&
     typeof m.timestamp === "string" && typeof m.room === "string";
+  if (!valid) return undefined;
+  return /** @type {ChatMessage} */ (/** @type {unknown} */ (deleted ? { ...m, content: "" } : m));
+}
+
+/**
+ * A change frame (`edit`, `delete`, `react`) as an item at its `event_seq`, or undefined. The
+ * event has the frame's fields without `type`.
+ *
+ * @param {unknown} value
+ * @returns {Item | undefined}
+ */
+function toChange(value) {
+  if (typeof value !== "object" || value === null) return undefined;
+  const f = /** @type {Frame} */ (value);
+  const type = f.type;
+  if (type !== "edit" && type !== "delete" && type !== "react") return undefined;
+  const valid = typeof f.id === "string" && typeof f.room === "string" &&
+    typeof f.user === "string" && typeof f.timestamp === "string" && isSeq(f.event_seq) &&
+    Number(f.event_seq) > 0 && isSeq(f.seq) && Number(f.seq) > 0 &&
+    (type !== "edit" || typeof f.content === "string") &&
+    (type !== "react" || (typeof f.reaction === "string" && typeof f.on === "boolean"));
+  if (!valid) return undefined;
+  const { type: _type, ...event } = f;
+  return /** @type {Item} */ (/** @type {unknown} */ ({ seq: Number(f.event_seq), type, event }));
+}
+
+/** A /history item (with `changes=1`, a message or a change) as an item, or undefined. */
+function toItem(/** @type {unknown} */ value) {
+  const message = toMessage(value);
+  if (message) return /** @type {Item} */ ({ seq: message.seq, type: "message", event: message });
+  return toChange(value);
 }
 
 /** @param {unknown} error */
@@ -342,18 +394,18 @@ function positive(value, fallback, name) {
 // ---- in-order, exactly-once delivery --------------------------------------------------
 
 /**
- * @typedef {object} Ahead a seq past a hole: a message held for it, or one with nothing left to
- * deliver (delivered early, after waiting `holdMs`, or deleted).
- * @property {ChatMessage | null} message
+ * @typedef {object} Ahead a seq past a hole: an item held for it, or one with nothing left to
+ * deliver (delivered early, after waiting `holdMs`).
+ * @property {Item | null} message
  * @property {number} at when it arrived (Date.now())
  */
 
 /**
- * The seqs of one epoch, each delivered once. `cursor` is the newest seq delivered with every one
- * before it delivered or gone. A message past a hole waits in `ahead` for at most `holdMs`, then
- * is delivered anyway (its seq stays marked, so a replay or a fill never delivers it twice); the
- * hole's messages are delivered when they are read. Held messages are bounded by the caller, who
- * drops the socket when they grow past MAX_AHEAD.
+ * The seqs of one epoch (messages' and changes' alike), each delivered once. `cursor` is the
+ * newest seq delivered with every one before it delivered or gone. An item past a hole waits in
+ * `ahead` for at most `holdMs`, then is delivered anyway (its seq stays marked, so a replay or a
+ * fill never delivers it twice); the hole's items are delivered when they are read. Held items
+ * are bounded by the caller, who drops the socket when they grow past MAX_AHEAD.
  */
 class Sequence {
   /** @type {Map<number, Ahead>} */
@@ -365,7 +417,7 @@ class Sequence {
   #timer;
 
   /**
-   * @param {(message: ChatMessage) => void} deliver called with the cursor already moved
+   * @param {(item: Item) => void} deliver called with the cursor already moved
    * @param {number} holdMs how long a message waits for a hole before it, at most
    */
   constructor(deliver, holdMs) {
@@ -415,7 +467,7 @@ class Sequence {
   }
 
   /** Delivers `message` if it is next (then what waited for it); holds it if a hole is before. */
-  add(/** @type {ChatMessage} */ message) {
+  add(/** @type {Item} */ message) {
     const seq = message.seq;
     if (seq <= this.cursor || this.#ahead.has(seq)) return;
     if (seq !== this.cursor + 1) {
@@ -431,17 +483,6 @@ class Sequence {
     }
     this.cursor = seq;
     this.#deliver(message);
-    this.#drain();
-  }
-
-  /** A seq with nothing to deliver (a deleted message): no hole, and nothing held for it. */
-  done(/** @type {number} */ seq) {
-    if (seq <= this.cursor) return;
-    const entry = this.#ahead.get(seq);
-    if (entry?.message) this.#heldCount--;
-    if (seq !== this.cursor + 1) return void this.#ahead.set(seq, { message: null, at: 0 });
-    this.#ahead.delete(seq);
-    this.cursor = seq;
     this.#drain();
   }
 
@@ -512,16 +553,17 @@ class Sequence {
 // ---- the room -------------------------------------------------------------------------
 
 /**
- * A message waiting for its ack: `queued` (to send on the next ready socket) or `sent` (on the
- * current one).
+ * A message or a change waiting for its ack: `queued` (to send on the next ready socket) or
+ * `sent` (on the current one). The ack's seq of a `change` is the change's `event_seq`.
  *
  * @typedef {object} PendingSend
  * @property {string} clientId
  * @property {string} frame
  * @property {number} bytes
+ * @property {"message" | "change"} kind
  * @property {"queued" | "sent"} state
- * @property {Promise<Ack>} promise
- * @property {(ack: Ack) => void} resolve
+ * @property {Promise<Ack | ChangeAck>} promise
+ * @property {(ack: Ack | ChangeAck) => void} resolve
  * @property {(error: unknown) => void} reject
  */
 
@@ -530,9 +572,13 @@ class Sequence {
  *
  * @typedef {object} HistoryPage
  * @property {ChatMessage[]} messages ascending by seq
+ * @property {Item[]} items ascending by their own seq: the messages, and with `changes=1` the
+ *   changes too
  * @property {string | undefined} epoch the `X-Chat-Epoch` header
  * @property {boolean} incomplete the `X-Chat-Incomplete` header: seqs may be missing
  */
+
+/** @typedef {{ after_seq?: number, before_seq?: number, limit: number, changes?: 1 }} PageQuery */
 
 /** @implements {RoomApi} */
 class Room {
@@ -606,11 +652,17 @@ class Room {
   #tokens = DEFAULT_RATE.burst;
   #tokensAt = Date.now();
   #pausedUntil = 0;
+  #readSeq = 0;
+  #unread = 0;
+  #moderator = false;
 
   /** @param {Settings} settings */
   constructor(settings) {
     this.#s = settings;
-    this.#sequence = new Sequence((message) => this.#emit("message", message), settings.holdMs);
+    this.#sequence = new Sequence(
+      (item) => this.#emit(item.type, /** @type {never} */ (item.event)),
+      settings.holdMs,
+    );
     this.#token = typeof settings.token === "string" ? settings.token : undefined;
     if (settings.since) {
       this.#sequence.reset(settings.since.seq);
@@ -678,6 +730,18 @@ class Room {
     return this.#limits;
   }
 
+  get readSeq() {
+    return this.#readSeq;
+  }
+
+  get unread() {
+    return this.#unread;
+  }
+
+  get moderator() {
+    return this.#moderator;
+  }
+
   /** @param {number} seq */
   read(seq) {
     const socket = this.#socket;
@@ -686,6 +750,7 @@ class Room {
     }
     if (!this.#ready || !socket || socket.readyState !== OPEN) return;
     socket.send(JSON.stringify({ type: "read", seq }));
+    this.#readSeq = Math.max(this.#readSeq, seq);
   }
 
   typing() {
@@ -728,7 +793,72 @@ class Room {
    */
   send(content, options = {}) {
     if (typeof content !== "string") return Promise.reject(new TypeError("content must be text"));
-    const clientId = options.client_id ?? newClientId();
+    const replyTo = options.reply_to;
+    if (replyTo !== undefined && !(Number.isSafeInteger(replyTo) && replyTo >= 1)) {
+      return Promise.reject(new TypeError("reply_to must be a seq (a whole number from 1)"));
+    }
+    const frame = { type: "message", content, ...(replyTo !== undefined && { reply_to: replyTo }) };
+    return /** @type {Promise<Ack>} */ (this.#enqueue(frame, options.client_id));
+  }
+
+  /**
+   * @param {number} seq
+   * @param {string} content
+   * @param {ChangeOptions} [options]
+   * @returns {Promise<ChangeAck>}
+   */
+  edit(seq, content, options = {}) {
+    if (typeof content !== "string") return Promise.reject(new TypeError("content must be text"));
+    return this.#change({ type: "edit", seq, content }, options);
+  }
+
+  /**
+   * @param {number} seq
+   * @param {ChangeOptions} [options]
+   * @returns {Promise<ChangeAck>}
+   */
+  delete(seq, options = {}) {
+    return this.#change({ type: "delete", seq }, options);
+  }
+
+  /**
+   * @param {number} seq
+   * @param {string} reaction
+   * @param {boolean} [on]
+   * @param {ChangeOptions} [options]
+   * @returns {Promise<ChangeAck>}
+   */
+  react(seq, reaction, on = true, options = {}) {
+    if (typeof reaction !== "string" || !reaction) {
+      return Promise.reject(new TypeError("reaction must be an emoji or a short token"));
+    }
+    if (typeof on !== "boolean") return Promise.reject(new TypeError("on must be a boolean"));
+    return this.#change({ type: "react", seq, reaction, on }, options);
+  }
+
+  /**
+   * @param {Frame & { seq: number }} frame
+   * @param {ChangeOptions} options
+   * @returns {Promise<ChangeAck>}
+   */
+  #change(frame, options) {
+    if (!(Number.isSafeInteger(frame.seq) && frame.seq >= 1)) {
+      return Promise.reject(new TypeError("seq must be a message's seq (a whole number from 1)"));
+    }
+    return /** @type {Promise<ChangeAck>} */ (this.#enqueue(frame, options.client_id, "change"));
+  }
+
+  /**
+   * Queues a frame for sending with its client_id, resolved by its ack (or echo). A client_id
+   * pending already gives the promise it has.
+   *
+   * @param {Frame} fields the frame without client_id
+   * @param {string | undefined} given the caller's client_id
+   * @param {PendingSend["kind"]} [kind] what the ack is of: a change's seq is its `event_seq`
+   * @returns {Promise<Ack | ChangeAck>}
+   */
+  #enqueue(fields, given, kind = "message") {
+    const clientId = given ?? newClientId();
     if (!CLIENT_ID.test(clientId)) {
       return Promise.reject(new TypeError("client_id must be 1 to 64 of A-Z a-z 0-9 _ -"));
     }
@@ -736,24 +866,16 @@ class Room {
     const known = this.#pending.get(clientId);
     if (known) return known.promise;
     if (this.#pending.size >= this.#s.maxPending) {
-      const text = `${this.#pending.size} messages are waiting for their ack already`;
+      const text = `${this.#pending.size} sends are waiting for their ack already`;
       return Promise.reject(new ChatError("queue_full", text, { retryable: true, clientId }));
     }
-    const replyTo = options.reply_to;
-    if (replyTo !== undefined && !(Number.isSafeInteger(replyTo) && replyTo >= 1)) {
-      return Promise.reject(new TypeError("reply_to must be a seq (a whole number from 1)"));
-    }
-    const frame = JSON.stringify({
-      type: "message",
-      content,
-      client_id: clientId,
-      ...(replyTo !== undefined && { reply_to: replyTo }),
-    });
+    const frame = JSON.stringify({ ...fields, client_id: clientId });
     /** @type {PendingSend} */
     const entry = {
       clientId,
       frame,
       bytes: new TextEncoder().encode(frame).length,
+      kind,
       state: "queued",
       promise: Promise.resolve({ id: "", seq: 0 }),
       resolve: () => {},
@@ -1144,15 +1266,14 @@ class Room {
           this.#fillGaps();
         }
         return;
+      case "edit":
+      case "delete":
+      case "react":
+        return this.#changed(frame);
       case "presence":
         return this.#presence(frame);
-      case "deleted":
-        return this.#deleted(frame);
       case "read":
-        if (typeof frame.user === "string" && isSeq(frame.seq)) {
-          this.#emit("read", { room: this.name, user: frame.user, seq: Number(frame.seq) });
-        }
-        return;
+        return this.#receipt(frame);
       case "typing":
         if (typeof frame.user === "string" && frame.user !== this.user) {
           this.#emit("typing", { room: this.name, user: frame.user });
@@ -1173,6 +1294,9 @@ class Room {
     if (typeof frame.room === "string") this.#roomName = frame.room;
     this.#limitsOf(frame.limits);
     this.#setMembers(frame.members);
+    this.#readSeq = isSeq(frame.read_seq) ? Number(frame.read_seq) : 0;
+    this.#unread = isSeq(frame.unread) ? Number(frame.unread) : 0;
+    this.#moderator = frame.moderator === true;
     this.#joinSeq = Number(frame.last_seq);
     this.#liveAt = Date.now();
     this.#tokenRefusals = 0;
@@ -1216,11 +1340,21 @@ class Room {
 
   /** @param {Frame} frame */
   #message(frame) {
-    if (!isMessage(frame)) return;
-    const { type: _type, ...message } = frame;
-    this.#take(/** @type {ChatMessage} */ (message));
+    const message = toMessage(frame);
+    if (message) this.#arrived({ seq: message.seq, type: "message", event: message });
+  }
+
+  /** @param {Frame} frame an `edit`, `delete` or `react` frame */
+  #changed(frame) {
+    const item = toChange(frame);
+    if (item) this.#arrived(item);
+  }
+
+  /** A live or replayed item: delivered in order; too many held past a hole drop the socket. */
+  #arrived(/** @type {Item} */ item) {
+    this.#take(item);
     if (this.#sequence.heldSize > MAX_AHEAD) {
-      this.#drop("too many messages wait for missing ones");
+      this.#drop("too many items wait for missing ones");
     } else {
       if (this.#sequence.doneSize > MAX_DONE) this.#giveUpOldestHole();
       this.#fillGaps();
@@ -1237,25 +1371,22 @@ class Room {
     }
   }
 
-  /**
-   * A moderator deleted a message: no hole at its seq; listeners remove it from view.
-   *
-   * @param {Frame} frame
-   */
-  #deleted(frame) {
-    if (!isSeq(frame.seq) || Number(frame.seq) === 0 || typeof frame.id !== "string") return;
+  /** A read receipt; this user's own (another device's, or this one's) moves `readSeq`. */
+  #receipt(/** @type {Frame} */ frame) {
+    if (typeof frame.user !== "string" || !isSeq(frame.seq)) return;
     const seq = Number(frame.seq);
-    this.#emit("deleted", { room: this.name, seq, id: frame.id });
-    this.#sequence.done(seq);
-    this.#fillGaps();
+    if (frame.user === this.#user) this.#readSeq = Math.max(this.#readSeq, seq);
+    this.#emit("read", { room: this.name, user: frame.user, seq });
   }
 
-  /** A message from the socket or /history: settles its send, and is delivered in order. */
-  #take(/** @type {ChatMessage} */ message) {
-    if (typeof message.client_id === "string" && message.sender === this.#user) {
-      this.#settle(message.client_id, { id: message.id, seq: message.seq });
+  /** An item from the socket or /history: settles its send, and is delivered in order. */
+  #take(/** @type {Item} */ item) {
+    const event = item.event;
+    const author = item.type === "message" ? item.event.sender : item.event.user;
+    if (typeof event.client_id === "string" && author === this.#user) {
+      this.#settle(event.client_id, event.id, item.seq);
     }
-    this.#sequence.add(message);
+    this.#sequence.add(item);
   }
 
   /** @param {Frame} frame */
@@ -1385,18 +1516,22 @@ class Room {
   #acked(frame) {
     if (typeof frame.client_id !== "string" || typeof frame.id !== "string") return;
     if (!isSeq(frame.seq)) return;
-    this.#settle(frame.client_id, { id: frame.id, seq: Number(frame.seq) });
+    this.#settle(frame.client_id, frame.id, Number(frame.seq));
   }
 
   /**
+   * Resolves the send of `clientId` with its ack: `{ id, seq }` for a message, `{ id,
+   * event_seq }` for a change (whose ack frame names its own seq `seq`).
+   *
    * @param {string} clientId
-   * @param {Ack} ack
+   * @param {string} id
+   * @param {number} seq the item's own seq
    */
-  #settle(clientId, ack) {
+  #settle(clientId, id, seq) {
     const entry = this.#pending.get(clientId);
     if (!entry) return; // settled by its echo already, or a re-send acknowledged again
     this.#pending.delete(clientId);
-    entry.resolve(ack);
+    entry.resolve(entry.kind === "change" ? { id, event_seq: seq } : { id, seq });
   }
 
   /**
@@ -1463,7 +1598,10 @@ class Room {
       const after = this.#sequence.cursor;
       if (run !== this.#run) return;
       if (target <= after) return this.#fillWaits(false);
-      const query = { after_seq: after, before_seq: target + 1, limit: FILL_PAGE };
+      // With the changes: they are items of the sequence too, and a page without them would
+      // show holes where they sit.
+      /** @type {PageQuery} */
+      const query = { after_seq: after, before_seq: target + 1, limit: FILL_PAGE, changes: 1 };
       /** @type {HistoryPage} */
       let page;
       try {
@@ -1483,7 +1621,7 @@ class Room {
         // Its seqs name other messages: the resume says epoch_changed and starts over.
         return this.#drop("the room's epoch changed");
       }
-      for (const message of page.messages) this.#take(message);
+      for (const item of page.items) this.#take(item);
       if (page.incomplete) {
         if (this.#sequence.cursor === after) {
           const wait = historyDelay(attempt++, 0);
@@ -1493,8 +1631,8 @@ class Room {
         continue;
       }
       attempt = 0;
-      const last = page.messages.at(-1)?.seq;
-      const through = page.messages.length >= FILL_PAGE && last !== undefined ? last : target;
+      const last = page.items.at(-1)?.seq;
+      const through = page.items.length >= FILL_PAGE && last !== undefined ? last : target;
       for (const [from, to] of this.#sequence.skipTo(through)) {
         const text = `messages ${from} to ${to} of ${this.#s.room} are no longer stored`;
         this.#emit("error", new ChatError("messages_unavailable", text));
@@ -1508,7 +1646,7 @@ class Room {
    * One page, retried a bounded number of times (503, 429, network errors, incomplete pages),
    * never sooner than the server's Retry-After.
    *
-   * @param {{ after_seq?: number, before_seq?: number, limit: number }} query
+   * @param {PageQuery} query
    * @param {AbortSignal} signal
    * @returns {Promise<HistoryPage>}
    */
@@ -1535,7 +1673,7 @@ class Room {
   /**
    * One page; a 401 with a token function is asked again once with a fresh token.
    *
-   * @param {{ after_seq?: number, before_seq?: number, limit: number }} query
+   * @param {PageQuery} query
    * @param {AbortSignal} signal
    */
   async #readPageAuthorized(query, signal) {
@@ -1550,7 +1688,7 @@ class Room {
   }
 
   /**
-   * @param {{ after_seq?: number, before_seq?: number, limit: number }} query
+   * @param {PageQuery} query
    * @param {AbortSignal} signal
    * @returns {Promise<HistoryPage>}
    * @throws {ChatError} the server's error code with `status` and `retryAfterMs`
@@ -1558,6 +1696,8 @@ class Room {
   async #readPage(query, signal) {
     const url = new URL(this.#s.historyUrl);
     url.searchParams.set("r", this.#s.room);
+    // Who reads: each reaction's `me` is about them (with a token, the server takes its `sub`).
+    if (this.#s.user !== undefined) url.searchParams.set("u", this.#s.user);
     for (const [name, value] of Object.entries(query)) {
       if (value !== undefined) url.searchParams.set(name, String(value));
     }
@@ -1578,8 +1718,14 @@ class Room {
     if (!Array.isArray(body)) {
       throw new ChatError("invalid_response", "the server sent history in an unknown shape");
     }
+    const items = /** @type {Item[]} */ (body.map(toItem).filter(Boolean))
+      .sort((a, b) => a.seq - b.seq);
+    /** @type {ChatMessage[]} */
+    const messages = [];
+    for (const item of items) if (item.type === "message") messages.push(item.event);
     return {
-      messages: body.filter(isMessage).sort((a, b) => a.seq - b.seq),
+      messages,
+      items,
       epoch: response.headers.get("x-chat-epoch") ?? undefined,
       incomplete: response.headers.get("x-chat-incomplete") === "true",
     };

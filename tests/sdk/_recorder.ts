@@ -7,12 +7,22 @@ import type {
   ChatError,
   ChatMessage,
   ConnectionState,
+  DeleteEvent,
+  EditEvent,
   EpochEvent,
   PresenceEvent,
+  ReactEvent,
   Room,
 } from "../../static/sdk/chat.d.ts";
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** An item of the room's sequence as the SDK delivered it: a message or a change. */
+export type Delivered =
+  | { readonly type: "message"; readonly event: ChatMessage }
+  | { readonly type: "edit"; readonly event: EditEvent }
+  | { readonly type: "delete"; readonly event: DeleteEvent }
+  | { readonly type: "react"; readonly event: ReactEvent };
 
 /** Every event of one room, in arrival order per kind. */
 export class Recorder {
@@ -21,12 +31,20 @@ export class Recorder {
   readonly errors: ChatError[] = [];
   readonly presence: PresenceEvent[] = [];
   readonly epochs: EpochEvent[] = [];
+  /** Messages and changes, in the order they were delivered. */
+  readonly items: Delivered[] = [];
   readonly #waiters = new Set<() => void>();
   readonly #off: (() => void)[];
 
   constructor(room: Room) {
     this.#off = [
-      room.on("message", (message) => this.#record(this.messages, message)),
+      room.on("message", (message) => {
+        this.items.push({ type: "message", event: message });
+        this.#record(this.messages, message);
+      }),
+      room.on("edit", (event) => this.#record(this.items, { type: "edit", event })),
+      room.on("delete", (event) => this.#record(this.items, { type: "delete", event })),
+      room.on("react", (event) => this.#record(this.items, { type: "react", event })),
       room.on("state", (event) => this.#record(this.states, event.state)),
       room.on("error", (error) => this.#record(this.errors, error)),
       room.on("presence", (event) => this.#record(this.presence, event)),
@@ -42,6 +60,25 @@ export class Recorder {
   /** The seqs of the messages received, in order. */
   get seqs(): number[] {
     return this.messages.map((message) => message.seq);
+  }
+
+  /**
+   * What was delivered, in order, each as its kind and own seq: `message 1`, `edit 2→1` (the
+   * change at event_seq 2 of message 1).
+   */
+  get sequence(): string[] {
+    return this.items.map((item) =>
+      item.type === "message"
+        ? `message ${item.event.seq}`
+        : `${item.type} ${item.event.event_seq}→${item.event.seq}`
+    );
+  }
+
+  /** Waits until `count` items (messages and changes) in all were delivered. */
+  untilItems(count: number, timeoutMs?: number): Promise<true> {
+    return this.until(`${count} items (have ${this.sequence})`, () => {
+      return this.items.length >= count || undefined;
+    }, timeoutMs);
   }
 
   /** Resolves with `probe()` once it is neither undefined nor false, checked at every event. */

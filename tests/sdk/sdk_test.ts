@@ -561,3 +561,72 @@ Deno.test("connect({ connectTimeoutMs }) rejects with connect_timeout when no we
   }).then(() => undefined, (e: unknown) => e);
   assert.ok(error instanceof ChatError && error.code === "connect_timeout", String(error));
 });
+
+Deno.test("Room.edit(), react() and delete() against the server: acks with event_seq, events on every member's room, a cursor that counts them, /history in the latest state", async () => {
+  await withServer({}, async (server) => {
+    await withRooms(async (rooms) => {
+      const url = server.url("");
+      const { room: ann, seen: annSeen } = await rooms.join({ url, room: "changes", user: "ann" });
+      const { room: bob, seen: bobSeen } = await rooms.join({ url, room: "changes", user: "bob" });
+      const { seq } = await ann.send("draft");
+      const edited = await ann.edit(seq, "final");
+      const reacted = await bob.react(seq, "👍");
+      assert.deepEqual([edited.event_seq, reacted.event_seq], [seq + 1, seq + 2]);
+      const refused = await bob.edit(seq, "mine now").then(() => undefined, (error) => error);
+      assert.ok(refused instanceof ChatError);
+      assert.equal(refused.code, "not_author");
+      const { seq: second } = await ann.send("gone soon");
+      const deleted = await ann.delete(second);
+
+      for (const seen of [annSeen, bobSeen]) {
+        await seen.untilItems(5);
+        assert.deepEqual(seen.sequence, [
+          `message ${seq}`,
+          `edit ${seq + 1}→${seq}`,
+          `react ${seq + 2}→${seq}`,
+          `message ${second}`,
+          `delete ${deleted.event_seq}→${second}`,
+        ]);
+      }
+      assert.equal(ann.lastSeq, deleted.event_seq);
+      assert.equal(bob.lastSeq, deleted.event_seq);
+      const [first, gone] = (await ann.historyPage({ after_seq: 0 })).messages;
+      assert.equal(first?.content, "final");
+      assert.equal(typeof first?.edited_at, "string");
+      assert.deepEqual(first?.reactions, { "👍": { count: 1, me: false } });
+      assert.deepEqual([gone?.seq, gone?.deleted, gone?.content], [second, true, ""]);
+      const mine = (await bob.historyPage({ after_seq: 0 })).messages[0];
+      assert.deepEqual(mine?.reactions, { "👍": { count: 1, me: true } });
+    });
+  });
+});
+
+Deno.test("A resume after changes: since_seq is the last change's event_seq, and what was missed comes in order", async () => {
+  await withServer({}, async (server) => {
+    await withRooms(async (rooms) => {
+      const url = server.url("");
+      const spy = spySockets();
+      const { room: ann, seen } = await rooms.join({
+        url,
+        room: "resumed",
+        user: "ann",
+        WebSocket: spy.WebSocket,
+      });
+      const { room: bob } = await rooms.join({ url, room: "resumed", user: "bob" });
+      const { seq } = await bob.send("hello");
+      const { event_seq: eventSeq } = await bob.react(seq, "tada");
+      await seen.untilItems(2);
+      spy.log.sockets[0]?.close(4999, "test");
+      await seen.untilState("reconnecting");
+      await bob.edit(seq, "hello again");
+      await seen.untilItems(3);
+      assert.equal(spy.log.urls[1]?.searchParams.get("since_seq"), String(eventSeq));
+      assert.deepEqual(seen.sequence, [
+        `message ${seq}`,
+        `react ${eventSeq}→${seq}`,
+        `edit ${eventSeq + 1}→${seq}`,
+      ]);
+      assert.equal(ann.lastSeq, eventSeq + 1);
+    });
+  });
+});

@@ -69,6 +69,15 @@ function assertSeqCursorsOnly(urls: readonly string[]): void {
 }
 
 /** The query parameters of the page's `/history` requests, in order. */
+/** Presses Shift+Tab until `selector` has the focus, at most `presses` times. */
+async function tabBackTo(page: Page, selector: string, presses: number): Promise<void> {
+  for (let pressed = 0; pressed < presses; pressed++) {
+    await page.keyboard.press("Shift+Tab");
+    if (await page.locator(`${selector}:focus`).count() === 1) return;
+  }
+  throw new Error(`${selector} not focused after ${presses} Shift+Tab`);
+}
+
 function historyQueries(requests: readonly string[]): Record<string, string>[] {
   return requests
     .map((url) => new URL(url))
@@ -340,16 +349,15 @@ browserTest(
       await page.keyboard.press("Enter");
       await waitForMessages(page, 1);
       assert.deepEqual((await shownMessages(page)).map((m) => m.content), ["typed, never clicked"]);
-      // Back: the message's Reply button, which works from the keyboard too.
-      await page.keyboard.press("Shift+Tab");
-      await page.locator("button.reply:focus").waitFor();
+      // Back: the message's Reply button (after its Delete, Edit and React), which works from
+      // the keyboard too.
+      await tabBackTo(page, "button.reply", 4);
       await page.keyboard.press("Enter");
       await page.locator("#replying-text", { hasText: "Replying to kim" }).waitFor();
       await page.locator("#composer:focus").waitFor();
       await page.keyboard.press("Escape");
       assert.equal(await page.locator("#replying").isHidden(), true);
-      await page.keyboard.press("Shift+Tab");
-      await page.keyboard.press("Shift+Tab"); // and the message list
+      await tabBackTo(page, "#scroller", 5); // and the message list
       const outline = await page.locator(":focus").evaluate((element) => {
         const style = element.ownerDocument.defaultView.getComputedStyle(element);
         return { id: element.id, style: style.outlineStyle, width: parseFloat(style.outlineWidth) };
@@ -386,8 +394,10 @@ browserTest(
       assert.deepEqual(await shownSeqs(cat.page), [1, 2, 3]);
       assert.ok(seenByCat.every((m) => !m.classes.includes("own")));
       // The newest page ends at the welcome's last_seq (3): live frames start after it.
+      // `u`: the reader, whom each reaction's `me` is about.
       assert.deepEqual(historyQueries(cat.requests)[0], {
         r: "later",
+        u: "cat",
         before_seq: "4",
         limit: "50",
       });
@@ -688,7 +698,8 @@ browserTest("client: an incomplete resume is completed from history, without dup
       assert.deepEqual(await shownSeqs(ann.page), seqsUpTo(13));
       // The replay sent seqs 2 to 6; the rest, up to the welcome's last_seq (13), from history.
       assert.deepEqual(historyQueries(ann.requests).filter((query) => query.after_seq), [
-        { r: "capped", after_seq: "6", before_seq: "14", limit: "500" },
+        // With the changes (edits, deletes, reactions), which are items of the sequence too.
+        { r: "capped", u: "ann", after_seq: "6", before_seq: "14", limit: "500", changes: "1" },
       ]);
       assertSeqCursorsOnly([...ann.requests, ...sockets.urls]);
     },
@@ -742,7 +753,7 @@ browserTest(
       assert.deepEqual((await shownMessages(ann.page)).map((m) => m.content), texts);
       assert.deepEqual(await shownSeqs(ann.page), [1, 2, 3, 4]);
       assert.deepEqual(historyQueries(ann.requests).filter((query) => query.after_seq), [
-        { r: "holes", after_seq: "1", before_seq: "4", limit: "500" },
+        { r: "holes", u: "ann", after_seq: "1", before_seq: "4", limit: "500", changes: "1" },
       ]);
 
       // The hole is filled, so the cursor is past it: the next socket resumes after seq 4.

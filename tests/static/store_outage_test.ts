@@ -256,7 +256,14 @@ browserTest(
       const catchUps = ann.history.filter((request) => "after_seq" in request.query);
       assert.ok(catchUps.length >= 3, `${catchUps.length} catch-up requests`);
       for (const { query } of catchUps) {
-        assert.deepEqual(query, { r: "outage", after_seq: "1", before_seq: "4", limit: "500" });
+        assert.deepEqual(query, {
+          r: "outage",
+          u: "ann",
+          after_seq: "1",
+          before_seq: "4",
+          limit: "500",
+          changes: "1",
+        });
       }
       assertSpacedByRetryAfter(catchUps.map((request) => request.at));
 
@@ -311,7 +318,13 @@ browserTest(
       const holes = ann.history.filter((request) => "after_seq" in request.query);
       assert.equal(holes.length, 2); // refused, then read
       for (const { query } of holes) {
-        assert.deepEqual(query, { r: "partial", after_seq: "0", before_seq: "4", limit: "500" });
+        assert.deepEqual(query, {
+          r: "partial",
+          u: "ann",
+          after_seq: "0",
+          before_seq: "4",
+          limit: "500",
+        });
       }
       assertSpacedByRetryAfter(holes.map((request) => request.at));
       await ann.page.context().close();
