@@ -55,8 +55,23 @@ try {
   await sendMessage(bob.page, "Tag is pushed. Deploying now…");
   await sendMessage(bob.page, "Deploy finished, all health checks pass.");
   await says("Error rate flat, latency p99 unchanged.", 8);
-  await sendMessage(ann.page, "Perfect. I'll post the release notes here in a minute.");
-  await ann.page.locator("#messages li.message").nth(8).waitFor();
+  // Seqs so far: 1-8 the messages above. Cleo reacts (9-11), bob cheers (12), cleo answers ann's
+  // message 4 (13) and reads up to there; ann writes (14), then fixes a typo with Up.
+  for (const [seq, reaction] of [[7, "🎉"], [7, "🚀"], [5, "👍"]] as const) {
+    cleo.send(JSON.stringify({ type: "react", seq, reaction }));
+  }
+  await sendMessage(bob.page, "Nice work, everyone!");
+  cleo.send(JSON.stringify({ type: "message", content: "Thanks for checking!", reply_to: 4 }));
+  await ann.page.locator("#messages li.message").nth(9).waitFor();
+  cleo.send(JSON.stringify({ type: "read", seq: 13 }));
+  await sendMessage(ann.page, "Perfect. I'll post the relase notes here in a minute.");
+  await ann.page.locator("#messages li.message").nth(10).waitFor();
+  await ann.page.locator("#composer").press("ArrowUp");
+  const editor = ann.page.getByRole("textbox", { name: "Edit message" });
+  await editor.fill("Perfect. I'll post the release notes here in a minute.");
+  await editor.press("Enter");
+  await ann.page.locator("#messages .edited").waitFor();
+  await ann.page.getByText("Seen by cleo").waitFor({ timeout: TIMEOUT_MS });
   await ann.page.locator("#composer").fill("Release notes are up");
   await ann.page.mouse.move(0, DESKTOP.height - 1); // no hover highlight on a message
   await ann.page.screenshot({ path: OUTPUT.pathname, timeout: TIMEOUT_MS });
