@@ -4,18 +4,22 @@
  *
  * @module
  */
+import { type PairComparison, printPairReport } from "./_pair_report.ts";
 import { formatTable, median, round2 } from "./_stats.ts";
 
 /**
  * Which server a run was against. `+cid`: the real server with a `client_id` on every message;
- * in a client-id comparison the runs without send the same JSON frames minus the `client_id`.
+ * `+mix`: the real server getting typing frames and reactions among the messages. In those
+ * comparisons the runs without send the same JSON message frames.
  */
 export type TargetName =
   | "baseline"
   | "server"
   | "server+pg"
   | "server+cid"
-  | "server+pg+cid";
+  | "server+pg+cid"
+  | "server+mix"
+  | "server+pg+mix";
 /** One JSON line of bench/load.ts, tagged with `round` and `target`. */
 export type Line = Record<string, unknown>;
 
@@ -29,9 +33,11 @@ export interface ReportOptions {
   readonly targets?: readonly TargetName[];
   /**
    * `baseline` (default): server against baseline, targets (1)-(4). `client-id`: the server with
-   * a `client_id` on every message against the server without, target (5) of issue 14.
+   * a `client_id` on every message against the server without, target (5) of issue 14. `mix`:
+   * the server with typing frames and reactions among the messages against plain messages, item
+   * 5 of issue 18.
    */
-  readonly compare?: "baseline" | "client-id";
+  readonly compare?: "baseline" | PairComparison;
 }
 
 const cell = (value: unknown) =>
@@ -48,13 +54,13 @@ const ratio = (a: number, b: number) => (b > 0 ? round2(a / b) : NaN);
  * ```
  */
 export function printReport(lines: readonly Line[], options: ReportOptions): void {
-  const results = (scenario: string, target: TargetName) =>
+  const results = (scenario: string, target: string) =>
     lines.filter((line) =>
       line.scenario === scenario && line.target === target &&
       (line.summary === true || scenario === "connections")
     );
   // Only real numbers: a figure a run could not measure is absent (or null, from NaN).
-  const values = (scenario: string, target: TargetName, key: string) =>
+  const values = (scenario: string, target: string, key: string) =>
     results(scenario, target).map((line) => line[key]).filter((value): value is number =>
       typeof value === "number" && Number.isFinite(value)
     );
@@ -81,6 +87,7 @@ export function printReport(lines: readonly Line[], options: ReportOptions): voi
   table("fanout", "fanout: 10 rooms x 100 members (sustained = highest offered load passing)", [
     ["sustained msg/s", (l) => l.sustainedOfferedPerSecond],
     ["deliveries/s", (l) => l.sustainedDeliveriesPerSecond],
+    ["peak deliv/s", (l) => l.peakDeliveriesPerSecond],
     ["p99 ms", (l) => l.sustainedP99Ms],
     ["srv CPU%", (l) => l.sustainedServerCpuPercent],
     ["gen CPU%", (l) => l.sustainedClientCpuPercent],
@@ -113,8 +120,8 @@ export function printReport(lines: readonly Line[], options: ReportOptions): voi
     ["other CPU%", (l) => l.otherCpuPercent],
   ]);
 
-  if (options.compare === "client-id") {
-    printClientIdReport(options, values);
+  if (options.compare !== undefined && options.compare !== "baseline") {
+    printPairReport(options.compare, { ...options, values, lines });
     return;
   }
   const figure = (label: string, scenario: string, key: string, best: "max" | "min") => {
@@ -228,69 +235,4 @@ function printTargets(
   }
   console.log("\ntargets");
   console.log(formatTable(["target", "measured", "verdict"], rows));
-}
-
-/**
- * With a `client_id` on every message against without, on the same server code and frame
- * format, in the same run: ratios of the fanout and chatty figures, and target (5) of issue 14.
- */
-function printClientIdReport(
-  options: ReportOptions,
-  values: (scenario: string, target: TargetName, key: string) => number[],
-): void {
-  const pairs: [string, TargetName, TargetName][] = [["in memory", "server+cid", "server"]];
-  if (options.database) pairs.push(["PostgreSQL", "server+pg+cid", "server+pg"]);
-  const figures: [string, string, string, "max" | "min"][] = [
-    ["fanout sustained deliveries/s", "fanout", "sustainedDeliveriesPerSecond", "max"],
-    [
-      "fanout server CPU% per 10k deliveries/s",
-      "fanout",
-      "serverCpuPercentPer10kDeliveries",
-      "min",
-    ],
-    ["fanout p99 ms at sustained", "fanout", "sustainedP99Ms", "min"],
-    ["fanout half-load p99 ms", "fanout", "halfLoadP99Ms", "min"],
-    ["chatty p99 ms", "chatty", "p99Ms", "min"],
-    ["chatty server CPU%", "chatty", "serverCpuPercent", "min"],
-  ];
-  const rows: string[][] = [];
-  for (const [store, withIds, without] of pairs) {
-    for (const [label, scenario, key, best] of figures) {
-      const a = values(scenario, withIds, key);
-      const b = values(scenario, without, key);
-      if (a.length === 0 || b.length === 0) continue;
-      const pick = best === "max" ? Math.max : Math.min;
-      rows.push(
-        [
-          store,
-          label,
-          round2(median(a)),
-          round2(median(b)),
-          ratio(median(a), median(b)),
-          ratio(pick(...a), pick(...b)),
-        ].map(cell),
-      );
-    }
-  }
-  console.log(
-    "\nratios, with client_id / without (median over rounds; best = best round of each)",
-  );
-  console.log(
-    formatTable(["store", "figure", "with client_id", "without", "ratio", "best ratio"], rows),
-  );
-  if (!options.scenarios.includes("fanout")) return;
-  const verdict = (ok: boolean) => (ok ? "PASS" : "FAIL");
-  const targetRows = pairs.map(([store, withIds, without]) => {
-    const a = values("fanout", withIds, "sustainedDeliveriesPerSecond");
-    const b = values("fanout", without, "sustainedDeliveriesPerSecond");
-    const share = ratio(median(a), median(b));
-    const best = ratio(Math.max(...a), Math.max(...b));
-    return [
-      `(5) fanout with client_id >= 90% of without (${store})`,
-      `median ${share}, best ${best}`,
-      `${verdict(share >= 0.9)} (best: ${verdict(best >= 0.9)})`,
-    ];
-  });
-  console.log("\ntargets");
-  console.log(formatTable(["target", "measured", "verdict"], targetRows));
 }

@@ -58,6 +58,11 @@ export interface FanoutSummary {
   /** The highest offered load (msg/s) that passed; 0 if none did. */
   readonly sustainedOfferedPerSecond: number;
   readonly sustainedDeliveriesPerSecond: number;
+  /**
+   * The most deliveries/s any step measured, passing or not: near the knee a failing step (late,
+   * not lossy) may deliver more than the last passing one.
+   */
+  readonly peakDeliveriesPerSecond: number;
   readonly sustainedP99Ms: number | undefined;
   readonly stoppedBy: string;
   readonly halfLoadOfferedPerSecond: number | undefined;
@@ -161,6 +166,8 @@ export async function fanout(target: Target, options: FanoutOptions): Promise<Fa
     sustainedClientCpuPercent: best?.clientCpuPercent,
     sustainedSutCpuPercent: best?.sutCpuPercent,
     sustainedAcked: best?.acked,
+    ...(best?.mix && { sustainedMix: best.mix }),
+    peakDeliveriesPerSecond: Math.max(0, ...results.map((result) => result.deliveriesPerSecond)),
     stoppedBy,
     halfLoadOfferedPerSecond: half?.offeredPerSecond,
     halfLoadP99Ms: half?.latencyMs.p99,

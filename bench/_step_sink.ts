@@ -1,8 +1,10 @@
 /**
  * What every member of a traffic step checks in each frame it gets: its own payload fields
  * (`"<sender peer> <step> <n> <send time µs>"`: latency, loss, duplication, order) and, on
- * protocol 2, the room's `seq` (up by one from frame to frame; a `gap` frame says where the next
- * one starts). A sender's `ack` frames are counted.
+ * protocol 2, the room's sequence (up by one from frame to frame; a `gap` frame says where the
+ * next one starts). A `react` frame is an item of that sequence too: its own place is its
+ * `event_seq` (its `seq` names the message it changes). A sender's `ack` frames are counted, and
+ * `typing` frames (ephemeral, outside the sequence).
  *
  * @module
  */
@@ -16,9 +18,12 @@ const MESSAGE_PREFIX = encoder.encode('{"type":"message"');
 const ERROR_PREFIX = encoder.encode('{"type":"error"');
 const GAP_PREFIX = encoder.encode('{"type":"gap"');
 const ACK_PREFIX = encoder.encode('{"type":"ack"');
+const REACT_PREFIX = encoder.encode('{"type":"react"');
+const TYPING_PREFIX = encoder.encode('{"type":"typing"');
 const CONTENT_FIELD = encoder.encode('"content":"');
 const SEQ_FIELD = encoder.encode('"seq":');
 const TO_SEQ_FIELD = encoder.encode('"to_seq":');
+const EVENT_SEQ_FIELD = encoder.encode('"event_seq":');
 
 /**
  * Checks every frame of one step. Per (receiver, sender) stream: a bitmap of the senders'
@@ -34,7 +39,12 @@ const TO_SEQ_FIELD = encoder.encode('"to_seq":');
 export class StepSink implements FrameSink {
   readonly latency = new LatencyHistogram();
   readonly refusedCodes = new Map<string, number>();
+  /** Messages and `react` frames received (a reaction reaches every member, as a message). */
   delivered = 0;
+  /** The `react` frames among {@linkcode StepSink.delivered}. */
+  reactions = 0;
+  /** `typing` frames received (not deliveries: the server passes on at most one per 2 s). */
+  typing = 0;
   duplicated = 0;
   reordered = 0;
   seqBroken = 0;
@@ -51,8 +61,10 @@ export class StepSink implements FrameSink {
   readonly #bytesPerStream: number;
   readonly #seen: Uint8Array;
   readonly #highest: Int32Array;
-  /** Per receiver, the room seq of its last message or gap this step; -1 before the first. */
+  /** Per receiver, the room seq of its last message, reaction or gap this step; -1 before. */
   readonly #lastSeq: Float64Array;
+  /** Per receiver, the seq of the last message it got this step; 0 before the first. */
+  readonly #lastMessageSeq: Float64Array;
 
   constructor(step: number, layout: Layout, perSender: number) {
     this.#step = step;
@@ -63,19 +75,39 @@ export class StepSink implements FrameSink {
     this.#seen = new Uint8Array(streams * this.#bytesPerStream);
     this.#highest = new Int32Array(streams).fill(-1);
     this.#lastSeq = new Float64Array(layout.rooms * layout.members).fill(-1);
+    this.#lastMessageSeq = new Float64Array(layout.rooms * layout.members);
   }
 
-  /** Deliveries due: every accepted message reaches every member of its room. */
+  /**
+   * Deliveries due: every accepted message (or reaction; `sent` counts both) reaches every member
+   * of its room.
+   */
   expected(sent: number): number {
     return (sent - this.refused) * this.#layout.members;
   }
 
+  /** The room seq of the last message member `peer` got this step; 0 before the first. */
+  lastMessageSeq(peer: number): number {
+    return this.#lastMessageSeq[peer] ?? 0;
+  }
+
   frame(peer: number, payload: Uint8Array): void {
     if (startsWith(payload, MESSAGE_PREFIX)) {
-      this.#checkSeq(peer, numberAfter(payload, SEQ_FIELD));
+      const seq = numberAfter(payload, SEQ_FIELD);
+      this.#checkSeq(peer, seq);
+      if (seq !== undefined) this.#lastMessageSeq[peer] = seq;
       return this.#message(peer, payload);
     }
     if (startsWith(payload, ACK_PREFIX)) return void this.acked++;
+    if (startsWith(payload, REACT_PREFIX)) {
+      // Its place in the sequence is its event_seq; its "seq" names the message reacted to.
+      this.#checkSeq(peer, numberAfter(payload, EVENT_SEQ_FIELD));
+      this.lastReceivedAt = performance.now();
+      this.reactions++;
+      this.delivered++;
+      return;
+    }
+    if (startsWith(payload, TYPING_PREFIX)) return void this.typing++;
     if (startsWith(payload, GAP_PREFIX)) {
       // The seqs up to `to_seq` will never come: the next message follows it.
       this.gaps++;
@@ -90,8 +122,8 @@ export class StepSink implements FrameSink {
   }
 
   /**
-   * A message must carry the seq after the last one. Frames without a seq (protocol 1 servers,
-   * the baseline) are not checked.
+   * A message (or reaction) must carry the seq after the last one. Frames without a seq
+   * (protocol 1 servers, the baseline) are not checked.
    */
   #checkSeq(peer: number, seq: number | undefined): void {
     if (seq === undefined) return;

@@ -6,7 +6,8 @@
  * (the sender included) must receive each of its senders' messages once, in order: loss,
  * duplication and order are judged by these fields, whatever the server adds. Frames of protocol
  * 2 also carry the room's `seq`: every member must see it go up by one from frame to frame
- * (a `gap` frame accounts for seqs that will never come, and is counted apart).
+ * (a `gap` frame accounts for seqs that will never come, and is counted apart). With the `mix`
+ * frame style, reactions (sequenced too) and typing frames go in between (bench/_mix.ts).
  *
  * @module
  */
@@ -18,17 +19,20 @@ import {
   sampleProc,
   usageSince,
 } from "./_proc.ts";
+import { ConversationMix, type MixCounts } from "./_mix.ts";
 import { type LatencySummary, round2 } from "./_stats.ts";
 import { StepSink } from "./_step_sink.ts";
 
 /**
  * How a sender frames a message: `text` (the bare content, the smallest frame the server
  * accepts), `json` (`{"type":"message","content":..}`), or `client-id` (the same with a
- * `client_id` unique per message, `<sender>-<step>-<n>`, as a retrying client sends it).
+ * `client_id` unique per message, `<sender>-<step>-<n>`, as a retrying client sends it). `mix`:
+ * `json` messages, and in {@linkcode runStep} one frame in ten a typing frame or a reaction
+ * (bench/_mix.ts); elsewhere just `json`.
  */
-export type FrameStyle = "text" | "json" | "client-id";
+export type FrameStyle = "text" | "json" | "client-id" | "mix";
 /** Every {@linkcode FrameStyle}, for option parsing. */
-export const FRAME_STYLES: readonly FrameStyle[] = ["text", "json", "client-id"];
+export const FRAME_STYLES: readonly FrameStyle[] = ["text", "json", "client-id", "mix"];
 
 /** Rooms of equal size; the first `senders` members of each room send. */
 export interface Layout {
@@ -41,7 +45,7 @@ export interface Layout {
 export interface StepOptions {
   /** Distinguishes this step's messages from late ones of an earlier step. */
   readonly step: number;
-  /** Messages per second offered in total, across all senders. */
+  /** Frames per second offered in total, across all senders (messages unless `mix`). */
   readonly ratePerSecond: number;
   readonly durationMs: number;
   /** After sending: stop waiting once nothing arrived for this long... */
@@ -59,11 +63,16 @@ export interface StepOptions {
 /** What one step measured. */
 export interface StepResult {
   readonly offeredPerSecond: number;
+  /** Frames sent per second (typing frames included). */
   readonly sentPerSecond: number;
+  /** Frames sent that the room sequences: messages, and reactions in the mix. */
   readonly sent: number;
+  /** Deliveries due: `sent`, but what was refused, times the members of a room. */
   readonly expected: number;
+  /** Messages, and reactions in the mix, received by the members together. */
   readonly delivered: number;
   readonly deliveriesPerSecond: number;
+  /** Of messages (from their send time in the content). */
   readonly latencyMs: LatencySummary;
   readonly lost: number;
   readonly duplicated: number;
@@ -94,6 +103,8 @@ export interface StepResult {
   readonly otherCpuPercent: number;
   /** CPU of the `sutCommand` processes, in percent of one core; absent without one. */
   readonly sutCpuPercent?: number;
+  /** The `mix` frame style: what was sent and got by kind. */
+  readonly mix?: MixCounts;
 }
 
 const TICK_MS = 2;
@@ -144,7 +155,10 @@ export async function runStep(
   ]);
   const started = performance.now();
   const sentBy = new Int32Array(senders.length);
-  const frame = framer(options.frames ?? "text");
+  const mix = options.frames === "mix"
+    ? new ConversationMix(sink, { peers: peers.specs.length, message: framer("json") })
+    : undefined;
+  const frame = mix ? mix.frame.bind(mix) : framer(options.frames ?? "text");
   await new Promise<void>((resolve) => {
     const tick = () => {
       const elapsed = Math.min(performance.now() - started, options.durationMs);
@@ -187,14 +201,15 @@ export async function runStep(
     clientUsage.cpuSeconds,
     sutSeconds,
   ]);
-  const sent = senders.length * perSender;
+  const frames = senders.length * perSender;
+  const sent = frames - (mix?.sent.typing ?? 0);
   await drain(sink, { sent, sendEnded, ...options });
   peers.sink = previousSink;
   const receiveSeconds = (Math.max(sink.lastReceivedAt, sendEnded) - started) / 1000;
   const expected = sink.expected(sent);
   return {
     offeredPerSecond: options.ratePerSecond,
-    sentPerSecond: Math.round(sent / ((sendEnded - started) / 1000)),
+    sentPerSecond: Math.round(frames / ((sendEnded - started) / 1000)),
     sent,
     expected,
     delivered: sink.delivered,
@@ -215,17 +230,26 @@ export async function runStep(
     ...(options.sutCommand === undefined ? {} : {
       sutCpuPercent: round2((sutSeconds / ((sendEnded - started) / 1000)) * 100),
     }),
+    ...(mix && {
+      mix: {
+        messagesSent: mix.sent.messages,
+        reactionsSent: mix.sent.reactions,
+        typingSent: mix.sent.typing,
+        reactionsDelivered: sink.reactions,
+        typingDelivered: sink.typing,
+      },
+    }),
   };
 }
 
 /**
  * Makes a message frame of the step's payload fields. The content needs no JSON escaping: four
- * integers and spaces.
+ * integers and spaces. `mix` frames its messages as `json`.
  */
 export function framer(
   style: FrameStyle,
 ): (sender: number, step: number, seq: number, sentUs: number) => string {
-  if (style === "json") {
+  if (style === "json" || style === "mix") {
     return (sender, step, seq, sentUs) =>
       `{"type":"message","content":"${sender} ${step} ${seq} ${sentUs}"}`;
   }

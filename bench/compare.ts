@@ -18,6 +18,14 @@
  *                       --scenarios says otherwise; with --database, also both on PostgreSQL
  *                       (`server+pg+cid`, `server+pg`). Target (5) of issue 14: with >= 90% of
  *                       without. About 5 minutes in memory, 10 with --database.
+ *     --compare-mix     instead of the baseline: the real server with plain JSON messages
+ *                       (`server`) against the same with the conversation mix (`server+mix`: of
+ *                       every 10 frames a sender sends, one is a `typing` frame or a reaction, in
+ *                       turn; bench/_mix.ts), A B A B; fanout only unless --scenarios says
+ *                       otherwise; with --database, also both on PostgreSQL (`server+pg`,
+ *                       `server+pg+mix`). Deliveries are messages plus reactions received. Item 5
+ *                       of issue 18: the mix's fanout sustained deliveries/s >= 90% of plain's.
+ *                       About 5 minutes in memory.
  *     --step-ms N --rates LIST --budget-s N --chatty-ms N --connections N --room-size N
  *                       passed to bench/load.ts (defaults: 3000, a ladder from 500 to 2500,
  *                       60, 6000, 10000, 10)
@@ -50,6 +58,7 @@ const { values } = parseArgs({
     database: { type: "boolean", default: false },
     "client-id": { type: "boolean", default: false },
     "compare-client-id": { type: "boolean", default: false },
+    "compare-mix": { type: "boolean", default: false },
     "step-ms": { type: "string", default: "3000" },
     rates: {
       type: "string",
@@ -68,7 +77,10 @@ const adminUrl = Deno.env.get("BENCH_DATABASE_URL") || Deno.env.get("TEST_DATABA
   "postgres://postgres@127.0.0.1:5432/test";
 const rounds = Math.max(1, Number(values.rounds) || 2);
 const compareClientId = values["compare-client-id"] ?? false;
-const scenarios = (values.scenarios ?? (compareClientId ? "fanout" : "fanout,chatty,connections"))
+const compareMix = values["compare-mix"] ?? false;
+/** The server against itself with one thing changed: the suffix of the changed side's target. */
+const changed = compareClientId ? "+cid" : compareMix ? "+mix" : undefined;
+const scenarios = (values.scenarios ?? (changed ? "fanout" : "fanout,chatty,connections"))
   .split(",").filter((name) => name.length > 0);
 for (const name of scenarios) {
   if (!["fanout", "chatty", "connections"].includes(name)) {
@@ -76,14 +88,15 @@ for (const name of scenarios) {
     Deno.exit(2);
   }
 }
-if (compareClientId && values["client-id"]) {
-  console.error("bench:compare: --client-id and --compare-client-id exclude each other");
+const exclusive = ["client-id", "compare-client-id", "compare-mix"] as const;
+if (exclusive.filter((name) => values[name]).length > 1) {
+  console.error(`bench:compare: --${exclusive.join(", --")} exclude each other`);
   Deno.exit(2);
 }
 const children = new Set<number>();
 
 const timeLimitMs = (Number(values["time-limit-s"]) ||
-  (values.database ? (compareClientId ? 900 : 780) : 600)) * 1000;
+  (values.database ? (changed ? 900 : 780) : 600)) * 1000;
 const watchdog = setTimeout(() => {
   console.error(`bench:compare: not done after ${timeLimitMs / 1000} s, stopping`);
   for (const pid of children) {
@@ -112,16 +125,15 @@ printReport(lines, {
   database: values.database ?? false,
   seconds: (performance.now() - started) / 1000,
   targets: [...new Set(scenarios.flatMap(targetsOf))],
-  compare: compareClientId ? "client-id" : "baseline",
+  compare: compareClientId ? "client-id" : compareMix ? "mix" : "baseline",
 });
 
 /** The servers a scenario runs against, in the order of a round. */
 function targetsOf(scenario: string): TargetName[] {
   const database = scenario === "fanout" && values.database;
-  if (compareClientId) {
-    return database
-      ? ["server", "server+cid", "server+pg", "server+pg+cid"]
-      : ["server", "server+cid"];
+  if (changed) {
+    const pairs = database ? ["server", "server+pg"] : ["server"];
+    return pairs.flatMap((plain) => [plain, `${plain}${changed}`] as TargetName[]);
   }
   return database ? ["baseline", "server", "server+pg"] : ["baseline", "server"];
 }
@@ -129,14 +141,15 @@ function targetsOf(scenario: string): TargetName[] {
 /** How the generator frames messages for `target`. */
 function framesOf(target: TargetName): FrameStyle {
   if (target.endsWith("+cid") || values["client-id"]) return "client-id";
-  // Without client ids in a client-id comparison: the same JSON frames, so that only the
-  // client_id differs.
-  return compareClientId ? "json" : "text";
+  if (target.endsWith("+mix")) return "mix";
+  // The unchanged side of a comparison: the same JSON frames, so that only the client_id (or
+  // the typing frames and reactions) differ.
+  return changed ? "json" : "text";
 }
 
 /** One scenario against one freshly started server. */
 async function runOnce(round: number, scenario: string, target: TargetName): Promise<Line[]> {
-  const postgres = target === "server+pg" || target === "server+pg+cid";
+  const postgres = target.startsWith("server+pg");
   const database = postgres ? await createScratchDatabase(adminUrl) : undefined;
   let server: RunningServer | undefined;
   try {

@@ -11,9 +11,10 @@
  *     --json             JSON lines only, no table
  *     --sut-command NAME processes of this command name are part of the system under test (e.g.
  *                        postgres): their CPU is reported apart and not counted as noise
- *     --frames text|json|client-id   how fanout and chatty senders frame a message (default
- *                        text: the bare content; json: {"type":"message","content":..};
- *                        client-id: json with a "client_id" unique per message)
+ *     --frames text|json|client-id|mix   how fanout and chatty senders frame a message
+ *                        (default text: the bare content; json: {"type":"message","content":..};
+ *                        client-id: json with a "client_id" unique per message; mix: json, and
+ *                        one frame in ten a typing frame or a reaction, in turn: bench/_mix.ts)
  *     --client-id        the same as --frames client-id
  *   fanout:      --rooms 10 --members 100 --rates 200,500,1000,... (msg/s in total)
  *                --step-ms 5000 --retries 1 --p99-ms 100

@@ -7,48 +7,14 @@ import { leastSquaresSlope, medianSlope } from "../../bench/_stats.ts";
 import { framer, layoutSpecs } from "../../bench/_traffic.ts";
 import { serviceGate } from "../support/services.ts";
 import { startTestServer } from "../support/test_server.ts";
+import { assertIntact, runDeno, runLoad } from "./_run.ts";
 
-const LOAD = new URL("../../bench/load.ts", import.meta.url).pathname;
 const HEAP = new URL("../../bench/heap.ts", import.meta.url).pathname;
 const CLUSTER = new URL("../../bench/cluster.ts", import.meta.url).pathname;
 const COMPARE = new URL("../../bench/compare.ts", import.meta.url).pathname;
 const PERSIST = new URL("../../bench/persist.ts", import.meta.url).pathname;
 const redis = serviceGate("TEST_REDIS_URL", "Redis");
 const database = serviceGate("TEST_DATABASE_URL", "PostgreSQL");
-
-/**
- * Runs `deno run <args>` to its end (at most `timeoutMs`) and returns its stdout; it must exit 0.
- */
-async function runDeno(
-  args: string[],
-  options: { timeoutMs?: number; env?: Record<string, string> } = {},
-): Promise<string> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...args],
-    env: options.env,
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
-  }).output();
-  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-  return new TextDecoder().decode(output.stdout);
-}
-
-/** Runs the load generator against `url` (or a server of its own) and returns its JSON lines. */
-async function runLoad(
-  url: string | undefined,
-  args: string[],
-  timeoutMs?: number,
-): Promise<Record<string, unknown>[]> {
-  // Without a URL it starts main.ts itself: --allow-read for Deno.execPath(), any --allow-run.
-  const permissions = url === undefined
-    ? ["--allow-net", "--allow-read", "--allow-run"]
-    : ["--allow-net", "--allow-run=cat,sh"];
-  const stdout = await runDeno([...permissions, LOAD, ...(url ? [url] : []), "--json", ...args], {
-    timeoutMs,
-  });
-  return stdout.split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line));
-}
 
 // Small and quick: 2 rooms of 5, 60 then 30 messages/s in total, half-second steps. The test
 // process is the server, so its pid is the server's and its CPU is not counted as noise.
@@ -167,18 +133,6 @@ Deno.test({
     }
   },
 });
-
-/** Every message of a step reached each of a room's `members` once, in order, in seq order. */
-function assertIntact(step: Record<string, unknown>, members: number): void {
-  assert.equal(step.lost, 0);
-  assert.equal(step.duplicated, 0);
-  assert.equal(step.reordered, 0);
-  assert.equal(step.seqBroken, 0, "each member saw the room seq go up by one");
-  assert.equal(step.gaps, 0);
-  assert.equal(step.delivered, step.expected);
-  assert.equal(step.expected, (step.sent as number) * members, "every member gets every message");
-  assert.equal(step.acked, step.sent, "every message acknowledged to its sender once");
-}
 
 /**
  * Broadcasts like a chat server but loses, doubles and swaps messages: the generator must see
