@@ -77,9 +77,53 @@ export interface ClientIdentity {
   readonly moderator?: boolean;
   /** The user's read position when it connected, if known. */
   readonly readPosition?: ReadPosition;
+  /**
+   * Whether frames waiting together are written as one transport frame, joined by newlines
+   * (`batch=1`); `false` by default: one transport frame per frame.
+   */
+  readonly batched?: boolean;
 }
 
 const CLOSED = Promise.resolve();
+
+/**
+ * Longest batched frame, in UTF-16 units: a replay of a thousand frames leaves as several
+ * frames, not one of megabytes. A turn's fan-out (at most 256 frames) mostly fits in one.
+ */
+const BATCH_MAX_CHARS = 65_536;
+
+// The members of a room mostly get the same frames in a turn: the last batch joined is kept, and a
+// batch of the very same strings (compared by identity, not content) reuses it instead of joining
+// again. Flushes are synchronous and never nest, so one memo serves every client.
+let memoFrames: readonly string[] = [];
+let memoJoined: readonly string[] = [];
+
+/**
+ * The frames joined by newlines into as few transport frames as {@linkcode BATCH_MAX_CHARS}
+ * allows (a frame longer than that goes alone). JSON frames hold no raw newline, so a client
+ * splits them back on it.
+ */
+export function joinedFrames(frames: readonly string[]): readonly string[] {
+  if (frames.length === memoFrames.length && frames.every((frame, i) => frame === memoFrames[i])) {
+    return memoJoined;
+  }
+  const joined: string[] = [];
+  let start = 0;
+  let chars = 0;
+  for (let i = 0; i < frames.length; i++) {
+    const length = (frames[i] as string).length + 1;
+    if (i > start && chars + length > BATCH_MAX_CHARS) {
+      joined.push(frames.slice(start, i).join("\n"));
+      start = i;
+      chars = 0;
+    }
+    chars += length;
+  }
+  joined.push(frames.slice(start).join("\n"));
+  memoFrames = frames.slice();
+  memoJoined = joined;
+  return joined;
+}
 
 /** The transport's buffered bytes are read each time 1/BYTES_CHECK_DIVISOR of the bound is written. */
 const BYTES_CHECK_DIVISOR = 8;
@@ -130,6 +174,7 @@ export class Client implements Flushable {
   #held: string[] | undefined;
   #flushDue = false;
   #gone = false;
+  readonly #batched: boolean;
 
   constructor(
     identity: ClientIdentity,
@@ -147,6 +192,7 @@ export class Client implements Flushable {
     this.user = identity.user;
     this.moderator = identity.moderator ?? false;
     this.readPosition = identity.readPosition;
+    this.#batched = identity.batched ?? false;
     this.#transport = transport;
     this.#owner = options.owner;
     this.#limits = options.limits;
@@ -286,9 +332,16 @@ export class Client implements Flushable {
     this.#outbox.drainInto(batch, Infinity);
     this.#replayed = 0;
     try {
-      for (const frame of batch) {
-        this.#transport.send(frame);
-        this.#unchecked += frame.length;
+      if (this.#batched && batch.length > 1) {
+        for (const joined of joinedFrames(batch)) {
+          this.#transport.send(joined);
+          this.#unchecked += joined.length;
+        }
+      } else {
+        for (const frame of batch) {
+          this.#transport.send(frame);
+          this.#unchecked += frame.length;
+        }
       }
     } finally {
       batch.length = 0;

@@ -155,6 +155,7 @@ export class Hub implements ClientOwner {
       readonly cursor?: ResumeCursor;
       readonly moderator?: boolean;
       readonly readPosition?: ReadPosition;
+      readonly batch?: boolean;
     },
     transport: Transport,
   ): Client {
@@ -165,6 +166,7 @@ export class Hub implements ClientOwner {
         user: identity.user,
         moderator: identity.moderator,
         readPosition: identity.readPosition,
+        batched: identity.batch,
       },
       transport,
       {

@@ -102,6 +102,7 @@ export async function openChatSocket(
       user,
       cursor: params.cursor,
       level: params.level,
+      ...(params.batch && { batch: true }),
       moderator: moderates(identity, params.room),
       ...(readPosition && { readPosition }),
     },

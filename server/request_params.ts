@@ -37,6 +37,8 @@ export interface ChatParams {
   readonly cursor?: ResumeCursor;
   /** The protocol level: `v`, else the operator's `DEFAULT_PROTOCOL`. */
   readonly level: ProtocolLevel;
+  /** `batch=1`: frames waiting together go out as one WebSocket frame, one JSON frame per line. */
+  readonly batch?: boolean;
 }
 
 /** Which page of history to read. */
@@ -94,7 +96,17 @@ export function parseChatParams(
   const raw = query.get("u") ?? defaults?.user ?? null;
   const user = raw === null ? undefined : parseUserName(raw);
   const cursor = parseResumeCursor(query);
-  return { room: parseRoom(query, defaults?.room), user, level, ...(cursor && { cursor }) };
+  const batch = parseFlag(query, "batch");
+  if (batch && level !== 2) {
+    throw new BadRequestError("invalid_batch", "batch=1 needs protocol 2 (v=2)");
+  }
+  return {
+    room: parseRoom(query, defaults?.room),
+    user,
+    level,
+    ...(cursor && { cursor }),
+    ...(batch && { batch }),
+  };
 }
 
 function parseLevel(raw: string | null, fallback: ProtocolLevel): ProtocolLevel {

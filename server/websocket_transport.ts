@@ -37,6 +37,8 @@ export interface ChatJoin {
   readonly level?: ProtocolLevel;
   /** Whether the user moderates the room (its token's `mod`). */
   readonly moderator?: boolean;
+  /** Whether frames waiting together go out as one, joined by newlines (`batch=1`). */
+  readonly batch?: boolean;
   /** The user's read position in the room, when it could be read before the upgrade. */
   readonly readPosition?: ReadPosition;
 }

@@ -988,6 +988,8 @@ class Room {
     url.searchParams.set("r", this.#s.room);
     if (this.#s.user !== undefined) url.searchParams.set("u", this.#s.user);
     url.searchParams.set("v", String(this.#s.protocol));
+    // Frames waiting together come as one WebSocket frame, one JSON frame per line.
+    if (this.#s.protocol === 2) url.searchParams.set("batch", "1");
     if (this.#resuming) {
       url.searchParams.set("since_seq", String(this.#sequence.cursor));
       if (this.#epoch !== undefined) url.searchParams.set("epoch", this.#epoch);
@@ -1043,14 +1045,17 @@ class Room {
     // A close event follows every error; npm ws throws an error nobody listens to.
     socket.onerror = () => {};
     socket.onmessage = (event) => {
-      if (this.#socket !== socket) return;
-      let frame;
-      try {
-        frame = JSON.parse(String(event.data));
-      } catch {
-        return; // not JSON: nothing this SDK can use
+      // A batched frame is several JSON frames, one per line (JSON holds no raw newline).
+      for (const line of String(event.data).split("\n")) {
+        if (this.#socket !== socket) return; // a frame of the batch closed it
+        let frame;
+        try {
+          frame = JSON.parse(line);
+        } catch {
+          continue; // not JSON: nothing this SDK can use
+        }
+        if (typeof frame === "object" && frame !== null) this.#onFrame(frame);
       }
-      if (typeof frame === "object" && frame !== null) this.#onFrame(frame);
     };
     socket.onclose = (event) => {
       closed();

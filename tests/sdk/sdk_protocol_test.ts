@@ -264,7 +264,14 @@ Deno.test("A /history page of another epoch drops the socket; the resume says ep
     assert.deepEqual(seen.epochs, [{ epoch: "e2", previous: "e1", last_seq: 7 }]);
     assert.equal(room.epoch, "e2");
     const resumed = Object.fromEntries(server.socketQueries[1] ?? []);
-    assert.deepEqual(resumed, { r: ROOM, u: "ann", v: "2", since_seq: "1", epoch: "e1" });
+    assert.deepEqual(resumed, {
+      r: ROOM,
+      u: "ann",
+      v: "2",
+      batch: "1",
+      since_seq: "1",
+      epoch: "e1",
+    });
     assert.deepEqual(seen.states, ["open", "reconnecting", "open"]);
   });
 });

@@ -92,6 +92,7 @@ Deno.test("connect() resolves at the welcome with the room's epoch, members and 
         r: "lobby",
         u: " ann ",
         v: "2",
+        batch: "1",
       });
     });
     await bob.close();
