@@ -154,7 +154,9 @@ function watchSockets(page: Page): WatchedSockets {
   const sent = new FrameLog();
   page.on("websocket", (socket) => {
     urls.push(socket.url());
-    socket.on("framereceived", ({ payload }) => log.push(JSON.parse(String(payload))));
+    socket.on("framereceived", ({ payload }) => {
+      for (const line of String(payload).split("\n")) log.push(JSON.parse(line));
+    });
     socket.on("framesent", ({ payload }) => sent.push(JSON.parse(String(payload))));
   });
   return { urls, log, sent };
@@ -204,9 +206,12 @@ async function openRelayedChat(
     requests.push(socket.url());
     const upstream = socket.connectToServer();
     upstream.onMessage((message) => {
-      const frame = JSON.parse(String(message));
-      log.push(frame);
-      relay(frame, socket, index, upstream);
+      // A batched frame (batch=1) holds one frame per line: each is relayed alone.
+      for (const line of String(message).split("\n")) {
+        const frame = JSON.parse(line);
+        log.push(frame);
+        relay(frame, socket, index, upstream);
+      }
     });
     socket.onMessage((message) => {
       sent.push(JSON.parse(String(message)));

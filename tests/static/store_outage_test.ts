@@ -112,7 +112,12 @@ async function openWatchedChat(
   await page.routeWebSocket((url) => url.pathname === "/chat", (socket) => {
     const index = sockets.push(socket) - 1;
     const upstream = socket.connectToServer();
-    upstream.onMessage((message) => options.relay(JSON.parse(String(message)), socket, index));
+    // A batched frame (batch=1) holds one frame per line: each is relayed alone.
+    upstream.onMessage((message) => {
+      for (const line of String(message).split("\n")) {
+        options.relay(JSON.parse(line), socket, index);
+      }
+    });
     opened.add();
   });
   await page.route((url) => url.pathname === "/history", (route) => {
