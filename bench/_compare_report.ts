@@ -19,7 +19,8 @@ export type TargetName =
   | "server+cid"
   | "server+pg+cid"
   | "server+mix"
-  | "server+pg+mix";
+  | "server+pg+mix"
+  | "server+batch";
 /** One JSON line of bench/load.ts, tagged with `round` and `target`. */
 export type Line = Record<string, unknown>;
 
@@ -170,7 +171,43 @@ export function printReport(lines: readonly Line[], options: ReportOptions): voi
         `server CPU% per 10k deliveries/s ${round2(pgCost)} / ${round2(memoryCost)}`,
     );
   }
+  if (options.targets?.includes("server+batch")) printBatch(lines, values);
   printTargets(lines, { ...options, values });
+}
+
+/**
+ * Issue 19's figures: the server with batched frames (`server+batch`) and without (`server`),
+ * each against the baseline (one frame per message), and their targets.
+ */
+function printBatch(
+  lines: readonly Line[],
+  values: (scenario: string, target: TargetName, key: string) => number[],
+): void {
+  const verdict = (ok: boolean) => (ok ? "PASS" : "FAIL");
+  const of = (target: TargetName, key: string) => values("fanout", target, key);
+  const share = (target: TargetName, key: string) =>
+    ratio(median(of(target, key)), median(of("baseline", key)));
+  const peak = share("server+batch", "peakDeliveriesPerSecond");
+  const sustained = share("server+batch", "sustainedDeliveriesPerSecond");
+  const plain = share("server", "sustainedDeliveriesPerSecond");
+  const cost = share("server+batch", "serverCpuPercentPer10kDeliveries");
+  const halves = lines.filter((line) =>
+    line.scenario === "fanout" && line.target === "server+batch" && line.summary === true
+  );
+  const halfOk = halves.length > 0 &&
+    halves.every((line) => Number(line.halfLoadP99Ms) <= 25 && line.halfLoadClean === true);
+  console.log("\nbatched frames (issue 19), fanout, median over rounds, against the baseline");
+  console.log(formatTable(["target", "figure", "verdict"], [
+    ["(1) peak deliveries/s with batching >= 2.0x", String(peak), verdict(peak >= 2)],
+    ["(1) sustained with batching >= 1.5x", String(sustained), verdict(sustained >= 1.5)],
+    ["(1) sustained without batching >= 0.95x", String(plain), verdict(plain >= 0.95)],
+    [
+      "(2) half load with batching: p99 <= 25 ms, clean",
+      halves.map((line) => `${line.halfLoadP99Ms} ms`).join(", "),
+      verdict(halfOk),
+    ],
+    ["(3) server CPU per delivery with batching (aim <= 0.6x)", String(cost), "-"],
+  ]));
 }
 
 function printTargets(

@@ -17,6 +17,7 @@ const OPCODE = { continuation: 0x0, text: 0x1, close: 0x8, ping: 0x9, pong: 0xa 
 const INITIAL_READ_BYTES = 4 * 1024;
 const MAX_READ_BYTES = 256 * 1024;
 const HEAD_END = encoder.encode("\r\n\r\n");
+const NEWLINE = 0x0a;
 
 /** The server answered the upgrade with something other than 101. */
 export class UpgradeRefusedError extends Error {
@@ -217,7 +218,14 @@ export class BenchSocket {
       }
       const whole = this.#fragments ? concat([...this.#fragments, payload]) : payload;
       this.#fragments = undefined;
-      this.onText(whole);
+      // A batched frame (batch=1) holds several frames, one per line: each is handed on alone,
+      // so that what is counted is messages, not WebSocket frames. JSON has no raw newline.
+      let start = 0;
+      for (let end = whole.indexOf(NEWLINE); end >= 0; end = whole.indexOf(NEWLINE, start)) {
+        this.onText(whole.subarray(start, end));
+        start = end + 1;
+      }
+      this.onText(start === 0 ? whole : whole.subarray(start));
     } else if (opcode === OPCODE.ping) {
       if (this.#open) this.#queue(encodeFrame(OPCODE.pong, payload.slice()));
     } else if (opcode === OPCODE.close) {

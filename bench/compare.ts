@@ -26,6 +26,10 @@
  *                       `server+pg+mix`). Deliveries are messages plus reactions received. Item 5
  *                       of issue 18: the mix's fanout sustained deliveries/s >= 90% of plain's.
  *                       About 5 minutes in memory.
+ *     --batch           also the real server with members asking for batched frames
+ *                       (`server+batch`, `batch=1`: one WebSocket frame for the frames waiting
+ *                       together; issue 19), next to `server` (one frame per message) and the
+ *                       baseline
  *     --step-ms N --rates LIST --budget-s N --chatty-ms N --connections N --room-size N
  *                       passed to bench/load.ts (defaults: 3000, a ladder from 500 to 2500,
  *                       60, 6000, 10000, 10)
@@ -59,6 +63,7 @@ const { values } = parseArgs({
     "client-id": { type: "boolean", default: false },
     "compare-client-id": { type: "boolean", default: false },
     "compare-mix": { type: "boolean", default: false },
+    batch: { type: "boolean", default: false },
     "step-ms": { type: "string", default: "3000" },
     rates: {
       type: "string",
@@ -135,7 +140,10 @@ function targetsOf(scenario: string): TargetName[] {
     const pairs = database ? ["server", "server+pg"] : ["server"];
     return pairs.flatMap((plain) => [plain, `${plain}${changed}`] as TargetName[]);
   }
-  return database ? ["baseline", "server", "server+pg"] : ["baseline", "server"];
+  const batch: TargetName[] = values.batch ? ["server+batch"] : [];
+  return database
+    ? ["baseline", "server", ...batch, "server+pg"]
+    : ["baseline", "server", ...batch];
 }
 
 /** How the generator frames messages for `target`. */
@@ -192,6 +200,7 @@ async function generate(
     `--connections=${values.connections}`,
     `--room-size=${values["room-size"]}`,
     `--frames=${framesOf(tags.target)}`,
+    ...(tags.target === "server+batch" ? ["--batch"] : []),
     ...(tags.target.startsWith("server+pg") ? ["--sut-command=postgres"] : []),
   ];
   const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" })

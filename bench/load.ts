@@ -16,6 +16,8 @@
  *                        client-id: json with a "client_id" unique per message; mix: json, and
  *                        one frame in ten a typing frame or a reaction, in turn: bench/_mix.ts)
  *     --client-id        the same as --frames client-id
+ *     --batch            members connect with `batch=1`: frames waiting together come as one
+ *                        WebSocket frame (issue 19); each line still counts as its message
  *   fanout:      --rooms 10 --members 100 --rates 200,500,1000,... (msg/s in total)
  *                --step-ms 5000 --retries 1 --p99-ms 100
  *                --budget-s 75 (no new ladder step after this long)
@@ -84,6 +86,7 @@ const { values, positionals } = parseArgs({
     "sut-command": { type: "string" },
     frames: { type: "string" },
     "client-id": { type: "boolean", default: false },
+    batch: { type: "boolean", default: false },
     rooms: { type: "string", default: "10" },
     members: { type: "string", default: "100" },
     rates: { type: "string", default: DEFAULT_RATES },
@@ -176,7 +179,7 @@ const report: Report = {
 const soakRooms = positive("soak-rooms");
 const minutes = positive("minutes");
 const own = given === undefined ? await startOwnServer() : undefined;
-const url = given ?? own?.server.url ?? "";
+const url = withBatch(given ?? own?.server.url ?? "", values.batch ?? false);
 const pid = values.pid === undefined ? own?.server.pid : positive("pid");
 const target: Target = {
   urls: [url],
@@ -334,4 +337,12 @@ function printTables(): void {
   for (const line of summaries) {
     console.log(`\n${line.scenario} summary: ${JSON.stringify(line)}`);
   }
+}
+
+/** The chat URL with `batch=1` when asked for: the server joins frames that wait together. */
+function withBatch(url: string, batch: boolean): string {
+  if (!batch || url === "") return url;
+  const batched = new URL(url);
+  batched.searchParams.set("batch", "1");
+  return batched.toString();
 }

@@ -39,6 +39,8 @@ export interface LineLoggerOptions {
   readonly format: LogFormat;
   /** Where each line goes; standard output by default. */
   readonly write?: (line: string) => void;
+  /** Fields every line carries, after its event (e.g. `{ worker: 1 }` under `WORKERS`). */
+  readonly fields?: LogFields;
 }
 
 const encoder = new TextEncoder();
@@ -57,12 +59,14 @@ export class LineLogger implements Logger {
   readonly #threshold: number;
   readonly #format: LogFormat;
   readonly #write: (line: string) => void;
+  readonly #fields: LogFields | undefined;
   #dropped = 0;
 
   constructor(options: LineLoggerOptions) {
     this.#threshold = LOG_LEVELS.indexOf(options.level);
     this.#format = options.format;
     this.#write = options.write ?? writeToStdout;
+    this.#fields = options.fields;
   }
 
   /** Lines that could not be written (standard output closed or failing); never an exception. */
@@ -93,7 +97,8 @@ export class LineLogger implements Logger {
     }
   }
 
-  #writeLine(level: number, event: string, fields: LogFields | undefined): void {
+  #writeLine(level: number, event: string, own: LogFields | undefined): void {
+    const fields = this.#fields === undefined ? own : { ...this.#fields, ...own };
     const time = new Date().toISOString();
     if (this.#format === "json") {
       this.#write(JSON.stringify({ time, level: LOG_LEVELS[level], event, ...fields }) + "\n");

@@ -18,7 +18,7 @@ import { TokenVerifier } from "./auth.ts";
 import { ConnectionLimits } from "./connection_limits.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { OriginPolicy } from "./origin_policy.ts";
-import { createHandler, type RouteDeps } from "./routes.ts";
+import { createHandler, type Readiness, type RouteDeps } from "./routes.ts";
 import { clientPage } from "./client_page.ts";
 import { RequestRate } from "./request_rate.ts";
 import { WebhookListener } from "../webhooks/webhook_listener.ts";
@@ -40,6 +40,23 @@ export interface ChatServer {
    * written. What is lost if the process exits now.
    */
   readonly unstored: number;
+  /** This server's own metrics (a worker's alone under `WORKERS`), as Prometheus text. */
+  metrics(): Promise<string>;
+  /** This server's own readiness (a worker's alone under `WORKERS`). */
+  readiness(): Promise<Readiness>;
+}
+
+/**
+ * The part of one of the `WORKERS` threads sharing a port: `/metrics` and `/readyz` answer for
+ * all of them, whichever gets the request.
+ */
+export interface WorkerRole {
+  /** 0 to `WORKERS - 1`: the `worker` label of its metrics. */
+  readonly index: number;
+  /** Every worker's metrics, as one exposition. */
+  metrics(): Promise<string>;
+  /** Ready only if every worker is, with each one's readiness. */
+  readiness(): Promise<Readiness>;
 }
 
 /** What the server is given rather than builds. */
@@ -48,6 +65,8 @@ export interface ChatServerDeps {
   readonly logger: Logger;
   /** Other instances sharing the rooms (Redis); a single instance without it. */
   readonly cluster?: Cluster;
+  /** Set when this server is one of `WORKERS` threads listening on the same port. */
+  readonly worker?: WorkerRole;
 }
 
 /** Time kept after the last write's timeout for telling clients and closing. */
@@ -91,7 +110,7 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     webhookQueue: config.webhookUrl === undefined
       ? undefined
       : () => ({ events: webhooks?.queuedEvents ?? 0, bytes: webhooks?.queuedBytes ?? 0 }),
-  });
+  }, { labels: deps.worker && { worker: String(deps.worker.index) } });
   const webhooks = startWebhooks(config, { metrics, logger });
   const hub: Hub = new Hub({
     metrics,
@@ -142,8 +161,15 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
   const sockets = new OpenSockets(limits);
   let draining = false;
   const isDraining = () => draining;
+  const readiness = readinessOf({ repository, log, workers, cluster, isDraining });
   const http = Deno.serve(
-    { port: config.port, hostname: config.host, onListen: () => {} },
+    {
+      port: config.port,
+      hostname: config.host,
+      // Workers share the port; the kernel spreads new connections over them.
+      ...(deps.worker && { reusePort: true }),
+      onListen: () => {},
+    },
     createHandler(
       routeDeps(config, {
         hub,
@@ -156,6 +182,8 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
         isDraining,
         cluster,
         metrics,
+        readiness,
+        worker: deps.worker,
       }),
     ),
   );
@@ -198,6 +226,8 @@ export function startChatServer(config: Config, deps: ChatServerDeps): ChatServe
     get unstored() {
       return log.unstored;
     },
+    metrics: () => metrics.render(),
+    readiness,
   };
 }
 
@@ -210,10 +240,12 @@ interface ServerParts extends ChatServerDeps {
   readonly isDraining: () => boolean;
   readonly cluster: Cluster;
   readonly metrics: ServerMetrics;
+  /** This server's own readiness. */
+  readonly readiness: () => Promise<Readiness>;
 }
 
 function routeDeps(config: Config, parts: ServerParts): RouteDeps {
-  const { repository, workers, log, isDraining } = parts;
+  const { log, worker, isDraining } = parts;
   const verifier = config.authSecret === undefined
     ? undefined
     : new TokenVerifier(config.authSecret);
@@ -272,22 +304,32 @@ function routeDeps(config: Config, parts: ServerParts): RouteDeps {
       rate: new RequestRate(config.rateLimitPerSecond),
     },
     activeRooms: () => parts.hub.largestRooms(Infinity),
-    readiness: async () => {
-      // A lost Redis degrades cross-instance delivery, not this instance: it stays ready.
-      const base = {
-        store: repository.kind,
-        queued: log.queued,
-        cluster: parts.cluster.state,
-      };
-      if (isDraining()) return { ready: false, reason: "shutting down", ...base };
-      if (!(await repository.ping())) {
-        return { ready: false, reason: "store not answering", ...base };
-      }
-      if (workers.failingBatches > 0) {
-        return { ready: false, reason: "store writes failing, retrying", ...base };
-      }
-      return { ready: true, ...base };
-    },
+    // A worker's siblings answer for the whole server, whichever worker got the request.
+    readiness: worker ? () => worker.readiness() : parts.readiness,
+    scrape: worker ? () => worker.metrics() : () => parts.metrics.render(),
+  };
+}
+
+/** Whether this server can store messages right now, and why not. */
+function readinessOf(parts: {
+  repository: MessageRepository;
+  log: WriteBehindLog;
+  workers: PersistWorkers;
+  cluster: Cluster;
+  isDraining: () => boolean;
+}): () => Promise<Readiness> {
+  const { repository, log, workers, cluster, isDraining } = parts;
+  return async () => {
+    // A lost Redis degrades cross-instance delivery, not this instance: it stays ready.
+    const base = { store: repository.kind, queued: log.queued, cluster: cluster.state };
+    if (isDraining()) return { ready: false, reason: "shutting down", ...base };
+    if (!(await repository.ping())) {
+      return { ready: false, reason: "store not answering", ...base };
+    }
+    if (workers.failingBatches > 0) {
+      return { ready: false, reason: "store writes failing, retrying", ...base };
+    }
+    return { ready: true, ...base };
   };
 }
 

@@ -167,6 +167,8 @@ function postgresUrl(raw: string): string | ParseFailure {
 }
 
 const MAX_COUNT = 10_000_000;
+/** Threads of one process: beyond a few per core they only add Redis round trips. */
+const MAX_WORKERS = 256;
 
 /** Every variable the server reads, in the order `--help` lists them. */
 export const CONFIG_VARIABLES = {
@@ -177,6 +179,13 @@ export const CONFIG_VARIABLES = {
     parse: integer(0, 65535),
   },
   host: { name: "HOST", fallback: "0.0.0.0", doc: "interface to listen on", parse: text },
+  workers: {
+    name: "WORKERS",
+    fallback: "1",
+    doc:
+      "server threads sharing PORT, e.g. one per core (above 1: needs REDIS_URL, through which they share the rooms)",
+    parse: integer(1, MAX_WORKERS),
+  },
   databaseUrl: {
     name: "DATABASE_URL",
     fallback: undefined,
@@ -542,6 +551,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       "durable is for a single instance; with REDIS_URL use async (see docs/protocol.md)",
     );
   }
+  if ((config.workers as number) > 1 && config.redisUrl === undefined) {
+    throw workersWithoutRedis(config.workers as number);
+  }
   if (config.webhookUrl !== undefined && config.webhookSecret === undefined) {
     throw new ConfigError(
       "WEBHOOK_SECRET",
@@ -549,6 +561,15 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     );
   }
   return Object.freeze(config) as Config;
+}
+
+function workersWithoutRedis(workers: number): ConfigError {
+  const error = new ConfigError("WORKERS", "needs REDIS_URL");
+  // Said as the operator wrote it: `WORKERS=2 needs ...`.
+  error.message = `WORKERS=${workers} needs REDIS_URL: the workers share the rooms through ` +
+    "Redis, as several instances do (start one, e.g. REDIS_URL=redis://127.0.0.1:6379, or use " +
+    "WORKERS=1)";
+  return error;
 }
 
 /**

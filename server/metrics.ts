@@ -32,6 +32,12 @@ export interface MetricsSources {
   webhookQueue?(): { readonly events: number; readonly bytes: number };
 }
 
+/** Options of {@linkcode ServerMetrics}. */
+export interface ServerMetricsOptions {
+  /** Labels every sample carries, e.g. `{ worker: "1" }` under `WORKERS`. */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
 /** Rooms listed by `chat_room_members`; the rest are summed up in `chat_rooms`. */
 const TOP_ROOMS = 20;
 const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
@@ -64,7 +70,8 @@ export class ServerMetrics implements ChatMetrics, WebhookMetrics {
   readonly #webhooksFailed: Counter<"reason">;
   readonly #webhooksDropped: Counter<"reason">;
 
-  constructor(sources: MetricsSources) {
+  constructor(sources: MetricsSources, options: ServerMetricsOptions = {}) {
+    if (options.labels) this.#registry.setDefaultLabels({ ...options.labels });
     const registers = [this.#registry];
     this.#received = new Counter({
       name: "chat_messages_received_total",

@@ -44,6 +44,8 @@ export interface RouteDeps {
   /** Whether the server can store messages right now, and why not. */
   readonly readiness: () => Promise<Readiness>;
   readonly metrics: ServerMetrics;
+  /** The exposition `/metrics` answers: this server's, or under `WORKERS` every worker's. */
+  readonly scrape: () => Promise<string>;
   /**
    * The bearer token `/metrics` requires (`METRICS_TOKEN`). Unset: `/metrics` is open in open
    * mode and refused to everyone when `verifier` is set.
@@ -82,6 +84,17 @@ export interface Readiness {
   readonly reason?: string;
   /** `off` (one instance), `ok`, or `degraded` (Redis out of reach: local rooms only). */
   readonly cluster: string;
+  /** Under `WORKERS` above 1: each worker's own readiness (the above is all of them). */
+  readonly workers?: readonly WorkerReadiness[];
+}
+
+/** One worker's part of {@linkcode Readiness}. */
+export interface WorkerReadiness {
+  readonly worker: number;
+  readonly status: "ready" | "unavailable";
+  readonly queued: number;
+  readonly cluster: string;
+  readonly reason?: string;
 }
 
 type Handler = (
@@ -120,7 +133,7 @@ export function createHandler(
       return jsonResponse(await deps.unread(user));
     },
     "/metrics": async (request) =>
-      metricsRefusal(request) ?? new Response(await deps.metrics.render(), {
+      metricsRefusal(request) ?? new Response(await deps.scrape(), {
         headers: { "content-type": deps.metrics.contentType },
       }),
     "/client.html": () => new Response(deps.page.html, { headers: deps.page.headers }),

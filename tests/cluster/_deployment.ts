@@ -28,6 +28,8 @@ export interface DeploymentOptions {
   readonly databaseUrl?: string;
   /** Whether the first instance reaches Redis through a {@linkcode TcpProxy}. */
   readonly proxyFirst: boolean;
+  /** Server threads of each instance (`WORKERS`); 1 by default. */
+  readonly workers?: number;
   readonly env: Readonly<Record<string, string>>;
 }
 
@@ -49,6 +51,7 @@ export async function withDeployment(
       ...options.env,
       REDIS_URL: i === 0 && proxy ? viaPort(redisUrl, proxy.port) : redisUrl,
       REDIS_PREFIX: prefix,
+      ...(options.workers !== undefined && { WORKERS: String(options.workers) }),
       ...(scratch && { DATABASE_URL: scratch.url }),
     })
   ));
@@ -60,7 +63,8 @@ export async function withDeployment(
     const [a, b, c] = instances;
     if (!a || !b || !c) throw new Error("three instances");
     await Promise.all(instances.map((instance) => instance.untilCluster("ok")));
-    const keys = instances.map((instance) => `${prefix}instance:${instance.id}`);
+    const keys = instances.flatMap((instance) => instance.ids)
+      .map((id) => `${prefix}instance:${id}`);
     await waitFor("every instance's heartbeat", async () => {
       return (await probe.exists(...keys)) === keys.length || undefined;
     });

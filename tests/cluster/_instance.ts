@@ -24,11 +24,20 @@ export class Instance {
     return new Instance(await startChildServer({ PRESENCE_LEAVE_GRACE: "0", ...env }));
   }
 
-  /** Its id in the cluster, from its `cluster.enabled` log line. */
+  /** Its id in the cluster, from its `cluster.enabled` log line (its first worker's). */
   get id(): string {
-    const line = this.#child.logs.find((entry) => entry.event === "cluster.enabled");
-    if (typeof line?.instance !== "string") throw new Error("no cluster.enabled log line");
-    return line.instance;
+    const [id] = this.ids;
+    if (id === undefined) throw new Error("no cluster.enabled log line");
+    return id;
+  }
+
+  /** Its ids in the cluster: one, or one per worker under `WORKERS`. */
+  get ids(): string[] {
+    return this.#child.logs.flatMap((entry) =>
+      entry.event === "cluster.enabled" && typeof entry.instance === "string"
+        ? [entry.instance]
+        : []
+    );
   }
 
   /** Its log lines so far, parsed. */

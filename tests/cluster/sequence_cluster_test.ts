@@ -26,13 +26,14 @@ const ENV: Readonly<Record<string, string>> = {
 
 /** Three instances as the test needs them (memory stores unless `postgres`). */
 function deploy(
-  options: { postgres: boolean; proxyFirst: boolean },
+  options: { postgres: boolean; proxyFirst: boolean; workers?: number },
   body: (deployment: Deployment) => Promise<void>,
 ): Promise<void> {
   return withDeployment({
     redisUrl: redis.url ?? "",
     databaseUrl: options.postgres ? database.url : undefined,
     proxyFirst: options.proxyFirst,
+    workers: options.workers,
     env: ENV,
   }, body);
 }
@@ -187,34 +188,39 @@ async function runTraffic(
   await traffic.stop();
 }
 
-Deno.test({
-  name:
-    "Three instances: concurrent senders and roaming resumes end with seqs 1..N, one message each, on every client and /history",
-  ignore: redis.ignore || database.ignore,
-  fn: () =>
-    deploy({ postgres: true, proxyFirst: false }, async (deployment) => {
-      const traffic = new Traffic(ROOM);
-      try {
-        const started = performance.now();
-        const group = await joinEveryone(deployment, traffic);
-        await runTraffic(deployment, traffic, group, {
-          count: 40,
-          moveRate: 0.1,
-          seed: 1,
-        });
-        const last = await verify(deployment, group.everyone, {
-          sent: traffic.sent,
-          fillFrom: deployment.alive(),
-          historyOn: deployment.alive(),
-        });
-        assert.equal(last, 6 * 40, "nothing was sent twice: no sender was ever refused");
-        const moves = report("no faults", last, group.everyone, performance.now() - started);
-        assert.ok(moves >= 10, `clients moved between instances (${moves} resumes)`);
-      } finally {
-        await traffic.close();
-      }
-    }),
-});
+// Once more with WORKERS=2 (issue 19): six cluster instances in three processes, the kernel
+// placing each connection on either thread of its process.
+for (const workers of [1, 2]) {
+  Deno.test({
+    name: `Three instances${
+      workers > 1 ? ` of WORKERS=${workers}` : ""
+    }: concurrent senders and roaming resumes end with seqs 1..N, one message each, on every client and /history`,
+    ignore: redis.ignore || database.ignore,
+    fn: () =>
+      deploy({ postgres: true, proxyFirst: false, workers }, async (deployment) => {
+        const traffic = new Traffic(ROOM);
+        try {
+          const started = performance.now();
+          const group = await joinEveryone(deployment, traffic);
+          await runTraffic(deployment, traffic, group, {
+            count: 40,
+            moveRate: 0.1,
+            seed: 1,
+          });
+          const last = await verify(deployment, group.everyone, {
+            sent: traffic.sent,
+            fillFrom: deployment.alive(),
+            historyOn: deployment.alive(),
+          });
+          assert.equal(last, 6 * 40, "nothing was sent twice: no sender was ever refused");
+          const moves = report("no faults", last, group.everyone, performance.now() - started);
+          assert.ok(moves >= 10, `clients moved between instances (${moves} resumes)`);
+        } finally {
+          await traffic.close();
+        }
+      }),
+  });
+}
 
 Deno.test({
   name:
