@@ -14,7 +14,7 @@ import {
 } from "../chat/message.ts";
 import { type FreedChanges, HeldChanges } from "./held_changes.ts";
 import { HeldMessages } from "./held_messages.ts";
-import { isChange, withChanges, withReactions } from "./message_state.ts";
+import { type ChangeItem, isChange, withChanges, withReactions } from "./message_state.ts";
 
 export type { FreedChanges };
 
@@ -26,7 +26,8 @@ export type { FreedChanges };
  * ```ts
  * const held = new HeldItems();
  * if (held.add(item)) queue.trySend(item); // else a change parked behind its target
- * const page = held.page("general", { limit: 50 }, await repository.history("general", { limit: 50 }));
+ * const withHeld = held.pageOf("general", { limit: 50 }); // before the store is asked
+ * const page = withHeld(await repository.history("general", { limit: 50 }));
  * ```
  */
 export class HeldItems {
@@ -89,12 +90,18 @@ export class HeldItems {
   }
 
   /**
-   * The store's page with the held items of the same window merged in (change items only with
-   * `query.changes`, so that they never take a message's place), and the held changes applied.
+   * Takes what is held of `room` for `query` now; the function it returns merges it into the
+   * store's page read after this call (change items only with `query.changes`, so that they never
+   * take a message's place) and applies the held changes. Taken before the store is asked: an item
+   * settled meanwhile is in the store's answer, so the page misses none.
    */
-  page(room: string, query: HistoryQuery, stored: ChatMessage[]): ChatMessage[] {
-    const page = this.#merged(room, query, stored);
-    return this.#changes.size(room) === 0 ? page : page.map((item) => this.#latest(item));
+  pageOf(room: string, query: HistoryQuery): (stored: ChatMessage[]) => ChatMessage[] {
+    const inWindow = this.#inWindow(room, query);
+    const changes = this.#changesOf(room);
+    return (stored) => {
+      const page = merged(query, inWindow, stored);
+      return changes.size === 0 ? page : page.map((item) => latest(item, changes));
+    };
   }
 
   /**
@@ -115,64 +122,105 @@ export class HeldItems {
     return { ...count, unread, lastSeq: newest };
   }
 
-  /** `stored` (modified) with the held `react` changes of `seqs` applied in seq order. */
-  reactions(
+  /**
+   * Takes the held changes of `room` now (before the store is asked, as
+   * {@linkcode HeldItems.pageOf}); the function it returns applies their `react` changes of `seqs`
+   * in seq order to the store's reactions (modified). A change applied twice (held when taken,
+   * stored by the time of the store's answer) changes nothing the second time.
+   */
+  reactionsOf(
     room: string,
     seqs: readonly number[],
-    stored: Map<number, MessageReactions>,
-  ): Map<number, MessageReactions> {
-    if (this.#changes.size(room) === 0) return stored;
-    for (const seq of seqs) {
-      const held = this.#changes.of(room, seq);
-      if (held === undefined) continue;
-      // As the stores do: a deleted message has no reactions.
-      const latest = this.#deletes(room, seq) ? new Map() : withReactions(stored.get(seq), held);
-      if (latest.size > 0) stored.set(seq, latest);
-      else stored.delete(seq);
-    }
-    return stored;
+  ): (stored: Map<number, MessageReactions>) => Map<number, MessageReactions> {
+    const changes = this.#changesOf(room);
+    return (stored) => {
+      if (changes.size === 0) return stored;
+      for (const seq of seqs) {
+        const held = changes.get(seq);
+        if (held === undefined) continue;
+        // As the stores do: a deleted message has no reactions.
+        const latest = deletes(changes, seq) ? new Map() : withReactions(stored.get(seq), held);
+        if (latest.size > 0) stored.set(seq, latest);
+        else stored.delete(seq);
+      }
+      return stored;
+    };
   }
 
-  #merged(room: string, query: HistoryQuery, stored: ChatMessage[]): ChatMessage[] {
+  /** The held items of the window `query` asks for (changes too with `query.changes`). */
+  #inWindow(room: string, query: HistoryQuery): ChatMessage[] {
     const byIdCursor = query.after !== undefined || query.before !== undefined;
-    // The store's window: the oldest after an `after` cursor, else the newest.
     const forward = query.after !== undefined || query.afterSeq !== undefined;
     const { afterSeq, beforeSeq, limit } = query;
     const window = { afterSeq, beforeSeq, limit, oldestFirst: forward };
-    let inWindow = byIdCursor
+    const inWindow = byIdCursor
       ? this.#messages.all(room).filter((message) =>
         (query.after === undefined || message.id > query.after) &&
         (query.before === undefined || message.id < query.before)
       )
       : this.#messages.window(room, window);
     if (query.changes === true && !byIdCursor && this.#changes.size(room) > 0) {
-      inWindow = inWindow.concat(this.#changes.window(room, window));
+      return inWindow.concat(this.#changes.window(room, window));
     }
-    if (inWindow.length === 0) return stored;
-    const bySeqKey = new Map<number, ChatMessage>();
-    for (const message of stored) bySeqKey.set(message.seq, message);
-    for (const message of inWindow) bySeqKey.set(message.seq, message);
-    const merged = [...bySeqKey.values()].sort(byIdCursor ? byId : bySeq);
-    return forward ? merged.slice(0, limit) : merged.slice(Math.max(0, merged.length - limit));
+    return inWindow;
   }
 
-  /**
-   * An item with the held changes of it applied: a message in its latest state; an edit of a
-   * message a held change deletes without its content.
-   */
-  #latest(item: ChatMessage): ChatMessage {
-    if (!isChange(item)) {
-      const held = this.#changes.of(item.room, item.seq);
-      return held === undefined ? item : withChanges(item, held);
+  /** The held changes of `room` by target, each target's in seq order. */
+  #changesOf(room: string): Map<number, ChangeItem[]> {
+    const byTarget = new Map<number, ChangeItem[]>();
+    if (this.#changes.size(room) === 0) return byTarget;
+    const all = this.#changes.window(room, { limit: Infinity, oldestFirst: true });
+    for (const item of all as ChangeItem[]) {
+      const target = item.change.target;
+      const ofTarget = byTarget.get(target);
+      if (ofTarget === undefined) byTarget.set(target, [item]);
+      else ofTarget.push(item);
     }
-    if (item.change.kind !== "edit" || item.content === "") return item;
-    return this.#deletes(item.room, item.change.target) ? { ...item, content: "" } : item;
+    return byTarget;
   }
 
   /** Whether a held change deletes the message at `seq`. */
   #deletes(room: string, seq: number): boolean {
     return this.#changes.of(room, seq)?.some((held) => held.change.kind === "delete") ?? false;
   }
+}
+
+/** The store's page with the held items of its window merged in, by seq. */
+function merged(
+  query: HistoryQuery,
+  inWindow: readonly ChatMessage[],
+  stored: ChatMessage[],
+): ChatMessage[] {
+  if (inWindow.length === 0) return stored;
+  const byIdCursor = query.after !== undefined || query.before !== undefined;
+  // The store's window: the oldest after an `after` cursor, else the newest.
+  const forward = query.after !== undefined || query.afterSeq !== undefined;
+  const bySeqKey = new Map<number, ChatMessage>();
+  for (const message of stored) bySeqKey.set(message.seq, message);
+  for (const message of inWindow) bySeqKey.set(message.seq, message);
+  const all = [...bySeqKey.values()].sort(byIdCursor ? byId : bySeq);
+  return forward ? all.slice(0, query.limit) : all.slice(Math.max(0, all.length - query.limit));
+}
+
+/**
+ * An item with the held changes of it applied: a message in its latest state; an edit of a
+ * message a held change deletes without its content.
+ */
+function latest(
+  item: ChatMessage,
+  changes: ReadonlyMap<number, readonly ChangeItem[]>,
+): ChatMessage {
+  if (!isChange(item)) {
+    const held = changes.get(item.seq);
+    return held === undefined ? item : withChanges(item, held);
+  }
+  if (item.change.kind !== "edit" || item.content === "") return item;
+  return deletes(changes, item.change.target) ? { ...item, content: "" } : item;
+}
+
+/** Whether a held change deletes the message at `seq`. */
+function deletes(changes: ReadonlyMap<number, readonly ChangeItem[]>, seq: number): boolean {
+  return changes.get(seq)?.some((held) => held.change.kind === "delete") ?? false;
 }
 
 function clientKey(room: string, sender: string, clientId: string): string {

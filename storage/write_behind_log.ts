@@ -193,7 +193,8 @@ export class WriteBehindLog implements MessageLog {
   }
 
   async history(room: string, query: HistoryQuery): Promise<ChatMessage[]> {
-    return this.#merge(room, query, await this.#repository.history(room, query));
+    const withHeld = this.#withHeld(room, query);
+    return withHeld(await this.#repository.history(room, query));
   }
 
   /**
@@ -203,21 +204,25 @@ export class WriteBehindLog implements MessageLog {
    * @throws {StoreUnavailableError} if the store failed and nothing of the window is held.
    */
   async historyPage(room: string, query: HistoryQuery): Promise<HistoryPage> {
+    const withHeld = this.#withHeld(room, query);
     let stored: ChatMessage[];
     try {
       stored = await this.#repository.history(room, query);
     } catch (error) {
-      const held = this.#merge(room, query, []);
+      const held = withHeld([]);
       if (held.length === 0) throw new StoreUnavailableError(error);
       return { messages: held, complete: false };
     }
-    return { messages: this.#merge(room, query, stored), complete: true };
+    return { messages: withHeld(stored), complete: true };
   }
 
-  /** The store's page with the held items of the same window merged in, held changes applied. */
-  #merge(room: string, query: HistoryQuery, stored: ChatMessage[]): ChatMessage[] {
-    if (this.#options.historyShowsQueued === false) return stored;
-    return this.#held.page(room, query, stored);
+  /**
+   * Merges the items held now into a store page read after this call, held changes applied;
+   * taken first, so that an item settled while the store is read is in one of the two.
+   */
+  #withHeld(room: string, query: HistoryQuery): (stored: ChatMessage[]) => ChatMessage[] {
+    if (this.#options.historyShowsQueued === false) return (stored) => stored;
+    return this.#held.pageOf(room, query);
   }
 
   #tellWatchers(messages: readonly ChatMessage[], stored: boolean): void {
@@ -260,9 +265,12 @@ export class WriteBehindLog implements MessageLog {
 
   /** The store's reactions with the held `react` changes applied in seq order. */
   async reactionsTo(room: string, seqs: readonly number[]): Promise<Map<number, MessageReactions>> {
-    const reactions = await this.#repository.reactionsTo(room, seqs);
-    if (this.#options.historyShowsQueued === false) return reactions;
-    return this.#held.reactions(room, seqs, reactions);
+    if (this.#options.historyShowsQueued === false) {
+      return await this.#repository.reactionsTo(room, seqs);
+    }
+    // Held ones first, as for pages.
+    const withHeld = this.#held.reactionsOf(room, seqs);
+    return withHeld(await this.#repository.reactionsTo(room, seqs));
   }
 
   async openRoom(room: string): Promise<RoomSequence> {

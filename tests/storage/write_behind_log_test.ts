@@ -373,3 +373,62 @@ Deno.test(
     await close(); // the batches end: close() drains them to the end
   },
 );
+
+/**
+ * A memory store whose reads answer as of their start, as a PostgreSQL statement does: the answer
+ * is taken at once, handed back only after `during` ran (a batch stored and settled meanwhile).
+ */
+class SnapshotReads extends MemoryStore {
+  during: () => Promise<void> = () => Promise.resolve();
+
+  override async history(room: string, query: Parameters<MemoryStore["history"]>[1]) {
+    const page = await super.history(room, query);
+    await this.during();
+    return page;
+  }
+
+  override async reactionsTo(room: string, seqs: readonly number[]) {
+    const reactions = await super.reactionsTo(room, seqs);
+    await this.during();
+    return reactions;
+  }
+}
+
+Deno.test(
+  "WriteBehindLog reads miss no item settled while the store is read",
+  SANITIZERS,
+  async () => {
+    const store = new SnapshotReads({ maxPerRoom: 1_000, maxRooms: 10 });
+    const log = new WriteBehindLog(store, { queueLimit: 100, batchSize: 100, batchWaitMs: 0 });
+    const batches = log.batches()[Symbol.asyncIterator]();
+    await store.saveBatch([message("a", 1)]);
+    hold(log, "a", 2);
+    appendAll(log, editOf(1, 3));
+    // The workers store and settle each batch while a read is at the store.
+    let settledDuringRead = 0;
+    const settleDuringRead = (batch: ChatMessage[]) => {
+      store.during = async () => {
+        if (log.unstored === 0) return;
+        await store.saveBatch(batch);
+        log.settled(batch, true);
+        settledDuringRead++;
+      };
+    };
+    const first = (await batches.next()).value as ChatMessage[];
+    assert.deepEqual(seqsOf(first), [2, 3]);
+    settleDuringRead(first);
+    const page = await log.historyPage("a", { limit: 10 });
+    assert.equal(settledDuringRead, 1);
+    assert.deepEqual(seqsOf(page.messages), [1, 2]);
+    assert.equal(page.messages[0]?.content, "edit 3");
+    appendAll(log, reactTo(1, 4));
+    const second = (await batches.next()).value as ChatMessage[];
+    assert.deepEqual(seqsOf(second), [4]);
+    settleDuringRead(second);
+    assert.deepEqual(await log.reactionsTo("a", [1]), new Map([[1, new Map([["👍", ["ann"]]])]]));
+    assert.equal(settledDuringRead, 2);
+    log.close();
+    await batches.next();
+    await store.close();
+  },
+);
