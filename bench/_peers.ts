@@ -386,11 +386,15 @@ function stringAfter(payload: Uint8Array, field: Uint8Array): string | undefined
   return end < 0 ? undefined : new TextDecoder().decode(payload.subarray(start, end));
 }
 
-/** `ws://host:port` or `ws://host:port/chat` (any query dropped) → the `/chat` endpoint. */
+/**
+ * `ws://host:port` or `ws://host:port/chat` → the `/chat` endpoint. Its room and user are dropped
+ * (each peer names its own); other parameters (`batch=1`) stay for every peer.
+ */
 export function chatEndpoint(serverUrl: string): string {
   const url = new URL(serverUrl);
   if (url.pathname === "/" || url.pathname === "") url.pathname = "/chat";
-  url.search = "";
+  url.searchParams.delete("r");
+  url.searchParams.delete("u");
   return url.toString();
 }
 

@@ -22,6 +22,7 @@ import {
 import { ConversationMix, type MixCounts } from "./_mix.ts";
 import { type LatencySummary, round2 } from "./_stats.ts";
 import { StepSink } from "./_step_sink.ts";
+import { BenchSocket } from "./_ws_client.ts";
 
 /**
  * How a sender frames a message: `text` (the bare content, the smallest frame the server
@@ -71,6 +72,11 @@ export interface StepResult {
   readonly expected: number;
   /** Messages, and reactions in the mix, received by the members together. */
   readonly delivered: number;
+  /**
+   * Text frames the members received (every kind; a batched frame once): below `delivered`
+   * only when frames were joined.
+   */
+  readonly framesReceived: number;
   readonly deliveriesPerSecond: number;
   /** Of messages (from their send time in the content). */
   readonly latencyMs: LatencySummary;
@@ -154,6 +160,7 @@ export async function runStep(
     options.sutCommand === undefined ? 0 : commandCpuSeconds(options.sutCommand),
   ]);
   const started = performance.now();
+  const framesBefore = BenchSocket.textFramesReceived;
   const sentBy = new Int32Array(senders.length);
   const mix = options.frames === "mix"
     ? new ConversationMix(sink, { peers: peers.specs.length, message: framer("json") })
@@ -213,6 +220,7 @@ export async function runStep(
     sent,
     expected,
     delivered: sink.delivered,
+    framesReceived: BenchSocket.textFramesReceived - framesBefore,
     deliveriesPerSecond: Math.round(sink.delivered / receiveSeconds),
     latencyMs: sink.latency.summary(),
     lost: Math.max(0, expected - sink.delivered),

@@ -43,6 +43,11 @@ export type TextHandler = (payload: Uint8Array) => void;
  * ```
  */
 export class BenchSocket {
+  /**
+   * Text frames every socket of this process received, a batched frame once: set against the
+   * messages they held, it says how much batching joined.
+   */
+  static textFramesReceived = 0;
   /** Resolves with the close code once the connection has ended (1006: no close frame). */
   readonly ended: Promise<number>;
   onText: TextHandler;
@@ -218,6 +223,7 @@ export class BenchSocket {
       }
       const whole = this.#fragments ? concat([...this.#fragments, payload]) : payload;
       this.#fragments = undefined;
+      BenchSocket.textFramesReceived++;
       // A batched frame (batch=1) holds several frames, one per line: each is handed on alone,
       // so that what is counted is messages, not WebSocket frames. JSON has no raw newline.
       let start = 0;

@@ -33,6 +33,8 @@
  *     --step-ms N --rates LIST --budget-s N --chatty-ms N --connections N --room-size N
  *                       passed to bench/load.ts (defaults: 3000, a ladder from 500 to 2500,
  *                       60, 6000, 10000, 10)
+ *     --batch-rates LIST the fanout ladder of `server+batch` instead of --rates (default from
+ *                       500 to 10000 in coarser steps)
  *     --time-limit-s N  the whole run stops by itself after this long (default 600, 780 with
  *                       --database)
  *
@@ -68,6 +70,12 @@ const { values } = parseArgs({
     rates: {
       type: "string",
       default: "500,700,900,1000,1100,1200,1300,1400,1500,1600,1800,2000,2200,2500",
+    },
+    // Batched frames carry several times the messages: a ladder in coarser steps reaches its
+    // limit within the same time budget.
+    "batch-rates": {
+      type: "string",
+      default: "500,1000,1500,2000,2500,3000,3500,4000,5000,6000,7000,8000,10000",
     },
     "budget-s": { type: "string", default: "60" },
     "chatty-ms": { type: "string", default: "6000" },
@@ -194,7 +202,7 @@ async function generate(
     `--pid=${server.pid}`,
     `--label=${tags.target}`,
     `--step-ms=${values["step-ms"]}`,
-    `--rates=${values.rates}`,
+    `--rates=${tags.target === "server+batch" ? values["batch-rates"] : values.rates}`,
     `--budget-s=${values["budget-s"]}`,
     `--chatty-ms=${values["chatty-ms"]}`,
     `--connections=${values.connections}`,

@@ -312,7 +312,8 @@ export class Client implements Flushable {
   #flushSoon(): void {
     if (this.#flushDue) return;
     this.#flushDue = true;
-    this.#writer.schedule(this);
+    if (this.#batched) this.#writer.scheduleAtIdle(this);
+    else this.#writer.schedule(this);
   }
 
   /**

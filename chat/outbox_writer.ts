@@ -1,9 +1,17 @@
 /**
  * The writer shared by every outbox of a hub: one microtask per turn writes every outbox that
- * got frames in that turn.
+ * got frames in that turn; outboxes that join their frames wait for the end of the event loop's
+ * iteration instead.
  *
  * @module
  */
+import { setImmediate } from "node:timers";
+
+/**
+ * An at-idle flush shorter than this lets the next one run at once: pacing writes only pays off
+ * (and only adds latency worth it) when one flush costs milliseconds.
+ */
+export const PACED_FLUSH_MIN_MS = 1;
 
 /** Something with queued frames to write. */
 export interface Flushable {
@@ -25,7 +33,11 @@ export interface Flushable {
  */
 export class OutboxWriter {
   readonly #due: Flushable[] = [];
-  readonly #flushAll = () => this.#run();
+  readonly #flushAll = () => this.#run(this.#due);
+  readonly #dueAtIdle: Flushable[] = [];
+  readonly #flushAllAtIdle = () => this.#runAtIdle();
+  /** When the next at-idle flush may run: as long after the last one as that one took. */
+  #nextAtIdleMs = 0;
   readonly #failed: (error: unknown) => void;
 
   /** `failed` hears of a flush that threw; the others of that turn are flushed all the same. */
@@ -38,9 +50,31 @@ export class OutboxWriter {
     if (this.#due.push(target) === 1) queueMicrotask(this.#flushAll);
   }
 
-  #run(): void {
+  /**
+   * Flushes `target` once the event loop has run the tasks that were ready with the current one
+   * (an immediate: nothing waits for more frames to come), so that the turns of every socket
+   * event of that iteration leave as one joined frame per member. The next flush waits as long
+   * after the last one as that one took, when that is at least {@linkcode PACED_FLUSH_MIN_MS}: a
+   * server busy writing then reads what is waiting for it meanwhile (a fan-out server reads one
+   * frame per socket per iteration), and the next flush joins it; writes never take more than
+   * half of its time, and a server whose flushes are short writes at once.
+   */
+  scheduleAtIdle(target: Flushable): void {
+    if (this.#dueAtIdle.push(target) !== 1) return;
+    const waitMs = this.#nextAtIdleMs - performance.now();
+    if (waitMs < PACED_FLUSH_MIN_MS) setImmediate(this.#flushAllAtIdle);
+    else setTimeout(this.#flushAllAtIdle, waitMs);
+  }
+
+  #runAtIdle(): void {
+    const started = performance.now();
+    this.#run(this.#dueAtIdle);
+    const ended = performance.now();
+    this.#nextAtIdleMs = ended + (ended - started);
+  }
+
+  #run(due: Flushable[]): void {
     // Targets scheduled while this runs join it (the loop re-reads the length).
-    const due = this.#due;
     try {
       for (let i = 0; i < due.length; i++) {
         try {

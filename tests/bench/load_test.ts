@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { compareToIdle, type HeapSnapshotSummary } from "../../bench/_heap_snapshot.ts";
-import { CursorLedger } from "../../bench/_peers.ts";
+import { chatEndpoint, CursorLedger } from "../../bench/_peers.ts";
 import { connectionSpecs } from "../../bench/_scenarios.ts";
 import { leastSquaresSlope, medianSlope } from "../../bench/_stats.ts";
 import { framer, layoutSpecs } from "../../bench/_traffic.ts";
@@ -56,6 +56,30 @@ Deno.test("bench/load.ts --client-id: JSON frames with a client_id each, every o
   } finally {
     await server.close();
   }
+});
+
+Deno.test("bench/load.ts --batch: members ask for batched frames; each line counts as its message", async () => {
+  const server = startTestServer();
+  try {
+    const lines = await runLoad(`ws://127.0.0.1:${server.port}`, [...SMALL_FANOUT, "--batch"]);
+    const steps = lines.filter((line) => line.scenario === "fanout" && !line.summary);
+    assert.deepEqual(steps.map((step) => step.phase), ["ladder", "half"]);
+    for (const step of steps) {
+      assertIntact(step, 5);
+      const frames = step.framesReceived as number;
+      assert.ok(frames > 0 && frames <= (step.delivered as number), `${frames} frames`);
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("bench chatEndpoint: the /chat endpoint without room and user, batch=1 kept for every peer", () => {
+  assert.equal(chatEndpoint("ws://127.0.0.1:8080"), "ws://127.0.0.1:8080/chat");
+  assert.equal(
+    chatEndpoint("ws://127.0.0.1:8080/chat?r=lobby&u=ann&batch=1"),
+    "ws://127.0.0.1:8080/chat?batch=1",
+  );
 });
 
 Deno.test("bench framer: text, JSON, and JSON with a client_id unique per sender, step and message", () => {
