@@ -20,7 +20,9 @@ export type TargetName =
   | "server+pg+cid"
   | "server+mix"
   | "server+pg+mix"
-  | "server+batch";
+  | "server+batch"
+  | "server+redis"
+  | "server+workers";
 /** One JSON line of bench/load.ts, tagged with `round` and `target`. */
 export type Line = Record<string, unknown>;
 
@@ -172,6 +174,7 @@ export function printReport(lines: readonly Line[], options: ReportOptions): voi
     );
   }
   if (options.targets?.includes("server+batch")) printBatch(lines, values);
+  if (options.targets?.includes("server+workers")) printWorkers(values);
   printTargets(lines, { ...options, values });
 }
 
@@ -249,6 +252,33 @@ function printBatch(
       verdict(atPeak <= 0.6),
     ],
   ]));
+}
+
+/**
+ * Issue 19's `WORKERS` figure: n server threads against one, both joined through Redis, with the
+ * generator's CPU beside them (it shares the machine's cores with the servers).
+ */
+function printWorkers(
+  values: (scenario: string, target: TargetName, key: string) => number[],
+): void {
+  const of = (target: TargetName, key: string) => round2(median(values("fanout", target, key)));
+  const rows = (["server", "server+redis", "server+workers"] as const).map((target) => [
+    target,
+    String(of(target, "sustainedDeliveriesPerSecond")),
+    String(of(target, "peakDeliveriesPerSecond")),
+    String(of(target, "sustainedServerCpuPercent")),
+    String(of(target, "sustainedClientCpuPercent")),
+  ]);
+  console.log("\nWORKERS (issue 19), fanout, median over rounds (CPU % of one core)");
+  console.log(formatTable(
+    ["target", "sustained deliveries/s", "peak deliveries/s", "srv CPU%", "gen CPU%"],
+    rows,
+  ));
+  const gain = ratio(
+    of("server+workers", "sustainedDeliveriesPerSecond"),
+    of("server+redis", "sustainedDeliveriesPerSecond"),
+  );
+  console.log(`server+workers / server+redis, sustained: ${gain}`);
 }
 
 function printTargets(

@@ -30,6 +30,10 @@
  *                       (`server+batch`, `batch=1`: one WebSocket frame for the frames waiting
  *                       together; issue 19), next to `server` (one frame per message) and the
  *                       baseline
+ *     --workers N       also the real server joined through Redis (BENCH_REDIS_URL, else
+ *                       TEST_REDIS_URL, else redis://127.0.0.1:6379) with `WORKERS=1`
+ *                       (`server+redis`) and with `WORKERS=N` (`server+workers`), one frame per
+ *                       message; fanout only (issue 19: what more threads of one host add)
  *     --step-ms N --rates LIST --budget-s N --chatty-ms N --connections N --room-size N
  *                       passed to bench/load.ts (defaults: 3000, a ladder from 500 to 2500,
  *                       60, 6000, 10000, 10)
@@ -66,6 +70,7 @@ const { values } = parseArgs({
     "compare-client-id": { type: "boolean", default: false },
     "compare-mix": { type: "boolean", default: false },
     batch: { type: "boolean", default: false },
+    workers: { type: "string" },
     "step-ms": { type: "string", default: "3000" },
     rates: {
       type: "string",
@@ -88,6 +93,13 @@ const { values } = parseArgs({
 const root = new URL("..", import.meta.url);
 const adminUrl = Deno.env.get("BENCH_DATABASE_URL") || Deno.env.get("TEST_DATABASE_URL") ||
   "postgres://postgres@127.0.0.1:5432/test";
+const redisUrl = Deno.env.get("BENCH_REDIS_URL") || Deno.env.get("TEST_REDIS_URL") ||
+  "redis://127.0.0.1:6379";
+const workers = values.workers === undefined ? undefined : Number(values.workers);
+if (workers !== undefined && !(Number.isInteger(workers) && workers >= 2 && workers <= 64)) {
+  console.error("bench:compare: --workers takes a whole number from 2 to 64");
+  Deno.exit(2);
+}
 const rounds = Math.max(1, Number(values.rounds) || 2);
 const compareClientId = values["compare-client-id"] ?? false;
 const compareMix = values["compare-mix"] ?? false;
@@ -149,9 +161,22 @@ function targetsOf(scenario: string): TargetName[] {
     return pairs.flatMap((plain) => [plain, `${plain}${changed}`] as TargetName[]);
   }
   const batch: TargetName[] = values.batch ? ["server+batch"] : [];
+  const threads: TargetName[] = workers !== undefined && scenario === "fanout"
+    ? ["server+redis", "server+workers"]
+    : [];
   return database
-    ? ["baseline", "server", ...batch, "server+pg"]
-    : ["baseline", "server", ...batch];
+    ? ["baseline", "server", ...batch, ...threads, "server+pg"]
+    : ["baseline", "server", ...batch, ...threads];
+}
+
+/** The environment of a target joined through Redis: a key prefix of its own per run. */
+function clusterEnv(target: TargetName): Record<string, string> {
+  if (target !== "server+redis" && target !== "server+workers") return {};
+  return {
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: `bench:${crypto.randomUUID()}:`,
+    WORKERS: target === "server+workers" ? String(workers) : "1",
+  };
 }
 
 /** How the generator frames messages for `target`. */
@@ -172,7 +197,14 @@ async function runOnce(round: number, scenario: string, target: TargetName): Pro
     server = await startServer(
       target === "baseline" ? { entry: new URL("bench/baseline.ts", root).pathname, env: {} } : {
         entry: new URL("main.ts", root).pathname,
-        env: { ...BENCH_SERVER_ENV, DATABASE_URL: database?.url ?? "" },
+        env: {
+          ...BENCH_SERVER_ENV,
+          DATABASE_URL: database?.url ?? "",
+          ...clusterEnv(target),
+        },
+        // As `deno task start`: the workers' threads load the server's modules, and share the
+        // port with reusePort.
+        denoFlags: target === "server+workers" ? ["--unstable-net", "--allow-read"] : [],
       },
     );
     children.add(server.pid);
