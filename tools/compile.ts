@@ -10,6 +10,11 @@
 const OUTPUT = "dist/chat-server";
 /** The permissions the executable runs with: network and environment (it reads no `.env`). */
 const PERMISSIONS = ["--allow-net", "--allow-env"];
+/**
+ * What `WORKERS` needs in the executable: the workers' entry (loaded by URL, so not found by the
+ * module graph) and `reusePort` (unstable in Deno 2.9).
+ */
+const WORKER_FLAGS = ["--unstable-net", "--include=server/worker_main.ts"];
 
 /** What went wrong, in one line, from `deno compile`'s standard error. */
 export function explainCompileFailure(stderr: string): string {
@@ -28,7 +33,15 @@ async function main(): Promise<void> {
   const env: Record<string, string> = { ...Deno.env.toObject(), NO_COLOR: "1" };
   delete env.RUST_BACKTRACE;
   const result = await new Deno.Command(Deno.execPath(), {
-    args: ["compile", "--lock=deno.lock", ...PERMISSIONS, "--output", output, "main.ts"],
+    args: [
+      "compile",
+      "--lock=deno.lock",
+      ...PERMISSIONS,
+      ...WORKER_FLAGS,
+      "--output",
+      output,
+      "main.ts",
+    ],
     env,
     clearEnv: true,
     stdout: "inherit",
