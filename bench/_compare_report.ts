@@ -229,7 +229,6 @@ function printBatch(
   };
   const sameLoad = common === undefined ? NaN : ratio(costAt("server+batch"), costAt("baseline"));
   const atPeak = ratio(costAtPeak("server+batch"), costAtPeak("baseline"));
-  const cpu = (value: number) => round2(value);
   console.log("\nbatched frames (issue 19), fanout, median over rounds, against the baseline");
   console.log(formatTable(["target", "figure", "verdict"], [
     ["(1) peak deliveries/s with batching >= 2.0x", String(peak), verdict(peak >= 2)],
@@ -243,12 +242,12 @@ function printBatch(
     ["(3) server CPU per delivery with batching, clean steps (aim <= 0.6x)", String(cost), "-"],
     [
       `(3) ... at the same offered load (${common ?? "none"} msg/s), CPU%/10k batch/baseline`,
-      `${sameLoad} (${cpu(costAt("server+batch"))} / ${cpu(costAt("baseline"))})`,
+      `${sameLoad} (${round2(costAt("server+batch"))} / ${round2(costAt("baseline"))})`,
       "-",
     ],
     [
       "(3) ... at each one's maximum deliveries/s (aim <= 0.6x)",
-      `${atPeak} (${cpu(costAtPeak("server+batch"))} / ${cpu(costAtPeak("baseline"))})`,
+      `${atPeak} (${round2(costAtPeak("server+batch"))} / ${round2(costAtPeak("baseline"))})`,
       verdict(atPeak <= 0.6),
     ],
   ]));

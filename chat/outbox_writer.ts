@@ -15,7 +15,7 @@ export const PACED_FLUSH_MIN_MS = 1;
 
 /** Something with queued frames to write. */
 export interface Flushable {
-  /** Writes what is queued; called once per turn in which it was scheduled. */
+  /** Writes what is queued; called once per turn (or, at idle, per write cycle) it was scheduled in. */
   flush(): void;
 }
 
